@@ -1,0 +1,70 @@
+"""ssd_core: Single Shot MultiBox Detection in PyTorch, following the book chapter.
+
+Every public name is importable from the package itself (``from ssd_core import
+multibox_target``); modules are imported lazily so ``import ssd_core`` stays cheap.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # boxes
+    "box_corner_to_center": "boxes",
+    "box_center_to_corner": "boxes",
+    "box_iou": "boxes",
+    "offset_boxes": "boxes",
+    "offset_inverse": "boxes",
+    # anchors
+    "multibox_prior": "anchors",
+    "TINYSSD_SIZES": "anchors",
+    "TINYSSD_RATIOS": "anchors",
+    # matching
+    "assign_anchor_to_bbox": "matching",
+    "multibox_target": "matching",
+    "match_anchors": "matching",
+    "hard_negative_mask": "matching",
+    # detection
+    "nms": "detection",
+    "multibox_detection": "detection",
+    "Detector": "detection",
+    "Detections": "detection",
+    # model
+    "TinySSD": "model",
+    "describe": "model",
+    # losses
+    "l1": "losses",
+    "smooth_l1": "losses",
+    "cross_entropy_curve": "losses",
+    "focal_loss": "losses",
+    "LossConfig": "losses",
+    "ssd_loss": "losses",
+    # training
+    "TrainConfig": "train",
+    "Trainer": "train",
+    "save_checkpoint": "train",
+    "load_checkpoint": "train",
+    # evaluation
+    "evaluate_detections": "evaluate",
+    "average_precision": "evaluate",
+    # images and data
+    "load_image": "images",
+    "SyntheticDetection": "data",
+    # device
+    "default_device": "device",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssd_core' has no attribute {name!r}")
+    value = getattr(import_module(f"ssd_core.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,1 @@
+"""Datasets: the synthetic generator, real annotation formats, transforms and loaders."""

@@ -1,0 +1,29 @@
+"""The exception types a user of SSD Explorer can trigger.
+
+Each carries a message written for a person: what was wrong and what to do. They subclass
+the built-in type a caller would expect, so ``except ValueError`` keeps working.
+"""
+
+
+class SSDError(Exception):
+    """Base class of every error ssd_core raises on purpose."""
+
+
+class InvalidImageError(SSDError, ValueError):
+    """An image (path, bytes, upload) that cannot be decoded or is refused."""
+
+
+class AnnotationError(SSDError, ValueError):
+    """A dataset or annotation file that is malformed; the message names file and row."""
+
+
+class CheckpointError(SSDError, ValueError):
+    """A checkpoint file that is missing, corrupt, unsafe or does not fit the model."""
+
+
+class TrainingDiverged(SSDError, RuntimeError):
+    """Training produced NaN/inf; the message names the likely cause (e.g. learning rate)."""
+
+
+class ConfigError(SSDError, ValueError):
+    """A training or model setting outside its valid range."""
