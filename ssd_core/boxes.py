@@ -1,0 +1,66 @@
+"""Box geometry: corner/center conversion, pairwise IoU, and the book's offset encoding.
+
+Boxes are ``(x1, y1, x2, y2)`` corners (normalized unless a name says pixels). Every function
+works on any device, keeps the input's device and is fully vectorized.
+"""
+
+import torch
+
+# The book's offset constants: centers are scaled by 10 (sigma_x = sigma_y = 0.1) and the
+# log width/height by 5 (sigma_w = sigma_h = 0.2), so typical offsets have unit scale.
+CENTER_SCALE = 10.0
+SIZE_SCALE = 5.0
+
+
+def box_corner_to_center(boxes):
+    """Corners ``(..., 4)`` ``(x1, y1, x2, y2)`` -> centers ``(..., 4)`` ``(cx, cy, w, h)``."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
+
+
+def box_center_to_corner(boxes):
+    """Centers ``(..., 4)`` ``(cx, cy, w, h)`` -> corners ``(..., 4)`` ``(x1, y1, x2, y2)``."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
+
+
+def box_area(boxes):
+    """Areas ``(...,)`` of corner boxes ``(..., 4)``."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def box_iou(boxes1, boxes2):
+    """Pairwise IoU: ``(..., N, 4)`` and ``(..., M, 4)`` corner boxes -> ``(..., N, M)``.
+
+    Leading dimensions broadcast (one IoU matrix per image). Two boxes whose union has zero
+    area (both degenerate) get IoU 0 instead of the book's 0/0 = NaN.
+    """
+    area1 = box_area(boxes1)
+    area2 = box_area(boxes2)
+    upper_left = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
+    lower_right = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
+    wh = (lower_right - upper_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[..., :, None] + area2[..., None, :] - inter
+    return torch.where(union > 0, inter / union, torch.zeros_like(inter))
+
+
+def offset_boxes(anchors, assigned_bb, eps=1e-6):
+    """Encode ``assigned_bb (..., 4)`` relative to ``anchors (..., 4)`` -> offsets ``(..., 4)``.
+
+    The book's transform: ``10 * (c_b - c_a) / wh_a`` for centers, ``5 * log(eps + wh_b / wh_a)``
+    for sizes.
+    """
+    c_anc = box_corner_to_center(anchors)
+    c_bb = box_corner_to_center(assigned_bb)
+    offset_xy = CENTER_SCALE * (c_bb[..., :2] - c_anc[..., :2]) / c_anc[..., 2:]
+    offset_wh = SIZE_SCALE * torch.log(eps + c_bb[..., 2:] / c_anc[..., 2:])
+    return torch.cat((offset_xy, offset_wh), dim=-1)
+
+
+def offset_inverse(anchors, offset_preds):
+    """Decode ``offset_preds (..., 4)`` against ``anchors (..., 4)`` -> corners ``(..., 4)``."""
+    anc = box_corner_to_center(anchors)
+    xy = offset_preds[..., :2] * anc[..., 2:] / CENTER_SCALE + anc[..., :2]
+    wh = torch.exp(offset_preds[..., 2:] / SIZE_SCALE) * anc[..., 2:]
+    return box_center_to_corner(torch.cat((xy, wh), dim=-1))
