@@ -243,3 +243,18 @@ def test_describe_other_size_and_bad_size(net):
     assert rows[-1]["receptive_field"] >= 320
     with pytest.raises(ValueError):
         describe(net, 100)
+
+
+def test_autocast_and_channels_last_keep_float32_anchors():
+    torch.manual_seed(0)
+    net = TinySSD(2).eval()
+    X = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = net(X)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            anchors, cls_preds, _ = net(X)
+        out_cl = net.to(memory_format=torch.channels_last)(X.to(memory_format=torch.channels_last))
+    assert anchors.dtype == torch.float32 and torch.equal(anchors, ref[0])
+    assert cls_preds.shape == ref[1].shape
+    for a, b in zip(out_cl, ref):
+        assert torch.allclose(a, b, atol=1e-5)
