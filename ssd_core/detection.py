@@ -1,0 +1,175 @@
+"""Prediction: non-maximum suppression and the book's ``multibox_detection``.
+
+NMS here gives exactly the book's greedy result (boxes visited by descending score, ties in
+``torch.argsort(descending=True, stable=True)`` order; a kept box removes every later box with
+IoU > threshold) but is batched over images and works on chunks of boxes instead of one box at
+a time: the top ``chunk`` undecided boxes are resolved exactly among themselves (a fixed-point
+iteration on their suppression matrix), then the kept ones remove what they overlap from the
+rest in one vectorized step.
+"""
+
+import torch
+
+from .boxes import box_iou, offset_inverse
+
+_CHUNK = 256
+
+
+def _compact(mask, sentinel):
+    """Positions of True in ``mask (B, N)``, ascending, padded with ``sentinel`` -> ``(B, K)``."""
+    batch, n = mask.shape
+    width = int(mask.sum(dim=1).max()) if n else 0
+    rank = mask.cumsum(dim=1) - 1
+    out = torch.full((batch, width + 1), sentinel, dtype=torch.long, device=mask.device)
+    # Unselected positions all land in the extra last column, which is dropped.
+    slot = torch.where(mask, rank, torch.full_like(rank, width))
+    out.scatter_(1, slot, torch.arange(n, device=mask.device).expand(batch, n))
+    return out[:, :width]
+
+
+def _resolve_chunk(suppress):
+    """Exact greedy NMS inside a chunk: ``suppress (B, C, C)`` bool, ``[b, j, i]`` True when
+    box j (earlier) would remove box i (later), ``valid`` folded in -> kept ``(B, C)`` bool.
+
+    ``keep[i] = not any(keep[j] and suppress[j, i])`` has a unique solution (induction over i);
+    iterating it from all-True reaches that solution after at most C steps (usually a few).
+    """
+    keep = torch.ones(suppress.shape[:2], dtype=torch.bool, device=suppress.device)
+    while True:
+        new = ~(suppress & keep[:, :, None]).any(dim=1)
+        if torch.equal(new, keep):
+            return keep
+        keep = new
+
+
+def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
+    """Greedy NMS on boxes already in visiting order.
+
+    ``boxes (B, N, 4)``, ``valid (B, N)`` bool (False = not a candidate), optional ``groups
+    (B, N)`` long (boxes of different groups never suppress each other) -> kept ``(B, N)`` bool.
+    """
+    batch, n = valid.shape
+    device = boxes.device
+    # One padding slot at index n so gathered "empty" positions point at a harmless box.
+    boxes_p = torch.cat((boxes, boxes.new_zeros(batch, 1, 4)), dim=1)
+    groups_p = None
+    if groups is not None:
+        groups_p = torch.cat((groups, groups.new_full((batch, 1), -1)), dim=1)
+    alive = torch.cat((valid, valid.new_zeros(batch, 1)), dim=1)
+    keep = torch.zeros_like(alive)
+    rows = torch.arange(batch, device=device)[:, None]
+
+    def gather(idx):
+        b = boxes_p.gather(1, idx[..., None].expand(-1, -1, 4))
+        g = None if groups_p is None else groups_p.gather(1, idx)
+        return b, g
+
+    def suppression(b1, g1, m1, b2, g2, m2):
+        # ``<=`` negated, as in the book: a NaN IoU would count as overlapping.
+        s = ~(box_iou(b1, b2) <= iou_threshold)
+        s &= m1[:, :, None] & m2[:, None, :]
+        if g1 is not None:
+            s &= g1[:, :, None] == g2[:, None, :]
+        return s
+
+    while bool(alive[:, :n].any()):
+        live = alive[:, :n]
+        head = live & (live.cumsum(dim=1) <= chunk)
+        ci = _compact(head, n)  # (B, C) positions of this chunk
+        cmask = ci < n
+        cb, cg = gather(ci)
+        s = suppression(cb, cg, cmask, cb, cg, cmask)
+        s &= torch.ones(s.shape[1:], dtype=torch.bool, device=device).triu(1)
+        k = _resolve_chunk(s) & cmask
+        keep[rows, ci] = k
+        alive[rows, ci] = False
+        keep[:, n] = False
+        rest = alive[:, :n]
+        if not bool(rest.any()):
+            break
+        ri = _compact(rest, n)
+        rmask = ri < n
+        kept_local = _compact(k, ci.shape[1])  # chunk slots that were kept
+        kmask = kept_local < ci.shape[1]
+        ki = torch.cat((ci, ci.new_full((batch, 1), n)), dim=1).gather(1, kept_local)
+        kb, kg = gather(ki)
+        rb, rg = gather(ri)
+        removed = suppression(kb, kg, kmask, rb, rg, rmask).any(dim=1)
+        alive[rows, ri] = alive[rows, ri] & ~removed
+        alive[:, n] = False
+    return keep[:, :n]
+
+
+def _check_boxes_scores(boxes, scores):
+    if not torch.is_tensor(boxes) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+        shape = tuple(boxes.shape) if torch.is_tensor(boxes) else type(boxes).__name__
+        raise ValueError(f"nms: boxes must have shape (K, 4) corner boxes, got {shape}")
+    if not torch.is_tensor(scores) or scores.shape != boxes.shape[:1]:
+        shape = tuple(scores.shape) if torch.is_tensor(scores) else type(scores).__name__
+        raise ValueError(
+            f"nms: scores must have shape (K,) = ({boxes.shape[0]},) to match boxes, got {shape}"
+        )
+
+
+def nms(boxes, scores, iou_threshold):
+    """Book greedy NMS: ``boxes (K, 4)``, ``scores (K,)`` -> kept indices ``(k,)`` long,
+    highest score first (ties: lower index first)."""
+    _check_boxes_scores(boxes, scores)
+    order = torch.argsort(scores, descending=True, stable=True)
+    valid = torch.ones((1, boxes.shape[0]), dtype=torch.bool, device=boxes.device)
+    keep = _nms_sorted(boxes[order][None], valid, iou_threshold)[0]
+    return order[keep]
+
+
+def multibox_detection(
+    cls_probs, offset_preds, anchors, nms_threshold=0.5, pos_threshold=0.009, per_class=False
+):
+    """Book detection: ``cls_probs (B, C+1, N)``, ``offset_preds (B, N*4)``, ``anchors (1, N, 4)``
+    -> ``(B, N, 6)`` rows ``[class_id, score, x1, y1, x2, y2]``.
+
+    Class-agnostic NMS over each anchor's best non-background class (``per_class=True``: NMS only
+    among anchors of the same class); suppressed rows get class -1. Rows are the kept ones by
+    descending score, then the others by anchor index; finally rows with score < pos_threshold
+    get class -1 and score ``1 - score``.
+    """
+    if not torch.is_tensor(cls_probs) or cls_probs.dim() != 3 or cls_probs.shape[1] < 2:
+        shape = tuple(cls_probs.shape) if torch.is_tensor(cls_probs) else type(cls_probs).__name__
+        raise ValueError(f"cls_probs must have shape (B, C+1, N) with C >= 1, got {shape}")
+    batch, _, n = cls_probs.shape
+    if anchors.dim() == 3 and anchors.shape[0] == 1:
+        anchors = anchors[0]
+    if anchors.shape != (n, 4):
+        raise ValueError(
+            f"anchors must have shape (1, N, 4) = (1, {n}, 4) to match cls_probs, "
+            f"got {tuple(anchors.shape)}"
+        )
+    if offset_preds.shape != (batch, n * 4):
+        raise ValueError(
+            f"offset_preds must have shape (B, N*4) = ({batch}, {n * 4}), "
+            f"got {tuple(offset_preds.shape)}"
+        )
+    device = cls_probs.device
+    # argmax breaks ties toward the lower class, like the book's torch.max(dim) on CPU.
+    class_id = cls_probs[:, 1:].argmax(dim=1)  # (B, N)
+    conf = cls_probs[:, 1:].gather(1, class_id[:, None])[:, 0]
+    predicted = offset_inverse(anchors, offset_preds.reshape(batch, n, 4))
+
+    order = torch.argsort(conf, dim=1, descending=True, stable=True)
+    sorted_boxes = predicted.gather(1, order[..., None].expand(-1, -1, 4))
+    groups = class_id.gather(1, order) if per_class else None
+    valid = torch.ones((batch, n), dtype=torch.bool, device=device)
+    keep_sorted = _nms_sorted(sorted_boxes, valid, nms_threshold, groups)
+
+    # Output order: kept rows by their visiting position, then the rest by anchor index.
+    arange = torch.arange(n, device=device).expand(batch, n)
+    key = torch.where(keep_sorted, arange, arange + n)  # in visiting order
+    orig_key = torch.empty_like(key).scatter_(1, order, key)
+    perm = torch.argsort(orig_key, dim=1)
+    kept = orig_key < n
+    class_out = torch.where(kept, class_id, torch.full_like(class_id, -1)).gather(1, perm)
+    conf_out = conf.gather(1, perm)
+    box_out = predicted.gather(1, perm[..., None].expand(-1, -1, 4))
+    below = conf_out < pos_threshold
+    class_out = torch.where(below, torch.full_like(class_out, -1), class_out)
+    conf_out = torch.where(below, 1 - conf_out, conf_out)
+    return torch.cat((class_out[..., None].to(conf_out.dtype), conf_out[..., None], box_out), -1)
