@@ -1,0 +1,501 @@
+"""``python -m ssd_core train|eval|detect|synth``: the command line around ssd_core.
+
+Errors a user can cause (missing file, bad checkpoint, bad setting, diverged training) print one
+line ``error: ...`` to stderr and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ssd_core.errors import SSDError
+
+# One line of help per TrainConfig field (shown by ``train --help`` with the default).
+FIELD_HELP = {
+    "optimizer": "optimizer: sgd (the book) or adam",
+    "lr": "learning rate (book: 0.2 with SGD)",
+    "momentum": "SGD momentum (book: 0)",
+    "weight_decay": "L2 weight decay (book: 5e-4)",
+    "batch_size": "images per step (per process under torchrun)",
+    "epochs": "passes over the training data",
+    "schedule": "learning-rate schedule after warmup: none, cosine or step",
+    "warmup_steps": "linear warmup from lr/warmup_steps to lr over this many steps",
+    "step_epochs": "step schedule: multiply lr by step_gamma every this many epochs",
+    "step_gamma": "step schedule: the factor",
+    "min_lr_ratio": "cosine schedule: final lr as a fraction of lr",
+    "input_size": "square input side in pixels, a multiple of 32 and >= 64 (book: 256)",
+    "num_classes": "object classes (default: from the data)",
+    "class_names": "comma-separated class names (default: from the data)",
+    "base_channels": "comma-separated channels of the base network blocks",
+    "channels": "channels of the multiscale blocks",
+    "iou_threshold": "IoU at which an anchor is assigned to an object",
+    "cls_loss": "class loss: ce (cross-entropy, the book) or focal",
+    "focal_gamma": "focal loss gamma",
+    "focal_alpha": "focal loss alpha (weight of object classes)",
+    "box_loss": "offset loss: l1 (the book) or smooth_l1",
+    "smooth_l1_sigma": "smooth-L1 sigma",
+    "cls_weight": "weight of the class loss in the total",
+    "box_weight": "weight of the offset loss in the total",
+    "normalize": "loss normalisation: positives (SSD paper) or mean (the book)",
+    "hard_negative_mining": "keep only the hardest negatives (neg_ratio per positive)",
+    "neg_ratio": "negatives kept per positive with hard negative mining",
+    "seed": "random seed (same seed -> same run on CPU)",
+    "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
+    "amp": "automatic mixed precision (CUDA only)",
+    "channels_last": "channels-last memory format (faster convolutions on CPU and GPU)",
+    "num_workers": "DataLoader worker processes; -1 = automatic (0 on CPU)",
+    "sync_bn": "SyncBatchNorm across processes under torchrun",
+    "log_every": "report metrics every this many steps",
+    "val_every": "validate every this many epochs",
+    "val_nms_threshold": "validation: NMS IoU threshold",
+    "val_pos_threshold": "validation: minimum class probability kept",
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows "(default: X)" except where the default is None (config overrides say theirs)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parse_list(kind):
+    def parse(text: str):
+        try:
+            return [kind(t.strip()) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated values, got {text!r}") from None
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+CHOICES = {"optimizer": ("sgd", "adam"), "schedule": ("none", "cosine", "step"),
+           "cls_loss": ("ce", "focal"), "box_loss": ("l1", "smooth_l1"),
+           "normalize": ("positives", "mean")}
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field; unset options (None) keep the base config's value."""
+    from ssd_core.train import TrainConfig
+
+    g = p.add_argument_group("training settings (TrainConfig fields)")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        text = FIELD_HELP.get(f.name, f.name)
+        if default is not None:
+            text += f" [default: {default}]"
+        if isinstance(default, bool):
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=text)
+        elif f.name == "base_channels":
+            g.add_argument(flag, dest=f.name, type=_parse_list(int), default=None, help=text)
+        elif f.name == "class_names":
+            g.add_argument(flag, dest=f.name, type=_parse_list(str), default=None, help=text)
+        elif f.name in CHOICES:
+            g.add_argument(flag, dest=f.name, choices=CHOICES[f.name], default=None, help=text)
+        elif f.name == "device":
+            g.add_argument(flag, dest=f.name, type=str, default=None, help=text)
+        elif isinstance(default, int) or f.name == "num_classes":
+            g.add_argument(flag, dest=f.name, type=int, default=None, help=text)
+        else:
+            g.add_argument(flag, dest=f.name, type=float, default=None, help=text)
+
+
+def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
+    g = p.add_argument_group("data")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="PATH",
+                     help="dataset folder or .zip (COCO, VOC, YOLO or CSV, detected automatically)")
+    src.add_argument("--synthetic", type=int, metavar="N",
+                     help="use N generated synthetic images instead of a dataset")
+    g.add_argument("--format", dest="fmt", choices=["coco", "voc", "yolo", "csv"],
+                   help="dataset format of --data (default: detect)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic images")
+    g.add_argument("--preset", default="default", choices=["default", "book"],
+                   help="synthetic preset ('book': one class, like the chapter's Pikachu set)")
+    if val:
+        g.add_argument("--val-data", metavar="PATH", help="validation dataset folder or .zip")
+        g.add_argument("--val-synthetic", type=int, metavar="N", default=0,
+                       help="validate on N synthetic images (another seed than training)")
+        g.add_argument("--augment", action="store_true",
+                       help="box-aware augmentation (flip, zoom out, crop, colour) in training")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssd_core",
+        description="SSD Explorer command line: train TinySSD, evaluate and run checkpoints, "
+                    "generate synthetic datasets.",
+        formatter_class=_Formatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train", help="train TinySSD (runs unchanged under torchrun for several processes)",
+        formatter_class=_Formatter,
+        description="Train TinySSD with the book's loop. Writes OUT/config.json, "
+                    "OUT/metrics.jsonl, OUT/checkpoint.pt (latest, resumable), OUT/best.pt "
+                    "(best validation AP50) and OUT/status.json. Ctrl-C stops after the current "
+                    "step and saves a checkpoint; --resume continues from it.")
+    _add_data_options(t, val=True)
+    t.add_argument("--out", metavar="DIR", help="run folder (default: runs/<date-time>)")
+    t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
+                   help="continue a run: from CHECKPOINT, or OUT/checkpoint.pt when no path "
+                        "is given; its settings are kept unless overridden here")
+    t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
+    t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
+    _add_config_options(t)
+
+    e = sub.add_parser("eval", help="AP table of a checkpoint on a dataset",
+                       formatter_class=_Formatter,
+                       description="Evaluate a checkpoint: AP at IoU 0.5 and COCO mAP "
+                                   "(0.50:0.95), per class and overall.")
+    e.add_argument("checkpoint", help="checkpoint file (.pt) saved by SSD Explorer")
+    _add_data_options(e, val=False)
+    e.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    e.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
+    e.add_argument("--pos-threshold", type=float, default=0.009,
+                   help="minimum class probability for a detection")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+    d = sub.add_parser("detect", help="detect objects in images with a checkpoint",
+                       formatter_class=_Formatter,
+                       description="Run a checkpoint on images. Prints JSON (one entry per "
+                                   "image, boxes in pixels of the original image) unless "
+                                   "--json is given.")
+    d.add_argument("checkpoint", help="checkpoint file (.pt) saved by SSD Explorer")
+    d.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s)")
+    d.add_argument("--conf", type=float, default=0.5, help="minimum score of a kept box")
+    d.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
+    d.add_argument("--per-class", action="store_true", help="NMS within each class only")
+    d.add_argument("--json", metavar="FILE", help="write the JSON here instead of stdout")
+    d.add_argument("--draw", metavar="OUT.png",
+                   help="save the image with its boxes drawn (several images: OUT-<name>.png)")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    s = sub.add_parser("synth", help="write a synthetic dataset in a standard format",
+                       formatter_class=_Formatter,
+                       description="Generate synthetic detection images and write them as a "
+                                   "COCO, VOC, YOLO or CSV dataset.")
+    s.add_argument("--format", dest="fmt", required=True, choices=["coco", "voc", "yolo", "csv"],
+                   help="annotation format")
+    s.add_argument("--n", type=int, default=500, help="number of images")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--preset", default="default", choices=["default", "book"],
+                   help="synthetic preset")
+    s.add_argument("--image-size", type=int, default=256, help="image side in pixels")
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class UsageError(SSDError, ValueError):
+    """A command-line mistake (missing file, conflicting options)."""
+
+
+def _dataset(args, image_size: int, path=None, synthetic=None, seed=None):
+    from ssd_core import data
+
+    path = args.data if path is None and synthetic is None else path
+    if path is not None:
+        if not Path(path).exists():
+            raise UsageError(f"No dataset at {path!r}; give a folder or a .zip file.")
+        return data.load_dataset(path, fmt=getattr(args, "fmt", None), image_size=image_size)
+    n = args.synthetic if synthetic is None else synthetic
+    if n < 1:
+        raise UsageError(f"--synthetic needs at least 1 image, got {n}.")
+    return data.SyntheticDetection(n, seed=args.data_seed if seed is None else seed,
+                                   image_size=image_size, preset=args.preset)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(max(0, s))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _epoch_line(r: dict) -> str:
+    line = (f"epoch {r['epoch']:>3d}/{r['epochs']}: loss {r['loss']:.4f} (cls {r['cls_loss']:.4f}"
+            f", box {r['box_loss']:.4f}), class err {r['class_error']:.2e}, "
+            f"bbox mae {r['box_mae']:.2e}")
+    if "val_ap50" in r:
+        line += f", val AP50 {r['val_ap50']:.3f}, mAP {r['val_map']:.3f}"
+    return line + f", {r['images_per_s']:.1f} img/s, {r.get('epoch_time', 0):.1f} s"
+
+
+def _step_text(r: dict) -> str:
+    spe = r["steps_per_epoch"]
+    in_epoch = r["step"] - (r["epoch"] - 1) * spe
+    return (f"epoch {r['epoch']}/{r['epochs']} step {in_epoch}/{spe} loss {r['loss']:.4f} "
+            f"lr {r['lr']:.3g} {r['images_per_s']:.1f} img/s eta {_fmt_time(r['eta_s'])}")
+
+
+class _Progress:
+    """A \\r bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.tty = sys.stderr.isatty()
+        self.quiet = quiet
+        self.open = False
+
+    def step(self, r: dict) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            total, done = r["total_steps"], r["step"]
+            n = int(30 * done / max(1, total))
+            sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {_step_text(r)}\x1b[K")
+            sys.stderr.flush()
+            self.open = True
+        else:
+            print(_step_text(r), flush=True)
+
+    def line(self, text: str) -> None:
+        if self.open:
+            sys.stderr.write("\r\x1b[K")
+            self.open = False
+        print(text, flush=True)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    from ssd_core.train import TrainConfig, Trainer, load_checkpoint
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    if "base_channels" in overrides:
+        overrides["base_channels"] = tuple(overrides["base_channels"])
+
+    resume = None
+    out = Path(args.out) if args.out else None
+    if args.resume is not None:
+        if args.resume:
+            resume = Path(args.resume)
+        elif out is not None:
+            resume = out / "checkpoint.pt"
+        else:
+            raise UsageError("--resume without a path needs --out (the run folder to resume).")
+        if out is None:
+            out = resume.parent
+        base = load_checkpoint(resume).config.to_dict()
+    elif args.config:
+        if not Path(args.config).exists():
+            raise UsageError(f"No config file at {args.config!r}.")
+        base = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+    else:
+        base = TrainConfig().to_dict()
+    config = TrainConfig.from_dict({**base, **overrides})
+    if out is None:
+        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+    train_data = _dataset(args, config.input_size)
+    if getattr(args, "augment", False) and hasattr(train_data, "set_augment"):
+        train_data.set_augment(True)
+    val_data = None
+    if args.val_data:
+        val_data = _dataset(args, config.input_size, path=args.val_data)
+    elif args.val_synthetic:
+        val_data = _dataset(args, config.input_size, synthetic=args.val_synthetic,
+                            seed=args.data_seed + 1_000_003)
+
+    trainer = Trainer(config, train_data, val_data, run_dir=out, resume=resume)
+    progress = _Progress(args.quiet or not trainer.is_main)
+    if trainer.is_main:
+        progress.line(f"training TinySSD on {len(train_data)} images ({len(trainer.class_names)} "
+                      f"classes) -> {out}" + (f", resuming {resume}" if resume else ""))
+
+    interrupted = []
+
+    def on_signal(signum, frame):
+        if interrupted:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+        trainer.stop()
+        sys.stderr.write("\nstopping after this step and saving a checkpoint "
+                         "(Ctrl-C again to abort)\n")
+
+    old = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for r in trainer.fit():
+            if not trainer.is_main:
+                continue
+            if r["kind"] == "epoch":
+                progress.line(_epoch_line(r))
+            else:
+                progress.step(r)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)
+    if trainer.is_main:
+        progress.line(f"{trainer.state}: {trainer.message}; checkpoint {out / 'checkpoint.pt'}")
+    if trainer.world_size > 1:  # every process reports, so a launcher can see all of them ran
+        images = sum(r["images"] for r in trainer.history if r["kind"] == "step")
+        print(f"[rank {trainer.rank}/{trainer.world_size}] {trainer.state}: {trainer.step} steps,"
+              f" {images} images (all ranks) on {trainer.device}", file=sys.stderr, flush=True)
+    return 0
+
+
+def _load(checkpoint: str, device: str):
+    from ssd_core.device import resolve_device
+    from ssd_core.train import load_checkpoint
+
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    ckpt = load_checkpoint(checkpoint, map_location=dev)
+    return ckpt, dev
+
+
+def cmd_eval(args) -> int:
+    from ssd_core.train import evaluate_model
+
+    ckpt, dev = _load(args.checkpoint, args.device)
+    data = _dataset(args, ckpt.config.input_size)
+    result = evaluate_model(ckpt.model, data, ckpt.class_names, batch_size=args.batch_size,
+                            input_size=ckpt.config.input_size, device=dev,
+                            nms_threshold=args.nms, pos_threshold=args.pos_threshold)
+    width = max([len("class"), len("all (mean)")] + [len(n) for n in ckpt.class_names])
+    print(f"{'class':<{width}}  {'AP50':>6}  {'mAP':>6}  {'#gt':>6}")
+    for name, row in result.per_class.items():
+        print(f"{name:<{width}}  {row['ap50']:6.3f}  {row['map']:6.3f}  {row['num_gt']:6d}")
+    total = sum(int(r["num_gt"]) for r in result.per_class.values())
+    print(f"{'all (mean)':<{width}}  {result.ap50:6.3f}  {result.map:6.3f}  {total:6d}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "checkpoint": args.checkpoint, "images": len(data), "ap50": result.ap50,
+            "map": result.map,
+            "per_class": {k: {kk: float(vv) for kk, vv in v.items()}
+                          for k, v in result.per_class.items()}}, indent=2))
+    return 0
+
+
+def detect_image(model, img, input_size: int, conf=0.5, nms=0.5, per_class=False,
+                 channels_last=False):
+    """PIL RGB image -> list of (class_id, score, [x1, y1, x2, y2] pixels of the original)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ssd_core.detection import multibox_detection
+    from ssd_core.images import image_to_tensor
+
+    dev = next(model.parameters()).device
+    X = image_to_tensor(img, input_size)[None].to(dev)
+    if channels_last:
+        X = X.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        anchors, cls_preds, bbox_preds = model(X)
+        cls_probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
+        kwargs = {"per_class": True} if per_class else {}
+        out = multibox_detection(cls_probs, bbox_preds.float(), anchors.float(),
+                                 nms_threshold=nms, **kwargs)[0]
+    keep = (out[:, 0] >= 0) & (out[:, 1] >= conf)
+    out = out[keep].cpu()
+    w, h = img.size
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    boxes = (out[:, 2:6] * scale).clamp_(min=0)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(max=w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(max=h)
+    return [(int(c), float(s), [round(float(v), 2) for v in b])
+            for c, s, b in zip(out[:, 0].tolist(), out[:, 1].tolist(), boxes)]
+
+
+def draw_boxes(img, detections, class_names):
+    """A copy of the PIL image with each (class_id, score, pixel box) drawn and labelled."""
+    from PIL import ImageDraw
+
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    colors = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
+    width = max(2, round(min(img.size) / 150))
+    for c, score, box in detections:
+        color = colors[c % len(colors)]
+        draw.rectangle(box, outline=color, width=width)
+        text = f"{class_names[c]} {score:.2f}"
+        x, y = box[0], max(0, box[1] - 12)
+        tb = draw.textbbox((x, y), text)
+        draw.rectangle(tb, fill=color)
+        draw.text((x, y), text, fill="white")
+    return out
+
+
+def cmd_detect(args) -> int:
+    from ssd_core.images import load_image
+
+    ckpt, _ = _load(args.checkpoint, args.device)
+    results = []
+    for path in args.images:
+        if not Path(path).exists():
+            raise UsageError(f"No image at {path!r}.")
+        img = load_image(path)
+        dets = detect_image(ckpt.model, img, ckpt.config.input_size, args.conf, args.nms,
+                            args.per_class)
+        results.append({
+            "image": path, "width": img.width, "height": img.height,
+            "detections": [{"class_id": c, "class_name": ckpt.class_names[c], "score": s,
+                            "box": b} for c, s, b in dets]})
+        if args.draw:
+            target = Path(args.draw)
+            if len(args.images) > 1:
+                target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix}")
+            if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+                raise UsageError(f"--draw needs an image file name such as out.png, got "
+                                 f"{args.draw!r}.")
+            draw_boxes(img, dets, ckpt.class_names).save(target)
+    text = json.dumps(results if len(results) > 1 else results[0], indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from ssd_core import data
+
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}.")
+    ds = data.SyntheticDetection(args.n, seed=args.seed, image_size=args.image_size,
+                                 preset=args.preset)
+    data.export_dataset(ds, args.out, args.fmt)
+    print(f"wrote {args.n} synthetic images ({len(ds.class_names)} classes: "
+          f"{', '.join(ds.class_names)}) as {args.fmt} to {args.out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "detect": cmd_detect, "synth": cmd_synth}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (SSDError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `... detect | head`
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
+        return 0
