@@ -1,0 +1,160 @@
+"""Box-aware augmentations (the SSD paper's recipe): flip, IoU crop, zoom-out, photometric jitter.
+
+Each works on ``(PIL RGB image, boxes (M,4) float pixel corners, labels (M,) long)`` and returns
+the same triple; randomness comes from a ``numpy.random.Generator`` the caller passes in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+
+from ssd_core.errors import ConfigError
+
+
+def hflip(img: Image.Image, boxes: torch.Tensor) -> tuple[Image.Image, torch.Tensor]:
+    """Mirror left-right: image and pixel boxes (M,4); applying it twice is the identity."""
+    w = img.width
+    out = boxes.clone()
+    out[:, 0] = w - boxes[:, 2]
+    out[:, 2] = w - boxes[:, 0]
+    return ImageOps.mirror(img), out
+
+
+def zoom_out(img: Image.Image, boxes: torch.Tensor, rng: np.random.Generator,
+             max_scale: float = 2.0, fill=None) -> tuple[Image.Image, torch.Tensor]:
+    """Place the image at a random spot on a canvas up to ``max_scale`` times larger (boxes move).
+
+    ``fill`` defaults to the image's mean colour, so the canvas edge is not a free cue.
+    """
+    scale = float(rng.uniform(1.0, max_scale))
+    w, h = img.size
+    cw, ch = max(w, round(w * scale)), max(h, round(h * scale))
+    left, top = int(rng.integers(0, cw - w + 1)), int(rng.integers(0, ch - h + 1))
+    if fill is None:
+        fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
+    canvas = Image.new("RGB", (cw, ch), fill)
+    canvas.paste(img, (left, top))
+    shift = torch.tensor([left, top, left, top], dtype=boxes.dtype)
+    return canvas, boxes + shift
+
+
+def _iou_with(crop: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box (4,) with boxes (M,4)."""
+    lt = np.maximum(crop[:2], boxes[:, :2])
+    rb = np.minimum(crop[2:], boxes[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(1)
+    area_c = (crop[2:] - crop[:2]).prod()
+    area_b = (boxes[:, 2:] - boxes[:, :2]).prod(1)
+    return inter / (area_c + area_b - inter)
+
+
+def random_iou_crop(img: Image.Image, boxes: torch.Tensor, labels: torch.Tensor,
+                    rng: np.random.Generator,
+                    min_ious=(None, 0.1, 0.3, 0.5, 0.7, 0.9), min_scale: float = 0.3,
+                    max_aspect: float = 2.0, trials: int = 40):
+    """SSD's random crop: a patch whose IoU with some object is >= a random minimum.
+
+    Objects whose centre lies in the patch are kept and clipped to it; the others are outside the
+    new image by construction. Returns (image, boxes (M',4), labels (M',)); unchanged if no
+    acceptable patch is found in ``trials`` tries or when ``None`` is drawn.
+    """
+    min_iou = min_ious[int(rng.integers(0, len(min_ious)))]
+    if min_iou is None:
+        return img, boxes, labels
+    w, h = img.size
+    b = boxes.double().numpy().reshape(-1, 4)
+    centres = (b[:, :2] + b[:, 2:]) / 2
+    for _ in range(trials):
+        cw, ch = rng.uniform(min_scale, 1.0) * w, rng.uniform(min_scale, 1.0) * h
+        if not 1 / max_aspect <= cw / ch <= max_aspect:
+            continue
+        x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+        crop = np.array([x0, y0, x0 + cw, y0 + ch]).round()
+        if crop[2] - crop[0] < 1 or crop[3] - crop[1] < 1:
+            continue
+        if len(b):
+            if _iou_with(crop, b).max() < min_iou:
+                continue
+            keep = ((centres > crop[:2]) & (centres < crop[2:])).all(1)
+            if not keep.any():
+                continue
+        else:
+            keep = np.zeros(0, dtype=bool)
+        kept = b[keep].copy()
+        kept[:, :2] = np.maximum(kept[:, :2], crop[:2]) - crop[:2]
+        kept[:, 2:] = np.minimum(kept[:, 2:], crop[2:]) - crop[:2]
+        idx = torch.from_numpy(np.flatnonzero(keep))
+        patch = img.crop(tuple(int(v) for v in crop))
+        return patch, torch.from_numpy(kept).to(boxes.dtype), labels[idx]
+    return img, boxes, labels
+
+
+def photometric(img: Image.Image, rng: np.random.Generator, brightness: float = 0.25,
+                contrast: float = 0.25, saturation: float = 0.25,
+                hue: float = 0.03) -> Image.Image:
+    """Random brightness, contrast, saturation (factors 1 +- amount) and hue shift (+- turns)."""
+    ops = [(ImageEnhance.Brightness, brightness), (ImageEnhance.Contrast, contrast),
+           (ImageEnhance.Color, saturation)]
+    for i in rng.permutation(len(ops)):
+        cls, amount = ops[i]
+        if amount > 0:
+            img = cls(img).enhance(float(rng.uniform(1 - amount, 1 + amount)))
+    if hue > 0:
+        shift = int(round(rng.uniform(-hue, hue) * 256)) % 256
+        if shift:
+            h, s, v = img.convert("HSV").split()
+            h = h.point([(x + shift) % 256 for x in range(256)])
+            img = Image.merge("HSV", (h, s, v)).convert("RGB")
+    return img
+
+
+@dataclass
+class Augment:
+    """Which augmentations to apply and how often (probabilities in [0, 1]).
+
+    Call: ``aug(img, boxes (M,4) px, labels (M,), rng) -> (img, boxes, labels)``; images may
+    change size (crop / zoom-out), the dataset resizes to the model's square afterwards.
+    """
+
+    hflip: float = 0.5
+    iou_crop: float = 0.5
+    zoom_out: float = 0.5
+    zoom_max: float = 2.0
+    photometric: float = 0.5
+
+    def __post_init__(self):
+        for name in ("hflip", "iou_crop", "zoom_out", "photometric"):
+            p = getattr(self, name)
+            if not 0.0 <= float(p) <= 1.0:
+                raise ConfigError(f"Augment.{name} is a probability; got {p}, use 0..1.")
+        if self.zoom_max < 1.0:
+            raise ConfigError(f"Augment.zoom_max must be >= 1 (got {self.zoom_max}).")
+
+    def __call__(self, img, boxes, labels, rng: np.random.Generator):
+        if self.photometric and rng.random() < self.photometric:
+            img = photometric(img, rng)
+        if self.zoom_out and rng.random() < self.zoom_out:
+            img, boxes = zoom_out(img, boxes, rng, self.zoom_max)
+        if self.iou_crop and rng.random() < self.iou_crop:
+            img, boxes, labels = random_iou_crop(img, boxes, labels, rng)
+        if self.hflip and rng.random() < self.hflip:
+            img, boxes = hflip(img, boxes)
+        return img, boxes, labels
+
+
+def resolve_augment(augment) -> Augment | None:
+    """None/False -> None; True/"ssd" -> Augment(); a dict -> Augment(**dict); an Augment as is."""
+    if augment is None or augment is False:
+        return None
+    if augment is True or augment in ("ssd", "default"):
+        return Augment()
+    if isinstance(augment, dict):
+        return Augment(**augment)
+    if isinstance(augment, Augment) or callable(augment):
+        return augment
+    raise ConfigError(f"augment={augment!r} is not understood; use None, True, 'ssd', a dict of "
+                      "Augment fields or an Augment.")
