@@ -1,0 +1,59 @@
+"""ssd_core.boxes: conversions, IoU and offsets against hand-computed values and the reference."""
+
+import torch
+
+from ssd_core.boxes import (
+    box_center_to_corner,
+    box_corner_to_center,
+    box_iou,
+    offset_boxes,
+    offset_inverse,
+)
+from tests.reference import ref_box_iou, ref_offset_boxes, ref_offset_inverse
+
+
+def test_corner_center_round_trip_book_boxes():
+    # The book's dog and cat boxes (pixels).
+    boxes = torch.tensor([[60.0, 45.0, 378.0, 516.0], [400.0, 112.0, 655.0, 493.0]])
+    center = box_corner_to_center(boxes)
+    assert torch.allclose(center[0], torch.tensor([219.0, 280.5, 318.0, 471.0]))
+    assert torch.equal(box_center_to_corner(center), boxes)
+    # Works batched on (..., 4).
+    assert box_corner_to_center(boxes.expand(3, 2, 4)).shape == (3, 2, 4)
+
+
+def test_box_iou_hand_values():
+    a = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    b = torch.tensor([[0.0, 0.0, 1.0, 0.5], [0.5, 0.5, 1.5, 1.5], [2.0, 2.0, 3.0, 3.0]])
+    assert torch.allclose(box_iou(a, b), torch.tensor([[0.5, 0.25 / 1.75, 0.0]]))
+
+
+def test_box_iou_degenerate_is_zero_not_nan():
+    point = torch.tensor([[0.3, 0.3, 0.3, 0.3]])
+    iou = box_iou(point, torch.cat((point, torch.tensor([[0.0, 0.0, 1.0, 1.0]]))))
+    assert torch.equal(iou, torch.zeros(1, 2))
+
+
+def test_box_iou_matches_reference_and_batches():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(2, 30, 2, generator=g)
+    boxes = torch.cat((xy, xy + torch.rand(2, 30, 2, generator=g) * 0.5), dim=-1)
+    batched = box_iou(boxes[:, :20], boxes[:, 20:])
+    assert batched.shape == (2, 20, 10)
+    for i in range(2):
+        assert torch.equal(batched[i], ref_box_iou(boxes[i, :20], boxes[i, 20:]))
+
+
+def test_offsets_round_trip_and_reference():
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(50, 2, generator=g)
+    anchors = torch.cat((xy, xy + 0.05 + torch.rand(50, 2, generator=g)), dim=1)
+    xy = torch.rand(50, 2, generator=g)
+    boxes = torch.cat((xy, xy + 0.05 + torch.rand(50, 2, generator=g)), dim=1)
+    offsets = offset_boxes(anchors, boxes)
+    pairs = zip(anchors.tolist(), boxes.tolist())
+    expected = torch.tensor([ref_offset_boxes(a, b) for a, b in pairs])
+    assert torch.allclose(offsets, expected, atol=1e-4, rtol=1e-5)
+    assert torch.allclose(offset_inverse(anchors, offsets), boxes, atol=1e-5)
+    assert torch.allclose(offset_inverse(anchors, offsets), ref_offset_inverse(anchors, offsets))
+    assert torch.allclose(offset_inverse(anchors, torch.zeros(50, 4)), anchors, atol=1e-6)
