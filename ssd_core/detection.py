@@ -162,7 +162,7 @@ def multibox_detection(
 
     # Output order: kept rows by their visiting position, then the rest by anchor index.
     arange = torch.arange(n, device=device).expand(batch, n)
-    key = torch.where(keep_sorted, arange, arange + n)  # in visiting order
+    key = torch.where(keep_sorted, arange, order + n)  # in visiting order
     orig_key = torch.empty_like(key).scatter_(1, order, key)
     perm = torch.argsort(orig_key, dim=1)
     kept = orig_key < n
