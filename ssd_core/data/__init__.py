@@ -4,12 +4,16 @@ Every dataset has ``sample(i) -> (PIL image, boxes (M,4) pixel corners, labels (
 ``class_names``, ``len()`` and ``ds[i] -> (image (3,S,S) in [0,1], target (M,5) normalized)``.
 """
 
+from .archive import extract_zip
 from .dataset import DetectionDataset, detection_collate, make_loader, make_target
+from .export import export_dataset
+from .formats import FORMATS, AnnotatedDetection, AnnotationWarning, detect_format, load_dataset
 from .synthetic import CLASS_NAMES, PRESETS, SyntheticDetection
 from .transforms import Augment, hflip, photometric, random_iou_crop, resolve_augment, zoom_out
 
 __all__ = [
-    "CLASS_NAMES", "PRESETS", "Augment", "DetectionDataset", "SyntheticDetection",
-    "detection_collate", "hflip", "make_loader", "make_target", "photometric",
-    "random_iou_crop", "resolve_augment", "zoom_out",
+    "CLASS_NAMES", "FORMATS", "PRESETS", "AnnotatedDetection", "AnnotationWarning", "Augment",
+    "DetectionDataset", "SyntheticDetection", "detect_format", "detection_collate",
+    "export_dataset", "extract_zip", "hflip", "load_dataset", "make_loader", "make_target",
+    "photometric", "random_iou_crop", "resolve_augment", "zoom_out",
 ]
