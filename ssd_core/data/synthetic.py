@@ -121,6 +121,13 @@ def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray,
     return Image.fromarray(arr, "RGB").resize((w, h), Image.NEAREST)
 
 
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from colour p (3,) to the nearest colour on the segment a-b (3,)."""
+    ab = b - a
+    t = float(np.clip(np.dot(p - a, ab) / max(float(np.dot(ab, ab)), 1e-9), 0.0, 1.0))
+    return float(np.linalg.norm(a + t * ab - p))
+
+
 def _contrasting_colour(rng: np.random.Generator, ground: np.ndarray) -> np.ndarray:
     """A random RGB colour (3,) at least _MIN_CONTRAST away from the mean ground colour (3,)."""
     for _ in range(12):
@@ -140,14 +147,15 @@ class SyntheticDetection(DetectionDataset):
     preset: "default" (banana/ring/star, 1-6 objects, sizes 10%-85%) or "book" (one banana per
     image). classes / num_objects (min,max) / size_range (min,max fraction of S) override it.
     max_iou: largest IoU between two objects' boxes; max_occlusion: largest fraction of an
-    object's pixels later objects may cover. clutter: 0..1 amount of distractors.
+    object's pixels later objects may cover. clutter: 0..1 amount of distractors; grain: add
+    film grain to the background.
     augment: None, True/"ssd" or an Augment (applied in ``ds[i]`` only). cache: keep samples.
     """
 
     def __init__(self, n: int, seed: int = 0, image_size: int = 256, backgrounds=None,
                  preset: str = "default", classes=None, num_objects=None, size_range=None,
                  max_iou: float = 0.3, max_occlusion: float = 0.25, clutter: float = 1.0,
-                 augment=None, cache: bool = False):
+                 grain: bool = True, augment=None, cache: bool = False):
         if preset not in PRESETS:
             raise ConfigError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
         cfg = PRESETS[preset]
@@ -169,6 +177,7 @@ class SyntheticDetection(DetectionDataset):
             raise ConfigError("size_range must satisfy 0 < min <= max <= 1; "
                               f"got {self.size_range}.")
         self.max_iou, self.max_occlusion, self.clutter = max_iou, max_occlusion, float(clutter)
+        self.grain = bool(grain)
         self.augment = resolve_augment(augment)
         self.backgrounds = [self._prepare_background(b) for b in (backgrounds or [])]
         self._cache = {} if cache else None
@@ -230,7 +239,7 @@ class SyntheticDetection(DetectionDataset):
     def _grain(self, rng: np.random.Generator, img: Image.Image) -> Image.Image:
         """Add film grain: a random window of a per-dataset noise tile (fast, in Pillow)."""
         amp = int(rng.choice([0, 4, 8, 12]))
-        if amp == 0:
+        if amp == 0 or not self.grain:
             return img
         s = self.image_size
         tile = self._grain_tiles.get(amp)
@@ -298,8 +307,8 @@ class SyntheticDetection(DetectionDataset):
             ground = bg[y0:y0 + h:4, x0:x0 + w:4].reshape(-1, 3).mean(0)  # subsampled
             base = _contrasting_colour(rng, ground)
             alt = np.clip(base + rng.uniform(-70, 70, 3), 0, 255)
-            if np.linalg.norm(alt - ground) < 0.7 * _MIN_CONTRAST:
-                alt = base
+            if _segment_distance(ground, base, alt) < 0.7 * _MIN_CONTRAST:
+                alt = base  # every texture colour (gradients too) must stand out from the ground
             tex = _texture(rng, h, w, base, alt)
             img.paste(tex, (x0, y0), mask_img)
             region = owner[y0:y0 + h, x0:x0 + w]
