@@ -125,7 +125,13 @@ def nms(boxes, scores, iou_threshold):
 
 
 def multibox_detection(
-    cls_probs, offset_preds, anchors, nms_threshold=0.5, pos_threshold=0.009, per_class=False
+    cls_probs,
+    offset_preds,
+    anchors,
+    nms_threshold=0.5,
+    pos_threshold=0.009,
+    per_class=False,
+    exact_order=True,
 ):
     """Book detection: ``cls_probs (B, C+1, N)``, ``offset_preds (B, N*4)``, ``anchors (1, N, 4)``
     -> ``(B, N, 6)`` rows ``[class_id, score, x1, y1, x2, y2]``.
@@ -134,6 +140,11 @@ def multibox_detection(
     among anchors of the same class); suppressed rows get class -1. Rows are the kept ones by
     descending score, then the others by anchor index; finally rows with score < pos_threshold
     get class -1 and score ``1 - score``.
+
+    ``exact_order=False`` runs NMS only over anchors with score >= pos_threshold: every row with
+    class >= 0 (the detections) and their order are unchanged, because a box with a lower score
+    is visited after all of them and so can never suppress one; only the order of the class -1
+    rows differs from the book. Much faster when most anchors are confidently background.
     """
     if not torch.is_tensor(cls_probs) or cls_probs.dim() != 3 or cls_probs.shape[1] < 2:
         shape = tuple(cls_probs.shape) if torch.is_tensor(cls_probs) else type(cls_probs).__name__
@@ -160,7 +171,10 @@ def multibox_detection(
     order = torch.argsort(conf, dim=1, descending=True, stable=True)
     sorted_boxes = predicted.gather(1, order[..., None].expand(-1, -1, 4))
     groups = class_id.gather(1, order) if per_class else None
-    valid = torch.ones((batch, n), dtype=torch.bool, device=device)
+    if exact_order:
+        valid = torch.ones((batch, n), dtype=torch.bool, device=device)
+    else:
+        valid = conf.gather(1, order) >= pos_threshold
     keep_sorted = _nms_sorted(sorted_boxes, valid, nms_threshold, groups)
 
     # Output order: kept rows by their visiting position, then the rest by anchor index.

@@ -109,6 +109,25 @@ def test_multibox_detection_matches_book_loop(seed, per_class):
     assert torch.allclose(got[..., 2:], expected[..., 2:], atol=1e-6)
 
 
+@pytest.mark.parametrize("per_class", [False, True])
+def test_exact_order_false_keeps_every_detection(per_class):
+    g = torch.Generator().manual_seed(3)
+    anchors = _anchors()
+    n = anchors.shape[1]
+    probs = _probs(g, 4, 3, n, trained_like=True)
+    offsets = torch.randn(4, n * 4, generator=g) * 0.5
+    fast = multibox_detection(probs, offsets, anchors, per_class=per_class, exact_order=False)
+    book = ref_multibox_detection(probs, offsets, anchors, per_class=per_class)
+    for b in range(4):
+        hits = book[b, :, 0] >= 0
+        assert 0 < int(hits.sum()) < n
+        # Detections are the leading rows, identical in content and order.
+        assert torch.equal(fast[b, : int(hits.sum())], book[b, hits])
+        assert torch.equal(fast[b, :, 0] >= 0, hits)
+    # All rows are still there, only the class -1 rows may be ordered differently.
+    assert torch.equal(fast[..., 1].sort(dim=1).values, book[..., 1].sort(dim=1).values)
+
+
 def test_per_class_keeps_overlapping_boxes_of_different_classes():
     probs = torch.tensor([[[0.0, 0.0]], [[0.9, 0.1]], [[0.1, 0.8]]]).reshape(1, 3, 2)
     anchors = torch.tensor([[[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.52]]])
