@@ -1,0 +1,129 @@
+"""Box-aware augmentations keep boxes valid and on the pixels they describe."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from ssd_core.data import Augment, SyntheticDetection, hflip, photometric, random_iou_crop, zoom_out
+from ssd_core.errors import ConfigError
+
+
+def solid_scene(w=120, h=80, rects=((10, 20, 40, 50), (70, 5, 110, 30))):
+    """A black image with white filled rectangles; boxes (M,4) are exactly those rectangles."""
+    img = Image.new("RGB", (w, h), (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    for x1, y1, x2, y2 in rects:
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=(255, 255, 255))
+    boxes = torch.tensor(rects, dtype=torch.float32)
+    return img, boxes, torch.arange(len(rects))
+
+
+def pixel_box(img: Image.Image, box) -> np.ndarray:
+    """The tight pixel box of white pixels inside ``box`` (rounded outward), as x1,y1,x2,y2."""
+    arr = np.asarray(img)[..., 0] > 127
+    x1, y1, x2, y2 = (int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])),
+                      int(np.ceil(box[3])))
+    sub = arr[y1:y2, x1:x2]
+    cols, rows = np.flatnonzero(sub.any(0)), np.flatnonzero(sub.any(1))
+    return np.array([x1 + cols[0], y1 + rows[0], x1 + cols[-1] + 1, y1 + rows[-1] + 1])
+
+
+def assert_boxes_on_pixels(img, boxes):
+    for b in boxes.tolist():
+        np.testing.assert_allclose(pixel_box(img, b), b, atol=1)
+
+
+def assert_valid(img, boxes, labels):
+    w, h = img.size
+    assert boxes.shape == (labels.shape[0], 4)
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    assert (boxes[:, 2:] > boxes[:, :2]).all()
+
+
+def test_hflip_matches_pixels_and_twice_is_identity():
+    img, boxes, _ = solid_scene()
+    f_img, f_boxes = hflip(img, boxes)
+    assert f_boxes.tolist() == [[80, 20, 110, 50], [10, 5, 50, 30]]
+    assert_boxes_on_pixels(f_img, f_boxes)
+    np.testing.assert_array_equal(np.asarray(f_img), np.asarray(img)[:, ::-1])
+    back_img, back_boxes = hflip(f_img, f_boxes)
+    assert torch.equal(back_boxes, boxes) and back_img.tobytes() == img.tobytes()
+
+
+def test_zoom_out_moves_boxes_with_pixels():
+    img, boxes, _ = solid_scene()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        z_img, z_boxes = zoom_out(img, boxes, rng, max_scale=3.0, fill=(0, 0, 0))
+        assert z_img.width >= img.width and z_img.height >= img.height
+        assert_boxes_on_pixels(z_img, z_boxes)
+        np.testing.assert_allclose((z_boxes[:, 2:] - z_boxes[:, :2]).numpy(),
+                                   (boxes[:, 2:] - boxes[:, :2]).numpy())  # sizes unchanged
+
+
+def test_iou_crop_keeps_boxes_valid_and_on_pixels():
+    img, boxes, labels = solid_scene()
+    rng = np.random.default_rng(1)
+    changed = 0
+    for _ in range(60):
+        c_img, c_boxes, c_labels = random_iou_crop(img, boxes, labels, rng)
+        assert_valid(c_img, c_boxes, c_labels)
+        assert len(c_labels) >= 1
+        changed += c_img.size != img.size
+        for b, lab in zip(c_boxes.tolist(), c_labels.tolist()):
+            np.testing.assert_allclose(pixel_box(c_img, b), b, atol=1)
+            orig = boxes[lab]
+            assert (b[2] - b[0]) <= float(orig[2] - orig[0]) + 1e-6  # clipped, never grown
+    assert changed > 10
+
+
+def test_iou_crop_with_no_boxes():
+    img = Image.new("RGB", (50, 40))
+    out = random_iou_crop(img, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
+                          np.random.default_rng(0), min_ious=(0.5,))
+    assert out[1].shape == (0, 4) and out[2].shape == (0,)
+
+
+def test_photometric_keeps_size_and_changes_colours():
+    img, _, _ = solid_scene()
+    img = Image.fromarray((np.asarray(img) * np.array([0.8, 0.5, 0.3])).astype(np.uint8))
+    rng = np.random.default_rng(3)
+    outs = [photometric(img, rng) for _ in range(5)]
+    assert all(o.size == img.size and o.mode == "RGB" for o in outs)
+    assert any(o.tobytes() != img.tobytes() for o in outs)
+
+
+def test_augment_on_dataset_items_keeps_targets_valid():
+    ds = SyntheticDetection(12, seed=0, image_size=96, augment=Augment(
+        hflip=0.5, iou_crop=1.0, zoom_out=0.5, photometric=0.5))
+    torch.manual_seed(0)
+    for i in range(len(ds)):
+        img, target = ds[i]
+        assert img.shape == (3, 96, 96)
+        assert target.shape[1] == 5 and target.shape[0] >= 1
+        assert (target[:, 1:] >= 0).all() and (target[:, 1:] <= 1).all()
+        assert (target[:, 3:] > target[:, 1:3]).all()
+    # seeded from torch: same torch seed, same augmented item
+    torch.manual_seed(5)
+    a = ds[3]
+    torch.manual_seed(5)
+    b = ds[3]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_flip_only_augment_matches_flipped_sample():
+    ds = SyntheticDetection(4, seed=1, image_size=64, augment=Augment(
+        hflip=1.0, iou_crop=0, zoom_out=0, photometric=0))
+    img, target = ds[0]
+    pil, boxes, labels = ds.sample(0)
+    ref = torch.from_numpy(np.asarray(pil)[:, ::-1].astype(np.float32) / 255).permute(2, 0, 1)
+    assert torch.equal(img, ref)
+    expect = torch.stack([64 - boxes[:, 2], boxes[:, 1], 64 - boxes[:, 0], boxes[:, 3]], 1) / 64
+    assert torch.allclose(target[:, 1:], expect)
+
+
+@pytest.mark.parametrize("kwargs", [dict(hflip=1.5), dict(zoom_max=0.5), dict(photometric=-1)])
+def test_bad_augment_settings(kwargs):
+    with pytest.raises(ConfigError):
+        Augment(**kwargs)
