@@ -158,7 +158,7 @@ def _read_class_file(root: Path) -> list[str] | None:
 def _yaml_names(path: Path) -> list[str] | None:
     """Class names from a YOLO data.yaml (``names: [a, b]``, ``names: {0: a}`` or a dash list)."""
     text = path.read_text(encoding="utf-8-sig")
-    m = re.search(r"^names\s*:\s*(.*)$", text, re.M)
+    m = re.search(r"^names[ \t]*:[ \t]*(.*)$", text, re.M)
     if not m:
         return None
     rest = m.group(1).strip()
