@@ -74,6 +74,13 @@ def test_overlap_bounded(samples):
                 assert _iou_with(b[k], others).max() <= 0.3 + 1e-9
 
 
+def test_objects_mostly_visible(ds, samples):
+    fractions = [ds.visible_fraction(i) for i in range(len(ds))]
+    assert all(len(f) == len(s[2]) for f, s in zip(fractions, samples))
+    allf = torch.cat(fractions)
+    assert allf.min() >= 0.75 and (allf < 1).any()  # occlusion happens, but is bounded
+
+
 def test_box_is_tight_around_the_mask():
     rng = np.random.default_rng(0)
     for name in ("banana", "ring", "star"):

@@ -278,7 +278,11 @@ class SyntheticDetection(DetectionDataset):
             else:
                 draw.polygon(poly, outline=colour(), width=int(rng.integers(1, 3)))
 
-    def _generate(self, rng: np.random.Generator):
+    def visible_fraction(self, i: int) -> torch.Tensor:
+        """Fraction (M,) of each object's pixels left visible by the objects drawn over it."""
+        return self._generate(np.random.default_rng([self.seed, self._index(int(i))]), True)
+
+    def _generate(self, rng: np.random.Generator, visibility: bool = False):
         s = self.image_size
         bg = self._background(rng)
         img = self._grain(rng, Image.fromarray(bg, "RGB"))
@@ -320,6 +324,8 @@ class SyntheticDetection(DetectionDataset):
             labels.append(label)
             areas.append(int(np.count_nonzero(m)))
             hidden.append(0)
+        if visibility:
+            return 1 - torch.tensor(hidden, dtype=torch.float64) / torch.tensor(areas)
         return (img, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                 torch.tensor(labels, dtype=torch.int64))
 
