@@ -10,7 +10,7 @@ rest in one vectorized step.
 
 import torch
 
-from .boxes import box_iou, offset_inverse  # noqa: F401
+from .boxes import offset_inverse
 
 _CHUNK = 256
 
