@@ -1,0 +1,418 @@
+"""Background training jobs and the runs folder, for the app (and anyone else).
+
+A :class:`JobManager` owns one runs folder. ``submit`` creates the run's folder at once
+(``config.json``, ``data.json``, ``status.json`` = queued) and queues the job; at most
+``max_running`` jobs train at the same time (1 by default: a CPU server trains one model at a time),
+the others wait in FIFO order with their position reported. Each job trains in its own thread
+through :class:`ssd_core.train.Trainer`, which writes ``metrics.jsonl``, ``checkpoint.pt``,
+``best.pt`` and ``status.json``. The worker never touches a UI: readers take a :meth:`snapshot`
+(a copy made under a lock) whenever they like, e.g. from ``st.fragment(run_every=...)``.
+
+Runs survive the process: :meth:`list_runs` reads every run folder from disk; a run whose status
+says running or queued but whose owning process is gone is reported as ``interrupted`` and can be
+resumed from its last checkpoint with :meth:`resume`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ssd_core.errors import ConfigError, SSDError
+from ssd_core.train import TrainConfig, Trainer, predict_batch, write_json_atomic
+
+ACTIVE_STATES = ("queued", "running")
+PREVIEW_FILE = "preview.json"
+
+
+@dataclass
+class DataSpec:
+    """Where a job's images come from: generated (``kind="synthetic"``) or a dataset folder/zip.
+
+    A dataset on disk is split: the last ``val_fraction`` of its images (at least one, when it
+    has two or more) validate, the rest train. Synthetic validation uses its own seed.
+    """
+
+    kind: str = "synthetic"
+    n: int = 512
+    seed: int = 0
+    preset: str = "default"
+    path: str | None = None
+    fmt: str | None = None
+    val_n: int = 64
+    val_seed: int = 10_000
+    val_fraction: float = 0.1
+    augment: bool = False
+
+    def validate(self) -> DataSpec:
+        if self.kind not in ("synthetic", "path"):
+            raise ConfigError(f"data kind must be 'synthetic' or 'path', got {self.kind!r}.")
+        if self.kind == "synthetic" and int(self.n) < 1:
+            raise ConfigError(f"The synthetic dataset needs at least 1 image, got n={self.n}.")
+        if self.kind == "path" and not self.path:
+            raise ConfigError("A dataset path is needed for data kind 'path'.")
+        if not 0 <= float(self.val_fraction) < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        return self
+
+    def build(self, image_size: int):
+        """-> (train dataset, validation dataset or None), both at ``image_size``."""
+        from ssd_core.data import SyntheticDetection, load_dataset
+
+        self.validate()
+        if self.kind == "synthetic":
+            train = SyntheticDetection(int(self.n), seed=int(self.seed), image_size=image_size,
+                                       preset=self.preset)
+            val = None
+            if self.val_n > 0:
+                val = SyntheticDetection(int(self.val_n), seed=int(self.val_seed),
+                                         image_size=image_size, preset=self.preset)
+        else:
+            full = load_dataset(self.path, fmt=self.fmt, image_size=image_size)
+            if len(full) == 0:
+                raise ConfigError(f"The dataset {Path(self.path).name!r} holds no images.")
+            n_val = int(len(full) * self.val_fraction)
+            if len(full) >= 2 and self.val_fraction > 0:
+                n_val = max(1, n_val)
+            train, val = Split(full, 0, len(full) - n_val), None
+            if n_val:
+                val = Split(full, len(full) - n_val, len(full))
+        if self.augment:
+            train.set_augment(True)
+        return train, val
+
+
+class Split(torch.utils.data.Dataset):
+    """Images ``start <= i < stop`` of a detection dataset, with the same interface."""
+
+    def __init__(self, base, start: int, stop: int):
+        self.base, self.start, self.stop = base, start, stop
+        self.class_names = base.class_names
+        self.image_size = base.image_size
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _at(self, i: int) -> int:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for a split of {len(self)} images")
+        return self.start + i
+
+    def sample(self, i: int):
+        return self.base.sample(self._at(i))
+
+    def __getitem__(self, i: int):
+        return self.base[self._at(i)]
+
+    def set_augment(self, augment) -> None:
+        self.base.set_augment(augment)
+
+
+@dataclass
+class JobSnapshot:
+    """A copy of one run's state, safe to read from any thread."""
+
+    run_id: str
+    path: Path
+    state: str  # queued | running | stopping | finished | stopped | failed | interrupted
+    message: str
+    queue_position: int | None
+    records: list
+    config: dict
+    preview: dict | None
+    created: float
+
+    @property
+    def last_step(self) -> dict | None:
+        return next((r for r in reversed(self.records) if r.get("kind") == "step"), None)
+
+    @property
+    def epochs(self) -> list[dict]:
+        return [r for r in self.records if r.get("kind") == "epoch"]
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the planned steps done, in [0, 1]."""
+        last = self.records[-1] if self.records else None
+        if not last or not last.get("total_steps"):
+            return 1.0 if self.state == "finished" else 0.0
+        return min(1.0, last["step"] / last["total_steps"])
+
+    @property
+    def checkpoint(self) -> Path | None:
+        for name in ("best.pt", "checkpoint.pt"):
+            if (self.path / name).exists():
+                return self.path / name
+        return None
+
+    @property
+    def resumable(self) -> bool:
+        return self.state in ("stopped", "interrupted", "failed") and (
+            self.path / "checkpoint.pt").exists()
+
+
+class _Job:
+    def __init__(self, run_id: str, path: Path, config: TrainConfig, data: DataSpec,
+                 resume: Path | None):
+        self.run_id, self.path, self.config, self.data, self.resume = (
+            run_id, path, config, data, resume)
+        self.state, self.message = "queued", "waiting for a free training slot"
+        self.records: list[dict] = []
+        self.preview: dict | None = None
+        self.trainer: Trainer | None = None
+        self.stop_requested = False
+        self.thread: threading.Thread | None = None
+
+
+def _read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """``metrics.jsonl`` -> list of records; a torn last line (crash mid-write) is skipped."""
+    records = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobManager:
+    """Queue and run training jobs in background threads; see the module docstring."""
+
+    def __init__(self, runs_dir: str | os.PathLike, max_running: int | None = None):
+        self.runs_dir = Path(runs_dir)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        if max_running is None:
+            max_running = int(os.environ.get("SSD_MAX_TRAINING_JOBS", "1"))
+        if max_running < 1:
+            raise ConfigError(f"max_running must be at least 1, got {max_running}.")
+        self.max_running = max_running
+        self._lock = threading.Condition()
+        self._jobs: dict[str, _Job] = {}
+        self._queue: list[str] = []
+        self._running: set[str] = set()
+
+    # ---- submitting and controlling
+    def submit(self, config: TrainConfig, data: DataSpec, name: str | None = None) -> str:
+        """Validate, create the run folder, queue the job -> run id. Raises ConfigError."""
+        config.validate()
+        data.validate()
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        if name:
+            safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
+            run_id = f"{run_id}-{safe}"
+        path = self.runs_dir / run_id
+        path.mkdir(parents=True)
+        write_json_atomic(path / "config.json", config.to_dict())
+        write_json_atomic(path / "data.json", dataclasses.asdict(data))
+        job = _Job(run_id, path, config, data, None)
+        self._enqueue(job)
+        return run_id
+
+    def resume(self, run_id: str) -> str:
+        """Continue a stopped, failed or interrupted run from its checkpoint.pt (same folder)."""
+        path = self.runs_dir / run_id
+        ckpt = path / "checkpoint.pt"
+        with self._lock:
+            live = self._jobs.get(run_id)
+            if live is not None and live.state in ACTIVE_STATES:
+                raise ConfigError(f"Run {run_id} is already {live.state}.")
+        if not ckpt.exists():
+            raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start a new run.")
+        config = TrainConfig.from_dict(_read_json(path / "config.json", {}))
+        data = DataSpec(**_read_json(path / "data.json", {}))
+        self._enqueue(_Job(run_id, path, config, data, ckpt))
+        return run_id
+
+    def stop(self, run_id: str) -> None:
+        """A queued job is cancelled; a running one stops after its current step and saves."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                return
+            job.stop_requested = True
+            if job.state == "queued":
+                self._queue.remove(run_id)
+                job.state, job.message = "stopped", "cancelled before it started"
+                self._write_status(job)
+                self._lock.notify_all()
+            elif job.state == "running":
+                job.state, job.message = "stopping", "finishing the current step, then saving"
+                if job.trainer is not None:
+                    job.trainer.stop()
+
+    def wait(self, run_id: str, timeout: float | None = None) -> bool:
+        """Block until the job's thread ends; True if it ended."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is None or job.thread is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()
+
+    # ---- reading
+    def snapshot(self, run_id: str) -> JobSnapshot:
+        """The run's state right now: a live job's in-memory records, else what disk holds."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is not None:
+                pos = self._queue.index(run_id) + 1 if run_id in self._queue else None
+                return JobSnapshot(run_id, job.path, job.state, job.message, pos,
+                                   list(job.records), job.config.to_dict(),
+                                   dict(job.preview) if job.preview else None,
+                                   job.path.stat().st_ctime)
+        return self._snapshot_from_disk(self.runs_dir / run_id)
+
+    def list_runs(self) -> list[JobSnapshot]:
+        """Every run in the folder, newest first."""
+        if not self.runs_dir.exists():
+            return []
+        runs = [self.snapshot(p.name) for p in self.runs_dir.iterdir()
+                if p.is_dir() and (p / "config.json").exists()]
+        return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return [i for i, j in self._jobs.items() if j.state in ACTIVE_STATES + ("stopping",)]
+
+    def _snapshot_from_disk(self, path: Path) -> JobSnapshot:
+        if not (path / "config.json").exists():
+            raise ConfigError(f"No run named {path.name!r} in {self.runs_dir}.")
+        status = _read_json(path / "status.json", {}) or {}
+        state = status.get("state", "interrupted")
+        message = status.get("message", "")
+        if state in ACTIVE_STATES + ("stopping",) and not self._owner_alive(path):
+            state = "interrupted"
+            message = ("the server stopped while this run was " + status.get("state", "active")
+                       + ("; resume it from its last checkpoint"
+                          if (path / "checkpoint.pt").exists() else "; start it again"))
+        return JobSnapshot(path.name, path, state, message, None,
+                           read_metrics(path / "metrics.jsonl"),
+                           _read_json(path / "config.json", {}) or {},
+                           _read_json(path / PREVIEW_FILE), path.stat().st_ctime)
+
+    @staticmethod
+    def _owner_alive(path: Path) -> bool:
+        owner = _read_json(path / "owner.json", {}) or {}
+        if owner.get("host") != socket.gethostname():
+            # Another machine (a replica): trust it while its status is fresh (1 hour).
+            st = path / "status.json"
+            return st.exists() and time.time() - st.stat().st_mtime < 3600
+        pid = owner.get("pid")
+        return isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid)
+
+    # ---- internals
+    def _write_status(self, job: _Job) -> None:
+        write_json_atomic(job.path / "status.json", {
+            "state": job.state, "message": job.message, "time": time.time()})
+
+    def _enqueue(self, job: _Job) -> None:
+        write_json_atomic(job.path / "owner.json",
+                          {"pid": os.getpid(), "host": socket.gethostname()})
+        with self._lock:
+            self._jobs[job.run_id] = job
+            self._queue.append(job.run_id)
+            self._write_status(job)
+            job.thread = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                          name=f"ssd-train-{job.run_id}")
+            job.thread.start()
+
+    def _run(self, job: _Job) -> None:
+        with self._lock:
+            while job.state == "queued" and (
+                    self._queue[0] != job.run_id or len(self._running) >= self.max_running):
+                self._lock.wait(1.0)
+            if job.state != "queued":  # cancelled while waiting
+                return
+            self._queue.remove(job.run_id)
+            self._running.add(job.run_id)
+            job.state, job.message = "running", "preparing data"
+            self._lock.notify_all()
+        try:
+            self._train(job)
+        except SSDError as e:
+            self._finish(job, "failed", str(e))
+        except Exception as e:  # noqa: BLE001 - the job must end with a message, not kill a UI
+            self._finish(job, "failed", f"{type(e).__name__}: {e}")
+        else:
+            status = _read_json(job.path / "status.json", {}) or {}
+            state = status.get("state", "finished")
+            self._finish(job, "finished" if state == "running" else state,
+                         status.get("message", ""))
+        finally:
+            with self._lock:
+                self._running.discard(job.run_id)
+                self._lock.notify_all()
+
+    def _train(self, job: _Job) -> None:
+        train, val = job.data.build(job.config.input_size)
+        trainer = Trainer(job.config, train, val, run_dir=job.path, resume=job.resume)
+        if job.resume is not None:
+            job.records = read_metrics(job.path / "metrics.jsonl")
+        with self._lock:
+            job.trainer = trainer
+            if job.stop_requested:
+                trainer.stop()
+            job.message = "training"
+        preview_data = val if val is not None and len(val) else train
+        for rec in trainer.fit():
+            with self._lock:
+                job.records.append(rec)
+                if rec.get("kind") == "step":
+                    job.message = f"epoch {rec['epoch']}/{rec['epochs']}, step {rec['step']}"
+            if rec.get("kind") == "epoch":
+                preview = self._preview(trainer, preview_data, rec)
+                with self._lock:
+                    job.preview = preview
+                write_json_atomic(job.path / PREVIEW_FILE, preview)
+
+    @staticmethod
+    def _preview(trainer: Trainer, data, rec: dict) -> dict:
+        """The current model's detections on the fixed first validation image."""
+        model = trainer.model
+        device = next(model.parameters()).device
+        X, target = data[0]
+        was_training = model.training
+        model.eval()
+        rows = predict_batch(model, X.unsqueeze(0).to(device))[0].cpu()
+        if was_training:
+            model.train()
+        rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] >= 0.3)][:20]
+        # Both in normalized corners: rows [class, score, x1, y1, x2, y2], gt [class, x1..y2].
+        return {"epoch": rec.get("epoch"), "image_index": 0,
+                "detections": rows.tolist(), "class_names": list(trainer.class_names),
+                "ground_truth": target[target[:, 0] >= 0].tolist()}
+
+    def _finish(self, job: _Job, state: str, message: str) -> None:
+        with self._lock:
+            job.state, job.message = state, message
+            self._write_status(job)
