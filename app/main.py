@@ -1,10 +1,41 @@
-"""SSD Explorer: minimal entry page (the full shell arrives with the app issue)."""
+"""SSD Explorer: the app shell (navigation, sidebar). Run with ``streamlit run app/main.py``."""
 
 import streamlit as st
 
-from ssd_core.device import default_device, device_label
+from ssd_core.device import default_device, device_label, tune_cpu_allocator
 
-st.set_page_config(page_title="SSD Explorer", layout="wide")
-st.title("SSD Explorer")
-st.write("An interactive explorer of Single Shot MultiBox Detection.")
-st.sidebar.write(f"Device: {device_label(default_device())}")
+
+@st.cache_resource
+def _tune_once() -> bool:
+    # Once per server process: glibc keeps freed torch buffers instead of trimming them.
+    return tune_cpu_allocator()
+
+
+_tune_once()
+st.set_page_config(page_title="SSD Explorer", page_icon="🎯", layout="wide")
+
+# One entry per page; part 2 appends Training, Detection, Evaluation here.
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/anchors.py", title="Anchors", icon="🔲"),
+    st.Page("pages/labeling.py", title="Labeling", icon="🏷️"),
+    st.Page("pages/losses.py", title="Losses", icon="📉"),
+    st.Page("pages/model.py", title="Model", icon="🧱"),
+]
+
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    st.caption("Device")
+    st.write(f"**{device_label(default_device())}**")
+    st.caption("Active checkpoint")
+    ckpt = st.session_state.get("active_checkpoint")
+    st.write(f"`{ckpt}`" if ckpt else "none yet")
+    with st.expander("About"):
+        st.markdown(
+            "An interactive companion to the *Single Shot MultiBox Detection* chapter of "
+            "Dive into Deep Learning: the chapter's TinySSD in PyTorch, its anchors, labels, "
+            "losses and model, reproduced and explorable. Everything runs locally, offline."
+        )
+
+page.run()

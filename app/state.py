@@ -1,0 +1,223 @@
+"""What the pages share: query-parameter-backed widget state, the image picker, cached
+samples and models. Pages stay thin: read widgets, call ssd_core, draw app.figures."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from ssd_core.errors import CheckpointError, InvalidImageError
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = ROOT / "assets" / "samples"
+INPUT_SIZES = list(range(64, 513, 32))
+DEFAULT_INPUT_SIZE = 256
+
+# ---------------------------------------------------------------- query parameters
+
+
+def _param(key: str) -> str:
+    """Widget keys are page-scoped ("anchors.size"); the URL uses the short name ("size")."""
+    return key.split(".", 1)[-1]
+
+
+def qp_init(key: str, default, cast=str, valid=None):
+    """Seed ``st.session_state[key]`` (a widget key) from ``?<param>=`` once per session,
+    where the param is the key without its "page." prefix.
+
+    A malformed or out-of-range value falls back to ``default`` (a shared link must never crash
+    a page). Call before creating the widget with the same ``key`` and no ``value=``.
+    """
+    if key in st.session_state:
+        return
+    value = default
+    raw = st.query_params.get(_param(key))
+    if raw is not None:
+        try:
+            cand = cast(raw)
+            if valid is None or valid(cand):
+                value = cand
+        except (TypeError, ValueError):
+            pass
+    st.session_state[key] = value
+
+
+def qp_sync(*keys: str, fmt=None) -> None:
+    """Write the current values of widget ``keys`` back to the URL so the view can be shared."""
+    for key in keys:
+        if key in st.session_state:
+            value = st.session_state[key]
+            text = fmt(value) if fmt else (f"{value:g}" if isinstance(value, float) else str(value))
+            if st.query_params.get(_param(key)) != text:
+                st.query_params[_param(key)] = text
+
+
+def qp_drop(key: str) -> None:
+    """Remove the key's parameter from the URL (e.g. when it equals the default)."""
+    if _param(key) in st.query_params:
+        del st.query_params[_param(key)]
+
+
+def as_bool(text: str) -> bool:
+    if str(text).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(text).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def input_size_select(key: str, label: str = "Input size (pixels)",
+                      help: str | None = None) -> int:
+    """A select slider over multiples of 32 (64..512), 256 by default, mirrored in the URL."""
+    qp_init(key, DEFAULT_INPUT_SIZE, int, lambda v: v in INPUT_SIZES)
+    size = st.select_slider(label, INPUT_SIZES, key=key,
+                            help=help or "TinySSD needs a multiple of 32; the book uses 256.")
+    qp_sync(key)
+    return int(size)
+
+
+# ---------------------------------------------------------------- images
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def synthetic_sample(index: int, image_size: int = 256, preset: str = "default"):
+    """(PNG bytes, boxes (M, 4) pixel corners ndarray, labels (M,) ndarray, class names)."""
+    from ssd_core.data import SyntheticDetection
+
+    ds = SyntheticDetection(index + 1, seed=0, image_size=image_size, preset=preset)
+    img, boxes, labels = ds.sample(index)
+    return _png(img), boxes.numpy(), labels.numpy(), list(ds.class_names)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def decode_image(data: bytes, max_side: int = 1024) -> bytes:
+    """User bytes -> PNG bytes of an RGB image no larger than ``max_side`` (display copy).
+
+    Raises InvalidImageError with ssd_core's message for anything that is not an image.
+    """
+    from ssd_core.images import load_image
+
+    img = load_image(data)
+    img.thumbnail((max_side, max_side))
+    return _png(img)
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def open_png(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def sample_files() -> list[Path]:
+    """Shipped sample images (assets/samples/*.png|jpg), sorted by name."""
+    if not SAMPLES_DIR.is_dir():
+        return []
+    return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def gradient_image(size: int = 256) -> Image.Image:
+    """A plain two-way gradient (fallback sample)."""
+    t = np.linspace(0, 1, size)
+    r = np.tile(t, (size, 1))
+    g = r.T
+    b = np.full_like(r, 0.6)
+    return Image.fromarray((np.stack([r, g, b], -1) * 200 + 30).astype(np.uint8), "RGB")
+
+
+IMAGE_SOURCES = ["Synthetic sample", "Shipped sample", "Upload", "Blank canvas"]
+
+
+def image_picker(key: str, default: str = "Synthetic sample",
+                 sources=IMAGE_SOURCES) -> tuple[Image.Image | None, str, dict]:
+    """Sidebar-free image chooser used by several pages.
+
+    Returns ``(image or None, description, extra)``; ``extra`` holds ``boxes``, ``labels`` and
+    ``class_names`` for a synthetic sample. An unreadable upload shows ``st.error`` and returns
+    None so the page can carry on with a hint.
+    """
+    files = sample_files()
+    sources = [s for s in sources if s != "Shipped sample" or files]
+    src_key, idx_key = f"{key}.image", f"{key}.sample"
+    qp_init(src_key, default if default in sources else sources[0], str, lambda v: v in sources)
+    source = st.radio("Image", sources, key=src_key, horizontal=True)
+    qp_sync(src_key)
+    extra: dict = {}
+    if source == "Synthetic sample":
+        qp_init(idx_key, 0, int, lambda v: 0 <= v <= 999)
+        i = st.number_input("Sample number", 0, 999, key=idx_key, step=1,
+                            help="Deterministic synthetic images (seed 0): bananas, rings, stars.")
+        qp_sync(idx_key)
+        data, boxes, labels, names = synthetic_sample(int(i))
+        extra = {"boxes": boxes, "labels": labels, "class_names": names}
+        return open_png(data), f"synthetic sample {int(i)}", extra
+    if source == "Shipped sample":
+        names = [p.name for p in files]
+        qp_init(f"{key}.file", names[0], str, lambda v: v in names)
+        name = st.selectbox("Sample image", names, key=f"{key}.file")
+        qp_sync(f"{key}.file")
+        try:
+            return open_png(decode_image(files[names.index(name)].read_bytes())), name, extra
+        except InvalidImageError as e:
+            st.error(f"The shipped sample could not be read: {e}")
+            return None, name, extra
+    if source == "Upload":
+        up = st.file_uploader("Upload an image", type=None, key=f"{key}.upload",
+                              help="PNG, JPEG, GIF, BMP, TIFF, WebP ... (first frame is used)")
+        if up is None:
+            st.info("Choose an image file to upload; until then a gradient is shown.")
+            return gradient_image(), "gradient (no upload yet)", extra
+        try:
+            return open_png(decode_image(up.getvalue())), up.name, extra
+        except InvalidImageError as e:
+            st.error(f"That file could not be used: {e}")
+            return None, up.name, extra
+    return Image.new("RGB", (256, 256), (245, 245, 245)), "blank canvas", extra
+
+
+# ---------------------------------------------------------------- models
+
+
+def active_checkpoint() -> str | None:
+    """The checkpoint path part 2's Training page sets, or None."""
+    path = st.session_state.get("active_checkpoint")
+    return str(path) if path else None
+
+
+@st.cache_resource(show_spinner="Loading model ...", max_entries=4)
+def load_model(checkpoint: str | None, num_classes: int = 3):
+    """``(TinySSD in eval mode, class names, note)``; an untrained seeded model when
+    ``checkpoint`` is None. Raises CheckpointError for a bad checkpoint."""
+    if checkpoint:
+        from ssd_core.train import load_checkpoint
+
+        ck = load_checkpoint(checkpoint)
+        return ck.model.eval(), list(ck.class_names), f"checkpoint {checkpoint}"
+    from ssd_core.data import CLASS_NAMES
+    from ssd_core.model import TinySSD
+
+    torch.manual_seed(0)
+    model = TinySSD(num_classes=num_classes).eval()
+    return model, list(CLASS_NAMES)[:num_classes], "untrained TinySSD (random weights, seed 0)"
+
+
+def model_or_untrained():
+    """The active checkpoint's model, or the untrained one with an st.warning on failure."""
+    path = active_checkpoint()
+    if path:
+        try:
+            return load_model(path)
+        except CheckpointError as e:
+            st.warning(f"The active checkpoint could not be loaded ({e}); "
+                       "using an untrained TinySSD instead.")
+    return load_model(None)
