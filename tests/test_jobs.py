@@ -1,0 +1,106 @@
+"""Background training jobs: queueing, stop, resume, runs that outlive their process."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ssd_core.data import SyntheticDetection, export_dataset
+from ssd_core.errors import ConfigError
+from ssd_core.jobs import DataSpec, JobManager, read_metrics
+from ssd_core.train import TrainConfig, load_checkpoint
+
+TINY = dict(input_size=64, batch_size=4, log_every=1, lr=0.05)
+
+
+def test_one_job_at_a_time_others_queued_in_order(tmp_path):
+    jm = JobManager(tmp_path, max_running=1)
+    first = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=8, val_n=4))
+    second = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    third = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    assert jm.snapshot(second).queue_position == 1
+    assert jm.snapshot(third).queue_position == 2
+    assert jm.snapshot(third).state == "queued"
+    for run in (first, second, third):
+        assert jm.wait(run, 240)
+    snaps = [jm.snapshot(r) for r in (first, second, third)]
+    assert [s.state for s in snaps] == ["finished"] * 3
+    first_snap = snaps[0]
+    assert first_snap.epochs and "val_ap50" in first_snap.epochs[-1]
+    assert first_snap.progress == 1.0
+    # The epoch preview: detections of the current model on the first validation image.
+    assert first_snap.preview["epoch"] == 1 and first_snap.preview["ground_truth"]
+    ckpt = load_checkpoint(first_snap.checkpoint)
+    assert ckpt.class_names == SyntheticDetection(1).class_names
+    # Records on disk equal the live ones.
+    assert read_metrics(first_snap.path / "metrics.jsonl") == first_snap.records
+
+
+def test_stop_queued_and_running_then_resume(tmp_path):
+    jm = JobManager(tmp_path, max_running=1)
+    run = jm.submit(TrainConfig(epochs=3, **TINY), DataSpec(n=16, val_n=0))
+    queued = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    jm.stop(queued)
+    assert jm.snapshot(queued).state == "stopped"
+    jm.stop(run)  # stops after the current step with a checkpoint
+    assert jm.wait(run, 120)
+    snap = jm.snapshot(run)
+    assert snap.state == "stopped", snap.message
+    assert snap.resumable and (snap.path / "checkpoint.pt").exists()
+    steps_before = snap.records[-1]["step"]
+    jm.resume(run)
+    assert jm.wait(run, 240)
+    snap = jm.snapshot(run)
+    assert snap.state == "finished", snap.message
+    assert snap.records[-1]["step"] == 3 * 4 > steps_before  # 16 images / batch 4, 3 epochs
+
+
+def test_interrupted_run_is_listed_and_resumable(tmp_path):
+    jm = JobManager(tmp_path)
+    run = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    assert jm.wait(run, 120)
+    path = tmp_path / run
+    # Pretend a server process died mid-run: status running, owner a dead pid.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (path / "owner.json").write_text(json.dumps({"pid": int(dead.stdout),
+                                                 "host": __import__("socket").gethostname()}))
+    (path / "status.json").write_text(json.dumps({"state": "running", "message": "training"}))
+    fresh = JobManager(tmp_path)  # a restarted server
+    listed = {s.run_id: s for s in fresh.list_runs()}
+    assert listed[run].state == "interrupted"
+    assert listed[run].resumable
+    assert "resume" in listed[run].message
+
+
+def test_dataset_on_disk_is_split_for_validation(tmp_path):
+    export_dataset(SyntheticDetection(10, seed=3, image_size=64), tmp_path / "ds", "csv")
+    train, val = DataSpec(kind="path", path=str(tmp_path / "ds"), val_fraction=0.2).build(64)
+    assert (len(train), len(val)) == (8, 2)
+    img, target = val[1]
+    assert img.shape == (3, 64, 64) and target.shape[1] == 5
+    with pytest.raises(IndexError):
+        val.sample(2)
+
+
+@pytest.mark.parametrize("spec, words", [
+    (DataSpec(n=0), "at least 1 image"),
+    (DataSpec(kind="path"), "path is needed"),
+    (DataSpec(kind="web"), "'synthetic' or 'path'"),
+])
+def test_bad_data_spec_is_refused_before_anything_runs(tmp_path, spec, words):
+    jm = JobManager(tmp_path)
+    with pytest.raises(ConfigError, match=words):
+        jm.submit(TrainConfig(**TINY), spec)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_job_reports_the_message(tmp_path):
+    jm = JobManager(tmp_path)
+    run = jm.submit(TrainConfig(epochs=1, **TINY),
+                    DataSpec(kind="path", path=str(tmp_path / "missing.zip")))
+    assert jm.wait(run, 60)
+    snap = jm.snapshot(run)
+    assert snap.state == "failed"
+    assert "not found" in snap.message
