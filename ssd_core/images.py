@@ -82,9 +82,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as im:
                 _check_pixels(im.width, im.height, max_pixels, name)
-                fmt = im.format
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)
+                fmt = im.format  # a freshly opened file is on its first frame: no seeking
                 im.load()
                 try:
                     oriented = ImageOps.exif_transpose(im)
@@ -174,7 +172,7 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, max_pixels, "The PIL image")
-        if getattr(source, "n_frames", 1) > 1:
+        if source.tell() != 0:  # the caller moved to a later frame of an animation
             source.seek(0)
         try:
             source.load()

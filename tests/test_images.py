@@ -143,6 +143,9 @@ def test_animated_gif_first_frame():
     img = load_image(buf.getvalue())
     assert_rgb(img, (6, 4))
     assert tuple(np.asarray(img)[0, 0]) == (255, 0, 0)
+    with Image.open(io.BytesIO(buf.getvalue())) as opened:
+        opened.seek(2)  # a PIL image left on a later frame still gives the first one
+        assert load_image(opened).getpixel((0, 0)) == (255, 0, 0)
 
 
 def test_one_by_one_image():
