@@ -8,6 +8,11 @@ iteration on their suppression matrix), then the kept ones remove what they over
 rest in one vectorized step.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
 from .boxes import offset_inverse
@@ -205,3 +210,151 @@ def multibox_detection(
     class_out = torch.where(below, torch.full_like(class_out, -1), class_out)
     conf_out = torch.where(below, 1 - conf_out, conf_out)
     return torch.cat((class_out[..., None].to(conf_out.dtype), conf_out[..., None], box_out), -1)
+
+
+# ------------------------------------------------------- the Detector (image in, boxes out)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "tinyssd_synthetic.pt"
+
+
+@dataclass
+class Detections:
+    """Detections on one image, sorted by score: ``boxes (K,4)`` pixel corners in the original
+    image, ``scores (K,)``, ``labels (K,)`` long (0..C-1), ``anchor_index (K,)`` (which anchor
+    produced each box), ``class_names`` and ``image_size`` ``(W, H)``."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    anchor_index: torch.Tensor
+    class_names: list
+    image_size: tuple
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def to_records(self) -> list[dict]:
+        """JSON-ready ``[{"class", "class_id", "score", "box": [x1, y1, x2, y2], "anchor"}]``."""
+        return [{"class": self.class_names[c], "class_id": c, "score": round(s, 5),
+                 "box": [round(v, 2) for v in b], "anchor": a}
+                for b, s, c, a in zip(self.boxes.tolist(), self.scores.tolist(),
+                                      self.labels.tolist(), self.anchor_index.tolist())]
+
+
+@dataclass
+class RawOutput:
+    """The network's output for one image, kept so thresholds can change without re-running it:
+    ``probs (N, C+1)`` softmax class probabilities (column 0 background), ``boxes (N, 4)`` decoded
+    normalized corners, ``image_size (W, H)`` of the original image."""
+
+    probs: torch.Tensor
+    boxes: torch.Tensor
+    image_size: tuple
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """Best non-background probability per anchor ``(N,)``."""
+        return self.probs[:, 1:].max(dim=1).values
+
+
+class Detector:
+    """A trained TinySSD ready for images of any size: ``predict(image)`` -> :class:`Detections`.
+
+    ``raw(image)`` runs the network once; ``filter(raw, ...)`` applies thresholds and NMS to
+    that output in milliseconds, and equals a fresh ``predict`` with the same thresholds.
+    """
+
+    def __init__(self, model, class_names, input_size: int = 256, device=None,
+                 checkpoint: str | None = None):
+        from .device import resolve_device
+
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = [str(c) for c in class_names]
+        self.input_size = int(input_size)
+        self.checkpoint = checkpoint
+
+    @classmethod
+    def from_checkpoint(cls, path=None, device=None) -> Detector:
+        """Load a checkpoint (``None``: the shipped default model in ``assets/``)."""
+        from .errors import CheckpointError
+        from .train import load_checkpoint
+
+        if path is None:
+            path = DEFAULT_CHECKPOINT
+            if not path.exists():
+                raise CheckpointError(
+                    f"The shipped model {str(path)!r} is missing; reinstall SSD Explorer or "
+                    "train one (README: 'How the default model was trained').")
+        ckpt = load_checkpoint(path, map_location="cpu")
+        return cls(ckpt.model, ckpt.class_names, ckpt.config.input_size, device, str(path))
+
+    @torch.no_grad()
+    def raw(self, image) -> RawOutput:
+        """Any ``load_image`` source -> :class:`RawOutput` (network run once, results on CPU)."""
+        from .images import image_to_tensor, load_image
+
+        img = load_image(image)
+        X = image_to_tensor(img, self.input_size).unsqueeze(0).to(self.device)
+        anchors, cls_preds, bbox_preds = self.model(X)
+        probs = torch.softmax(cls_preds[0].float(), dim=-1)
+        boxes = offset_inverse(anchors[0].float(), bbox_preds[0].float().reshape(-1, 4))
+        return RawOutput(probs.cpu(), boxes.cpu(), img.size)
+
+    def filter(self, raw: RawOutput, conf_threshold: float = 0.5, nms_threshold: float = 0.5,
+               per_class: bool = False, classes=None, apply_nms: bool = True) -> Detections:
+        """Thresholds and NMS over a cached :class:`RawOutput` -> :class:`Detections`.
+
+        Like the book's ``multibox_detection``: each anchor predicts its most likely object class;
+        anchors scoring below ``conf_threshold`` are dropped, then greedy NMS (class-agnostic or
+        ``per_class``) keeps the best of overlapping boxes. ``classes``: class ids to keep (None:
+        all), applied after NMS so hiding a class never changes the other classes' boxes.
+        """
+        if not 0 <= conf_threshold <= 1 or not 0 <= nms_threshold <= 1:
+            raise ValueError("conf_threshold and nms_threshold must lie in [0, 1], got "
+                             f"{conf_threshold} and {nms_threshold}.")
+        conf, cls = raw.probs[:, 1:].max(dim=1)
+        idx = torch.nonzero(conf >= conf_threshold).flatten()
+        boxes, scores, labels = raw.boxes[idx], conf[idx], cls[idx]
+        if apply_nms and len(idx):
+            if per_class:
+                # Boxes of different classes never overlap once shifted apart by class id.
+                shifted = boxes + labels[:, None].to(boxes.dtype) * 4.0
+                keep = nms(shifted, scores, nms_threshold)
+            else:
+                keep = nms(boxes, scores, nms_threshold)
+        else:
+            keep = torch.argsort(scores, descending=True, stable=True)
+        idx, boxes, scores, labels = idx[keep], boxes[keep], scores[keep], labels[keep]
+        if classes is not None:
+            wanted = torch.isin(labels, torch.as_tensor(list(classes), dtype=labels.dtype))
+            idx, boxes, scores, labels = idx[wanted], boxes[wanted], scores[wanted], labels[wanted]
+        w, h = raw.image_size
+        scale = torch.tensor([w, h, w, h], dtype=boxes.dtype)
+        pixels = (boxes * scale).clamp(min=0)
+        pixels = torch.minimum(pixels, scale)
+        return Detections(pixels, scores, labels, idx, self.class_names, tuple(raw.image_size))
+
+    def predict(self, image, conf_threshold: float = 0.5, nms_threshold: float = 0.5,
+                per_class: bool = False) -> Detections:
+        """Any ``load_image`` source -> :class:`Detections` (boxes in the image's own pixels)."""
+        return self.filter(self.raw(image), conf_threshold, nms_threshold, per_class)
+
+    def anchor_info(self, index: int) -> dict:
+        """Which scale, feature-map cell and anchor shape an anchor index belongs to."""
+        from .anchors import anchors_per_pixel
+        from .model import feature_map_sizes
+
+        index = int(index)
+        for scale, (fmap, sizes, ratios) in enumerate(zip(
+                feature_map_sizes(self.input_size), self.model.sizes, self.model.ratios)):
+            per_pixel = anchors_per_pixel(sizes, ratios)
+            count = fmap * fmap * per_pixel
+            if index < count:
+                cell, shape = divmod(index, per_pixel)
+                size, ratio = ((sizes[shape], ratios[0]) if shape < len(sizes)
+                               else (sizes[0], ratios[shape - len(sizes) + 1]))
+                return {"scale": scale, "feature_map": fmap, "row": cell // fmap,
+                        "col": cell % fmap, "shape": shape, "size": size, "ratio": ratio}
+            index -= count
+        raise IndexError(f"anchor index out of range for input size {self.input_size}")
