@@ -43,7 +43,7 @@ FIELD_HELP = {
     "smooth_l1_sigma": "smooth-L1 sigma",
     "cls_weight": "weight of the class loss in the total",
     "box_weight": "weight of the offset loss in the total",
-    "normalize": "loss normalisation: positives (SSD paper) or mean (the book)",
+    "normalize": "loss normalisation: mean (the book) or positives (SSD paper)",
     "hard_negative_mining": "keep only the hardest negatives (neg_ratio per positive)",
     "neg_ratio": "negatives kept per positive with hard negative mining",
     "seed": "random seed (same seed -> same run on CPU)",

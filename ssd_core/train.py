@@ -90,7 +90,7 @@ class TrainConfig:
     smooth_l1_sigma: float = 1.0
     cls_weight: float = 1.0
     box_weight: float = 1.0
-    normalize: str = "positives"
+    normalize: str = "mean"
     hard_negative_mining: bool = False
     neg_ratio: float = 3.0
     # process
@@ -334,20 +334,24 @@ def _read_checkpoint_payload(path: Path, map_location) -> dict:
         raise CheckpointError(f"No checkpoint file at {str(path)!r}; check the path.")
     if path.is_dir():
         raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file (.pt).")
+    corrupt = (f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated "
+               "file?)")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is not ours
+        raise CheckpointError(f"{corrupt}: not a zip-format torch.save file.")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # a damaged pickle stream rather than a foreign class
+            raise CheckpointError(f"{corrupt}: {str(e).splitlines()[0][:200]}") from None
         raise CheckpointError(
             f"Refused to load {str(path)!r}: it contains pickled Python objects other than "
             "tensors and plain values, which could run code when loaded. Only load checkpoints "
-            f"saved by SSD Explorer. ({str(e).splitlines()[0][:200]})"
+            f"saved by SSD Explorer. ({_global_line(e)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError,
             TypeError, KeyError, IndexError, UnicodeDecodeError) as e:
-        raise CheckpointError(
-            f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated file?): "
-            f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
-        ) from None
+        detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise CheckpointError(f"{corrupt}: {detail}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{str(path)!r} is a PyTorch file but not an SSD Explorer checkpoint (no "
@@ -364,6 +368,12 @@ def _read_checkpoint_payload(path: Path, map_location) -> dict:
             raise CheckpointError(
                 f"{str(path)!r} is missing its {key!r} entry; the file is damaged.")
     return payload
+
+
+def _global_line(e: Exception) -> str:
+    """The line of torch's refusal that names the blocked class, e.g. 'GLOBAL posix.system'."""
+    lines = [x.strip() for x in str(e).splitlines() if "global" in x.lower()]
+    return (lines[-1] if lines else str(e).splitlines()[0])[:200]
 
 
 def load_checkpoint(path, map_location="cpu") -> Checkpoint:
@@ -574,6 +584,20 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    def _apply_config_lr(self) -> None:
+        """After loading optimizer/scheduler state, let this run's config (which may override
+        the checkpoint's, e.g. a lower lr after a divergence) decide lr and regularisation."""
+        cfg = self.config
+        self.scheduler.base_lrs = [cfg.lr] * len(self.optimizer.param_groups)
+        self.scheduler.lr_lambdas = [_lr_factor(cfg, self.steps_per_epoch)] * len(
+            self.optimizer.param_groups)
+        lr = cfg.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for g in self.optimizer.param_groups:
+            g["initial_lr"], g["lr"], g["weight_decay"] = cfg.lr, lr, cfg.weight_decay
+            if "momentum" in g:
+                g["momentum"] = cfg.momentum
+        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
+
     def _make_optimizer(self, model):
         cfg = self.config
         if cfg.optimizer == "adam":
@@ -631,8 +655,11 @@ class Trainer:
                 f"{self.class_names}; resume with the same dataset.")
         try:
             self.model.load_state_dict(_unwrap(ckpt.model).state_dict())
-            self.optimizer.load_state_dict(ts["optimizer"])
+            if ckpt.config.optimizer == self.config.optimizer:
+                self.optimizer.load_state_dict(ts["optimizer"])
+            # else: a different optimizer was asked for; it starts with fresh state.
             self.scheduler.load_state_dict(ts["scheduler"])
+            self._apply_config_lr()
             if self.use_amp and ts.get("scaler"):
                 self.scaler.load_state_dict(ts["scaler"])
             self.step = int(ts["step"])

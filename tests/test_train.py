@@ -1,0 +1,277 @@
+"""Training engine: config validation, learning, determinism, stop/resume, NaN guard, checkpoints.
+
+Everything trains on tiny synthetic data on the CPU (a few seconds per test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssd_core.data import SyntheticDetection
+from ssd_core.errors import CheckpointError, ConfigError, TrainingDiverged
+from ssd_core.train import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    Trainer,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+# A small TinySSD (same structure, fewer channels) at 64x64 keeps a step ~10 ms.
+TINY = dict(input_size=64, batch_size=4, epochs=1, log_every=1, base_channels=(8, 16, 16),
+            channels=16, optimizer="adam", lr=3e-3, normalize="positives")
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return SyntheticDetection(24, seed=3, image_size=64, preset="book")
+
+
+def losses(records, kind="step"):
+    return [r["loss"] for r in records if r["kind"] == kind]
+
+
+def sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_defaults_are_the_books():
+    c = TrainConfig()
+    assert (c.optimizer, c.lr, c.weight_decay, c.batch_size, c.epochs, c.input_size) == (
+        "sgd", 0.2, 5e-4, 32, 20, 256)
+    assert (c.cls_loss, c.box_loss, c.normalize) == ("ce", "l1", "mean")
+    loss = c.loss_config()
+    assert (loss.cls_loss, loss.box_loss, loss.normalize) == ("ce", "l1", "mean")
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("lr", 0.0, "lr"), ("lr", -1.0, "lr"), ("lr", float("nan"), "lr"),
+    ("batch_size", 0, "batch_size"), ("epochs", 0, "epochs"),
+    ("input_size", 100, "multiple of 32"), ("input_size", 32, "at least 64"),
+    ("optimizer", "rmsprop", "optimizer"), ("schedule", "linear", "schedule"),
+    ("momentum", 1.0, "momentum"), ("log_every", 0, "log_every"),
+    ("device", "tpu:x", "device"), ("cls_loss", "hinge", "cls_loss"),
+    ("neg_ratio", 0, "neg_ratio"), ("base_channels", (), "base_channels"),
+])
+def test_config_rejects_bad_values(field, value, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig(**{field: value})
+
+
+def test_config_json_round_trip_and_unknown_keys():
+    c = TrainConfig(lr=0.05, schedule="cosine", warmup_steps=5, base_channels=(8, 16, 32),
+                    class_names=["a", "b"], num_classes=2, cls_loss="focal")
+    back = TrainConfig.from_json(c.to_json())
+    assert back == c and back.base_channels == (8, 16, 32)
+    with pytest.raises(ConfigError, match="Unknown training setting.*learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        TrainConfig.from_json("{lr: 1")
+
+
+# ---------------------------------------------------------------- learning
+
+
+def test_training_drives_loss_down_and_ap_up(tmp_path):
+    train = SyntheticDetection(64, seed=0, image_size=128, preset="book")
+    val = SyntheticDetection(16, seed=1, image_size=128, preset="book")
+    cfg = TrainConfig(input_size=128, batch_size=8, epochs=10, val_every=5, log_every=4,
+                      optimizer="adam", lr=3e-3, normalize="positives",
+                      val_pos_threshold=0.05)  # fewer candidates: faster NMS, same AP ranking
+    trainer = Trainer(cfg, train, val, run_dir=tmp_path)
+    records = list(trainer.fit())
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == list(range(1, 11))
+    assert epochs[-1]["loss"] < 0.3 * epochs[0]["loss"]
+    assert epochs[-1]["class_error"] < epochs[0]["class_error"]
+    assert epochs[-1]["val_ap50"] > max(0.05, 2 * epochs[4]["val_ap50"])
+    assert set(epochs[-1]["val_per_class"]) == {"banana"}
+    r = epochs[-1]
+    for key in ("step", "cls_loss", "box_loss", "box_mae", "positives_per_image",
+                "images_per_s", "lr", "elapsed", "eta_s", "val_map"):
+        assert key in r
+    assert r["step"] == 80 and r["images"] == 64 and r["eta_s"] == 0
+    assert r["positives_per_image"] > 1
+    # Run folder: config, one metrics line per record, status, checkpoints.
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [x["step"] for x in records]
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert TrainConfig.from_dict(saved).num_classes == 1
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "finished" and trainer.state == "finished"
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best.class_names == ["banana"] and best.train_state is None
+    assert best.metrics["val_ap50"] == pytest.approx(max(e.get("val_ap50", 0) for e in epochs))
+    assert not best.model.training
+    assert not list(tmp_path.glob("*.tmp")), "atomic writes left a temp file behind"
+
+
+def test_same_seed_same_losses_other_seed_differs(tiny_data):
+    a = losses(Trainer(TrainConfig(**TINY, seed=7), tiny_data).fit())
+    b = losses(Trainer(TrainConfig(**TINY, seed=7), tiny_data).fit())
+    c = losses(Trainer(TrainConfig(**TINY, seed=8), tiny_data).fit())
+    assert len(a) == 6 and a == b
+    assert a != c
+
+
+def test_schedules_warmup_and_cosine(tiny_data):
+    cfg = TrainConfig(**{**TINY, "epochs": 2}, schedule="cosine", warmup_steps=4)
+    lrs = [r["lr"] for r in Trainer(cfg, tiny_data).fit() if r["kind"] == "step"]
+    # lr after step s: warmup (s+1)/4 for s < 4, then cosine down to 0 at step 12.
+    assert lrs[:3] == pytest.approx([2 / 4 * 3e-3, 3 / 4 * 3e-3, 3e-3])
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(x >= y for x, y in zip(lrs[2:], lrs[3:]))
+
+
+# ---------------------------------------------------------------- stop / resume
+
+
+def test_stop_from_another_thread_then_resume_matches_uninterrupted(tiny_data, tmp_path):
+    cfg = TrainConfig(**{**TINY, "epochs": 2})  # 6 steps per epoch, 12 in all
+    full = list(Trainer(cfg, tiny_data).fit())
+
+    trainer = Trainer(cfg, tiny_data, run_dir=tmp_path)
+    first = []
+    for r in trainer.fit():
+        first.append(r)
+        if r["kind"] == "step" and r["step"] == 3:
+            t = threading.Thread(target=trainer.stop)
+            t.start()
+            t.join()
+    # The step running when stop() arrived finishes, then a checkpoint is saved.
+    assert [r["step"] for r in first] == [1, 2, 3, 4]
+    assert trainer.state == "stopped"
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt.train_state["step"] == 4 and ckpt.train_state["batch_in_epoch"] == 4
+
+    resumed = Trainer(cfg, tiny_data, run_dir=tmp_path, resume=tmp_path / "checkpoint.pt")
+    rest = list(resumed.fit())
+    assert [r["step"] for r in rest if r["kind"] == "step"] == list(range(5, 13))
+    assert losses(first) + losses(rest) == losses(full)  # bit-identical on CPU
+    # The epoch record of the interrupted epoch includes the steps before the stop.
+    assert losses(rest, "epoch") == losses(full, "epoch")
+    assert resumed.state == "finished"
+
+
+def test_resume_needs_a_resumable_checkpoint(tiny_data, tmp_path):
+    model = build_model(TrainConfig(**TINY, num_classes=1))
+    save_checkpoint(tmp_path / "w.pt", model, TrainConfig(**TINY, num_classes=1), ["banana"])
+    trainer = Trainer(TrainConfig(**TINY), tiny_data, resume=tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        next(trainer.fit())
+
+
+# ---------------------------------------------------------------- NaN guard
+
+
+def test_nan_guard_raises_and_keeps_last_good_checkpoint(tiny_data, tmp_path):
+    cfg = TrainConfig(**TINY)
+    list(Trainer(cfg, tiny_data, run_dir=tmp_path).fit())
+    good = sha(tmp_path / "checkpoint.pt")
+
+    wild = cfg.replace(optimizer="sgd", lr=1e4, epochs=3)
+    trainer = Trainer(wild, tiny_data, run_dir=tmp_path, resume=tmp_path / "checkpoint.pt")
+    with pytest.raises(TrainingDiverged, match="learning rate 10000 is probably too high"):
+        list(trainer.fit())
+    assert sha(tmp_path / "checkpoint.pt") == good
+    assert load_checkpoint(tmp_path / "checkpoint.pt").train_state["step"] == 6
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and "diverged" in status["message"]
+
+
+def test_nan_in_the_data_is_caught(tiny_data):
+    class Poisoned(torch.utils.data.Dataset):
+        class_names = tiny_data.class_names
+
+        def __len__(self):
+            return len(tiny_data)
+
+        def __getitem__(self, i):
+            img, target = tiny_data[i]
+            return (img * float("nan") if i == 5 else img), target
+
+    with pytest.raises(TrainingDiverged, match="NaN/inf"):
+        list(Trainer(TrainConfig(**TINY), Poisoned()).fit())
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path):
+    cfg = TrainConfig(**TINY, num_classes=2, class_names=["cat", "dog"])
+    model = build_model(cfg)
+    path = save_checkpoint(tmp_path / "m.pt", model, cfg, ["cat", "dog"], {"val_ap50": 0.5})
+    ck = load_checkpoint(path)
+    assert ck.config == cfg and ck.class_names == ["cat", "dog"] and ck.metrics == {"val_ap50": 0.5}
+    for k, v in model.state_dict().items():
+        assert torch.equal(ck.model.state_dict()[k], v)
+    x = torch.rand(2, 3, 64, 64)
+    model.eval()
+    assert torch.equal(ck.model(x)[1], model(x)[1])
+
+
+def test_missing_and_corrupt_checkpoints_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="No checkpoint file"):
+        load_checkpoint(tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a checkpoint" * 50)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(junk)
+    cfg = TrainConfig(**TINY, num_classes=1)
+    good = save_checkpoint(tmp_path / "good.pt", build_model(cfg), cfg, ["x"])
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(cut)
+    plain = tmp_path / "plain.pt"
+    torch.save(build_model(cfg).state_dict(), plain)  # a bare state dict: no config
+    with pytest.raises(CheckpointError, match="not an SSD Explorer checkpoint"):
+        load_checkpoint(plain)
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path):
+    cfg = TrainConfig(**TINY, num_classes=1)
+    path = save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, ["x"])
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = cfg.replace(channels=32).to_json()  # describes a wider network
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(path)
+
+
+class _Evil:
+    """Unpickling this creates a file: the proof that a loader ran foreign code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickled_payload_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    cfg = TrainConfig(**TINY, num_classes=1)
+    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_json(),
+               "class_names": ["x"], "metrics": "{}", "model": build_model(cfg).state_dict(),
+               "extra": _Evil(marker)}
+    path = tmp_path / "evil.pt"
+    torch.save(payload, path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # The payload really is live: a plain unsafe load would have created the file.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
