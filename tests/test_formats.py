@@ -88,6 +88,14 @@ def test_loaded_dataset_feeds_the_same_items(exported, synth):
     assert images.shape == (len(ds), 3, 64, 64) and targets.shape[2] == 5
 
 
+def test_coco_official_layout(exported, synth, tmp_path):
+    d = copy_of(exported, "coco", tmp_path)
+    (d / "annotations").mkdir()
+    shutil.move(d / "annotations.json", d / "annotations" / "instances_val2017.json")
+    shutil.move(d / "images", d / "val2017")
+    assert_same(load_dataset(d), synth)
+
+
 def test_book_banana_csv_without_class_list(tmp_path):
     (tmp_path / "images").mkdir()
     for i in range(2):

@@ -206,13 +206,16 @@ def _read_coco(root: Path, fixes: _Fixes):
     cat_ids = sorted(cats, key=lambda v: (str(type(v)), v))
     label_of = {cid: k for k, cid in enumerate(cat_ids)}
     images, order = {}, []
+    # Images may sit next to the json, in images/, or in a split folder such as val2017/.
+    dirs = list(dict.fromkeys([ann_path.parent, root, root / "images",
+                               ann_path.parent.parent / "images"]
+                              + sorted(p for p in root.iterdir() if p.is_dir())))
     for k, im in enumerate(data["images"]):
         where = f"{af}, images[{k}]"
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise AnnotationError(f"{where}: needs 'id' and 'file_name'.")
         name = str(im["file_name"])
-        path = _find_image(root, [ann_path.parent / name, root / name, root / "images" / name,
-                                  ann_path.parent.parent / "images" / name], where, name)
+        path = _find_image(root, [d / name for d in dirs], where, name)
         size = _image_size(path, where)
         if "width" in im and "height" in im:
             declared = (int(_number(im["width"], where, "width")),
