@@ -19,19 +19,23 @@ _EXPORTS = {
     "multibox_prior": "anchors",
     "TINYSSD_SIZES": "anchors",
     "TINYSSD_RATIOS": "anchors",
+    "anchors_per_pixel": "anchors",
     # matching
     "assign_anchor_to_bbox": "matching",
     "multibox_target": "matching",
     "match_anchors": "matching",
     "hard_negative_mask": "matching",
+    "AnchorMatch": "matching",
     # detection
     "nms": "detection",
     "multibox_detection": "detection",
     "Detector": "detection",
     "Detections": "detection",
+    "RawOutput": "detection",
     # model
     "TinySSD": "model",
     "describe": "model",
+    "feature_map_sizes": "model",
     # losses
     "l1": "losses",
     "smooth_l1": "losses",
@@ -39,6 +43,11 @@ _EXPORTS = {
     "focal_loss": "losses",
     "LossConfig": "losses",
     "ssd_loss": "losses",
+    "cls_eval": "losses",
+    "bbox_eval": "losses",
+    "batch_metrics": "losses",
+    "init_focal_bias": "losses",
+    "curve_gradient": "losses",
     # training
     "TrainConfig": "train",
     "Trainer": "train",
@@ -47,9 +56,18 @@ _EXPORTS = {
     # evaluation
     "evaluate_detections": "evaluate",
     "average_precision": "evaluate",
+    "EvalResult": "evaluate",
     # images and data
     "load_image": "images",
+    "image_to_tensor": "images",
     "SyntheticDetection": "data",
+    "load_dataset": "data",
+    "export_dataset": "data",
+    "detection_collate": "data",
+    "Augment": "data",
+    # background jobs
+    "JobManager": "jobs",
+    "DataSpec": "jobs",
     # device
     "default_device": "device",
 }
