@@ -388,36 +388,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def detect_image(model, img, input_size: int, conf=0.5, nms=0.5, per_class=False,
-                 channels_last=False):
-    """PIL RGB image -> list of (class_id, score, [x1, y1, x2, y2] pixels of the original)."""
-    import torch
-    import torch.nn.functional as F
-
-    from ssd_core.detection import multibox_detection
-    from ssd_core.images import image_to_tensor
-
-    dev = next(model.parameters()).device
-    X = image_to_tensor(img, input_size)[None].to(dev)
-    if channels_last:
-        X = X.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        anchors, cls_preds, bbox_preds = model(X)
-        cls_probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
-        kwargs = {"per_class": True} if per_class else {}
-        out = multibox_detection(cls_probs, bbox_preds.float(), anchors.float(),
-                                 nms_threshold=nms, **kwargs)[0]
-    keep = (out[:, 0] >= 0) & (out[:, 1] >= conf)
-    out = out[keep].cpu()
-    w, h = img.size
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    boxes = (out[:, 2:6] * scale).clamp_(min=0)
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(max=w)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(max=h)
-    return [(int(c), float(s), [round(float(v), 2) for v in b])
-            for c, s, b in zip(out[:, 0].tolist(), out[:, 1].tolist(), boxes)]
-
-
 def draw_boxes(img, detections, class_names):
     """A copy of the PIL image with each (class_id, score, pixel box) drawn and labelled."""
     from PIL import ImageDraw
@@ -438,28 +408,34 @@ def draw_boxes(img, detections, class_names):
 
 
 def cmd_detect(args) -> int:
+    from ssd_core.detection import Detector
     from ssd_core.images import load_image
 
-    ckpt, _ = _load(args.checkpoint, args.device)
+    try:
+        detector = Detector.from_checkpoint(args.checkpoint, device=args.device)
+    except ValueError as e:  # a device that is not available
+        if isinstance(e, SSDError):
+            raise
+        raise UsageError(str(e)) from None
     results = []
     for path in args.images:
         if not Path(path).exists():
             raise UsageError(f"No image at {path!r}.")
         img = load_image(path)
-        dets = detect_image(ckpt.model, img, ckpt.config.input_size, args.conf, args.nms,
-                            args.per_class)
-        results.append({
-            "image": path, "width": img.width, "height": img.height,
-            "detections": [{"class_id": c, "class_name": ckpt.class_names[c], "score": s,
-                            "box": b} for c, s, b in dets]})
+        det = detector.predict(img, conf_threshold=args.conf, nms_threshold=args.nms,
+                               per_class=args.per_class)
+        records = det.to_records()
+        results.append({"image": path, "width": img.width, "height": img.height,
+                        "detections": records})
         if args.draw:
             target = Path(args.draw)
-            if len(args.images) > 1:
-                target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix}")
             if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
                 raise UsageError(f"--draw needs an image file name such as out.png, got "
                                  f"{args.draw!r}.")
-            draw_boxes(img, dets, ckpt.class_names).save(target)
+            if len(args.images) > 1:
+                target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix}")
+            boxes = [(r["class_id"], r["score"], r["box"]) for r in records]
+            draw_boxes(img, boxes, detector.class_names).save(target)
     text = json.dumps(results if len(results) > 1 else results[0], indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
