@@ -79,7 +79,7 @@ def anchors_figure(image, groups, centres=None, highlight=None, height: int = 56
     fig = image_figure(image, height=height)
     dim = highlight is not None and len(highlight) > 0
     for name, boxes, col in groups:
-        fig.add_trace(box_trace(boxes, name, col, width=1.0, opacity=0.25 if dim else 0.7))
+        fig.add_trace(box_trace(boxes, name, col, width=1.0, opacity=0.15 if dim else 0.7))
     if centres is not None and len(centres):
         c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         fig.add_trace(go.Scatter(
@@ -250,19 +250,19 @@ def tinyssd_diagram(rows, input_size: int, height: int = 330) -> go.Figure:
     fig.add_shape(type="rect", x0=-0.7, x1=0.3, y0=-0.5, y1=0.5, fillcolor="#dddddd",
                   line=dict(color="#555555"))
     fig.add_annotation(x=-0.2, y=0, text=f"image<br>3×{input_size}×{input_size}",
-                       showarrow=False, font=dict(size=11))
+                       showarrow=False, font=dict(size=11, color="#111111"))
     prev = 0.3
     for i, (r, x) in enumerate(zip(rows, xs)):
         c, h, w = r["output_shape"]
         half = 0.15 + 0.35 * math.sqrt(h / max_side)
         col = SCALE_COLOURS[i % len(SCALE_COLOURS)]
         fig.add_shape(type="rect", x0=x - 0.6, x1=x + 0.6, y0=-half, y1=half, fillcolor=col,
-                      opacity=0.85, line=dict(color="#333333"))
+                      opacity=0.35, line=dict(color=col, width=2))
         fig.add_annotation(x=prev, y=0, ax=x - 0.6, ay=0, xref="x", yref="y", axref="x",
                            ayref="y", text="", showarrow=True, arrowhead=2, arrowside="start",
                            arrowwidth=1.5)
         fig.add_annotation(x=x, y=0, text=f"<b>{c}×{h}×{w}</b>", showarrow=False,
-                           font=dict(size=12))
+                           font=dict(size=12, color="#111111"))
         fig.add_annotation(x=x, y=0.62, text=r["name"], showarrow=False, font=dict(size=11))
         fig.add_annotation(
             x=x, y=-0.66, showarrow=False, font=dict(size=11),
@@ -308,4 +308,150 @@ def feature_grid_figure(fmap, cols: int = 8, height: int | None = None,
     fig.update_layout(height=height or min(900, 120 + 60 * rows),
                       margin=dict(l=5, r=5, t=30 if title else 5, b=5), title=title,
                       plot_bgcolor="white")
+    return fig
+
+
+# ---- part 2: training, detection, evaluation
+
+
+def detections_figure(image, boxes, scores, labels, class_names, hover=None, gt_boxes=None,
+                      gt_labels=None, height: int = 560, label_limit: int = 40,
+                      title: str | None = None, extra_boxes=None) -> go.Figure:
+    """Detections over a PIL ``image``: one NaN-separated line trace per class (colour(class)).
+
+    boxes: ``(K, 4)`` pixel corners; scores, labels: ``(K,)``; hover: optional K strings (shown
+    on every corner of the box); gt_boxes/gt_labels: optional ground truth, dashed white;
+    extra_boxes: optional list of ``(name, boxes (n, 4), colour, dash)`` drawn on top (e.g.
+    misses). A "class score" label is written at each box's top-left when K <= label_limit.
+    """
+    fig = image_figure(image, height=height, title=title)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    lab = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if gt_boxes is not None and len(gt_boxes):
+        gl = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
+        text = np.repeat([f"ground truth: {class_names[c]}" for c in gl], 6)
+        fig.add_trace(box_trace(gt_boxes, "ground truth", "white", width=2.0, dash="dash",
+                                hover=text))
+    for c in np.unique(lab):
+        sel = lab == c
+        name = class_names[c] if 0 <= c < len(class_names) else str(c)
+        text = None
+        if hover is not None:
+            text = np.repeat(np.asarray(hover, dtype=object)[sel], 6)
+        fig.add_trace(box_trace(b[sel], f"{name} ({int(sel.sum())})", colour(int(c)),
+                                width=2.5 if len(b) <= label_limit else 1.2, hover=text))
+    if 0 < len(b) <= label_limit:
+        fig.add_trace(go.Scatter(
+            x=b[:, 0], y=b[:, 1], mode="text", showlegend=False, hoverinfo="skip",
+            text=[f"{class_names[c] if 0 <= c < len(class_names) else c} {v:.2f}"
+                  for c, v in zip(lab, s)],
+            textposition="top right", textfont=dict(color=[colour(int(c)) for c in lab], size=12),
+        ))
+    for name, xb, col, dash in extra_boxes or []:
+        if len(xb):
+            fig.add_trace(box_trace(xb, name, col, width=3.0, dash=dash,
+                                    hover=np.repeat([name] * len(xb), 6)))
+    fig.update_layout(hoverlabel=dict(namelength=-1))
+    return fig
+
+
+def annotate_image(image, boxes, scores, labels, class_names, width: int = 3):
+    """A copy of the PIL ``image`` with the boxes ``(K, 4)`` (pixel corners) drawn in their class
+    colours and "class score" captions: the PNG a user downloads."""
+    from PIL import ImageDraw
+
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    for (x1, y1, x2, y2), s, c in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                                      np.asarray(scores).reshape(-1),
+                                      np.asarray(labels).reshape(-1)):
+        col = colour(int(c))
+        draw.rectangle([x1, y1, x2, y2], outline=col, width=width)
+        text = f"{class_names[int(c)]} {float(s):.2f}"
+        tx, ty = x1 + 2, max(0.0, y1 - 12)
+        l, t, r, b = draw.textbbox((tx, ty), text)
+        draw.rectangle([l - 1, t - 1, r + 1, b + 1], fill=col)
+        draw.text((tx, ty), text, fill="black")
+    return out
+
+
+# (record key, subplot, legend suffix, dash) for training_curves_figure.
+CURVES = [
+    ("loss", 1, "total loss", "solid"), ("cls_loss", 1, "class loss", "dash"),
+    ("box_loss", 1, "box loss", "dot"), ("class_error", 2, "class error", "solid"),
+    ("box_mae", 3, "box MAE", "solid"), ("val_ap50", 4, "val AP50", "solid"),
+    ("val_map", 4, "val mAP", "dash"), ("images_per_s", 5, "images/s", "solid"),
+    ("lr", 6, "learning rate", "solid"),
+]
+CURVE_TITLES = ["Loss: total, class, box", "Class error (book)", "Box MAE (book)",
+                "Validation AP50, mAP (per epoch)", "Images per second", "Learning rate"]
+
+
+def training_curves_figure(runs: dict, height: int = 560) -> go.Figure:
+    """Training curves of one or several runs. runs: name -> metric records (``kind`` "step" or
+    "epoch", as ssd_core.train writes them); x is the optimizer step. Colour = run, dash =
+    metric. Validation metrics come from epoch records, the rest from step records."""
+    fig = make_subplots(rows=2, cols=3, subplot_titles=CURVE_TITLES, horizontal_spacing=0.07,
+                        vertical_spacing=0.16)
+    for r, (name, records) in enumerate(runs.items()):
+        epochs = [x for x in records if x.get("kind") == "epoch"]
+        # A run shorter than its logging interval has only epoch records: plot those.
+        steps = [x for x in records if x.get("kind") == "step"] or epochs
+        for key, sub, label, dash in CURVES:
+            src = epochs if key.startswith("val_") else steps
+            pts = [(x["step"], x[key]) for x in src if x.get(key) is not None]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            row, col = (sub - 1) // 3 + 1, (sub - 1) % 3 + 1
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines+markers" if src is epochs or len(xs) < 3 else "lines",
+                name=f"{name}: {label}" if len(runs) > 1 else label,
+                legendgroup=name, line=dict(color=colour(r), dash=dash, width=2),
+                marker=dict(size=6), hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}"
+                + f"<extra>{name}</extra>"), row=row, col=col)
+    fig.update_xaxes(title_text="step", title_standoff=2)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))
+    return fig
+
+
+def pr_curves_figure(curves: dict, height: int = 420) -> go.Figure:
+    """Precision-recall curves at IoU 0.5. curves: class name -> (recall, precision, scores,
+    ap50); one line per class, hover shows the score threshold."""
+    fig = go.Figure()
+    for i, (name, (rec, prec, scores, ap)) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(
+            x=np.asarray(rec), y=np.asarray(prec), mode="lines", name=f"{name} (AP50 {ap:.3f})",
+            line=dict(color=colour(i), width=2, shape="hv"), customdata=np.asarray(scores),
+            hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}<br>score ≥ %{customdata:.3f}"
+            f"<extra>{name}</extra>"))
+    fig.update_xaxes(title_text="recall", range=[0, 1.02])
+    fig.update_yaxes(title_text="precision", range=[0, 1.05])
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      title="Precision-recall (IoU 0.5)")
+    return fig
+
+
+def threshold_sweep_figure(thresholds, precision, recall, f1, best: int,
+                           height: int = 420) -> go.Figure:
+    """Precision, recall and F1 against the confidence threshold, the best F1 marked.
+    All arrays ``(T,)``; best: index into them."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    fig = go.Figure()
+    for name, ys, col in (("precision", precision, colour(4)), ("recall", recall, colour(5)),
+                          ("F1", f1, colour(2))):
+        fig.add_trace(go.Scatter(x=t, y=np.asarray(ys), mode="lines", name=name,
+                                 line=dict(color=col, width=2.5 if name == "F1" else 2)))
+    fig.add_trace(go.Scatter(
+        x=[t[best]], y=[np.asarray(f1)[best]], mode="markers+text", name="best F1",
+        marker=dict(size=12, color=colour(2), symbol="star", line=dict(color="black", width=1)),
+        text=[f"best F1 {np.asarray(f1)[best]:.3f} at {t[best]:.2f}"],
+        textposition="top center"))
+    fig.add_vline(x=float(t[best]), line=dict(color="#888", dash="dot"))
+    fig.update_xaxes(title_text="confidence threshold", range=[0, 1])
+    fig.update_yaxes(title_text="value", range=[0, 1.08])
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      title="Confidence-threshold sweep")
     return fig

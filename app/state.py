@@ -91,7 +91,7 @@ def synthetic_sample(index: int, image_size: int = 256, preset: str = "default")
 
     ds = SyntheticDetection(index + 1, seed=0, image_size=image_size, preset=preset)
     img, boxes, labels = ds.sample(index)
-    return _png(img), boxes.numpy(), labels.numpy(), list(ds.class_names)
+    return png_bytes(img), boxes.numpy(), labels.numpy(), list(ds.class_names)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -104,13 +104,17 @@ def decode_image(data: bytes, max_side: int = 1024) -> bytes:
 
     img = load_image(data)
     img.thumbnail((max_side, max_side))
-    return _png(img)
+    return png_bytes(img)
 
 
-def _png(img: Image.Image) -> bytes:
+def png_bytes(img: Image.Image) -> bytes:
+    """PIL image -> PNG bytes (hashable input for st.cache_data)."""
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+_png = png_bytes  # old name, still used by part 2's pages
 
 
 def open_png(data: bytes) -> Image.Image:
@@ -212,12 +216,146 @@ def load_model(checkpoint: str | None, num_classes: int = 3):
 
 
 def model_or_untrained():
-    """The active checkpoint's model, or the untrained one with an st.warning on failure."""
+    """``(model, class names, note, checkpoint path or None)`` for the active checkpoint, or the
+    untrained model with an st.warning when the checkpoint cannot be loaded."""
     path = active_checkpoint()
     if path:
         try:
-            return load_model(path)
+            return (*load_model(path), path)
         except CheckpointError as e:
             st.warning(f"The active checkpoint could not be loaded ({e}); "
                        "using an untrained TinySSD instead.")
-    return load_model(None)
+    return (*load_model(None), None)
+
+
+# ---------------------------------------------------------------- part 2: jobs and detectors
+
+UNTRAINED = "untrained"
+SHIPPED = "shipped"
+
+
+def runs_dir() -> Path:
+    """The runs folder: ``$SSD_RUNS_DIR`` if set, else ``<repo>/runs`` (gitignored)."""
+    import os
+
+    return Path(os.environ.get("SSD_RUNS_DIR") or ROOT / "runs")
+
+
+@st.cache_resource(show_spinner=False)
+def _job_manager(path: str):
+    from ssd_core.jobs import JobManager
+
+    return JobManager(path)  # reads SSD_MAX_TRAINING_JOBS (1 by default)
+
+
+def job_manager():
+    """The process-wide JobManager of the current runs folder: every session and every browser
+    refresh sees the same jobs (the worker threads live as long as the server)."""
+    return _job_manager(str(runs_dir()))
+
+
+def shipped_checkpoint() -> Path:
+    from ssd_core.detection import DEFAULT_CHECKPOINT
+
+    return Path(DEFAULT_CHECKPOINT)
+
+
+def _mtime(path: str) -> int:
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_resource(show_spinner="Loading model ...", max_entries=4)
+def _detector(choice: str, mtime: int):
+    from ssd_core.detection import Detector
+
+    if choice == UNTRAINED:
+        from ssd_core.data import CLASS_NAMES
+        from ssd_core.model import TinySSD
+
+        torch.manual_seed(0)
+        return Detector(TinySSD(len(CLASS_NAMES)), list(CLASS_NAMES), DEFAULT_INPUT_SIZE,
+                        device="cpu")
+    return Detector.from_checkpoint(None if choice == SHIPPED else choice)
+
+
+def detector(choice: str):
+    """A cached Detector for a model choice: ``SHIPPED``, ``UNTRAINED`` or a checkpoint path.
+    Reloaded when the file changes (a run's checkpoint.pt is rewritten while it trains).
+    Raises CheckpointError for a missing or bad checkpoint."""
+    path = str(shipped_checkpoint()) if choice == SHIPPED else choice
+    return _detector(choice, 0 if choice == UNTRAINED else _mtime(path))
+
+
+def model_key(choice: str) -> str:
+    """A string that changes whenever the chosen model's weights do (for st.cache_data keys)."""
+    path = str(shipped_checkpoint()) if choice == SHIPPED else choice
+    return f"{choice}@{0 if choice == UNTRAINED else _mtime(path)}"
+
+
+def model_choices() -> dict[str, str]:
+    """Model choice -> label: the active checkpoint, the shipped model (when present), every
+    run with a checkpoint (newest first), and an untrained TinySSD (always available)."""
+    choices: dict[str, str] = {}
+    active = active_checkpoint()
+    if active and Path(active).exists():
+        choices[active] = f"active: {Path(active).parent.name}/{Path(active).name}"
+    if shipped_checkpoint().exists():
+        choices[SHIPPED] = "shipped TinySSD (trained on synthetic shapes)"
+    try:
+        runs = job_manager().list_runs()
+    except OSError:
+        runs = []
+    for run in runs:
+        ckpt = run.checkpoint
+        if ckpt is not None and run.state not in ("queued",):
+            choices.setdefault(str(ckpt), f"run {run.run_id} ({run.state}, {ckpt.name})")
+    choices[UNTRAINED] = "untrained TinySSD (random weights)"
+    return choices
+
+
+def model_picker(key: str):
+    """A model selectbox -> ``(Detector, label)``. Follows the Training page's active
+    checkpoint when it changes; explains a missing shipped model; never raises."""
+    from ssd_core.errors import CheckpointError
+
+    choices = model_choices()
+    options = list(choices)
+    active = active_checkpoint()
+    seen = f"{key}.seen_active"
+    if st.session_state.get(seen) != active and active in choices:
+        st.session_state[key] = active  # "Use for detection" on the Training page wins
+    st.session_state[seen] = active
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = options[0]
+    choice = st.selectbox("Model", options, key=key, format_func=choices.get)
+    if not shipped_checkpoint().exists() and choice == UNTRAINED:
+        st.info(f"The shipped model `assets/{shipped_checkpoint().name}` is not installed yet, "
+                "so this is an **untrained** TinySSD: its boxes are random. Train one on the "
+                "Training page (or choose a finished run) to see real detections.")
+    try:
+        return detector(choice), choices[choice]
+    except CheckpointError as e:
+        st.warning(f"That model could not be loaded ({e}); using an untrained TinySSD instead.")
+        return detector(UNTRAINED), choices[UNTRAINED]
+
+
+# ---------------------------------------------------------------- anchors
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def tinyssd_anchors(input_size: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """TinySSD's anchors for a square input: ``(N, 4)`` normalized corners (book order, the
+    model's concatenation order) and per scale ``(start index, side, anchors per pixel)``."""
+    from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, anchors_per_pixel, multibox_prior
+    from ssd_core.model import feature_map_sizes
+
+    parts, layout, start = [], [], 0
+    for side, sizes, ratios in zip(feature_map_sizes(input_size), TINYSSD_SIZES, TINYSSD_RATIOS):
+        a = multibox_prior(torch.empty((1, 1, side, side)), sizes, ratios)[0].numpy()
+        parts.append(a)
+        layout.append((start, side, anchors_per_pixel(sizes, ratios)))
+        start += len(a)
+    return np.concatenate(parts), layout

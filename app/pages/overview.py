@@ -32,13 +32,15 @@ st.caption(f"TinySSD at {size}×{size}: ({sides}) × 4 = **{total}** anchors per
            "(the chapter: 5444 at 256).")
 
 st.subheader("Explore")
-c1, c2 = st.columns(2)
-with c1:
-    st.page_link("pages/anchors.py", label="Anchors: the five scales of anchor boxes", icon="🔲")
-    st.page_link("pages/labeling.py", label="Labeling: how anchors become training targets",
-                 icon="🏷️")
-with c2:
-    st.page_link("pages/losses.py", label="Losses: smooth-L1 and focal loss, interactive",
-                 icon="📉")
-    st.page_link("pages/model.py", label="Model: blocks, shapes, receptive fields, activations",
-                 icon="🧱")
+# (page, label, icon); part 2 appends its pages here
+LINKS = [
+    ("pages/anchors.py", "Anchors: the five scales of anchor boxes", ":material/grid_on:"),
+    ("pages/labeling.py", "Labeling: how anchors become training targets", ":material/label:"),
+    ("pages/losses.py", "Losses: smooth-L1 and focal loss, interactive", ":material/show_chart:"),
+    ("pages/model.py", "Model: blocks, shapes, receptive fields, activations",
+     ":material/account_tree:"),
+]
+cols = st.columns(2)
+for i, (path, label, icon) in enumerate(LINKS):
+    with cols[i % 2]:
+        st.page_link(path, label=label, icon=icon)

@@ -1,0 +1,175 @@
+"""Losses: the chapter's "Problems" made interactive: smooth-L1 vs L1, cross-entropy vs focal."""
+
+import figures
+import numpy as np
+import state
+import streamlit as st
+import torch
+
+from ssd_core.losses import (
+    cross_entropy_curve,
+    focal_loss,
+    focal_loss_grad,
+    l1,
+    smooth_l1,
+    smooth_l1_grad,
+)
+
+X = torch.linspace(-2, 2, 401)
+P = torch.linspace(0.005, 0.995, 199)
+# sigma on a log grid (quarter octaves) that contains 0.5, 1 and 10 exactly
+SIGMA_SCRUB = [round(2 ** (k / 4), 3) for k in range(-8, 14)] + [10.0]
+GAMMA_SCRUB = [float(v) for v in np.arange(0, 5.01, 0.25)]
+
+
+def parse_values(text: str, what: str, lo: float, hi: float, allow_zero: bool) -> list[float]:
+    """'10, 1, 0.5' -> [10.0, 1.0, 0.5]; ValueError naming the bad entry otherwise."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    if not parts:
+        raise ValueError(f"give at least one {what}, e.g. {lo:g}")
+    out = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise ValueError(
+                f"{p!r} is not a number; list {what} values separated by commas") from None
+        ok = (v >= lo if allow_zero else v > lo) and v <= hi
+        if not ok:
+            bound = f"{'≥' if allow_zero else '>'} {lo:g} and ≤ {hi:g}"
+            raise ValueError(f"{what} = {p} is out of range: use values {bound}")
+        out.append(v)
+    return out[:6]
+
+
+@st.cache_data(show_spinner=False)
+def sample_balance(n_images: int = 8, preset: str = "default") -> tuple[int, int, int]:
+    """(positives, negatives, images) over the first synthetic samples, labelled with
+    ``multibox_target`` against TinySSD's 5444 anchors (IoU threshold 0.5)."""
+    from ssd_core.data import SyntheticDetection, detection_collate
+    from ssd_core.matching import multibox_target
+    from ssd_core.model import TinySSD
+
+    ds = SyntheticDetection(n_images, seed=0, image_size=256, preset=preset)
+    _, targets = detection_collate([ds[i] for i in range(n_images)])
+    anchors = TinySSD(num_classes=3).anchors_for(
+        [(s, s) for s in (32, 16, 8, 4, 1)], torch.device("cpu"))
+    _, _, cls_labels = multibox_target(anchors, targets)
+    pos = int((cls_labels > 0).sum())
+    return pos, int(cls_labels.numel()) - pos, n_images
+
+
+st.title("Losses")
+st.markdown("The chapter's *Problems* section, interactive. Drag the pink slider under each "
+            "plot to scrub a parameter: that happens in your browser, with no rerun.")
+
+tab_box, tab_cls = st.tabs(["Smooth-L1 vs L1 (box offsets)", "Cross-entropy vs focal (classes)"])
+
+
+@st.fragment
+def smooth_l1_section():
+    st.latex(r"f(x) = \begin{cases} 0.5\,(\sigma x)^2 & \text{if } |x| < 1/\sigma^2 \\ "
+             r"|x| - 0.5/\sigma^2 & \text{otherwise} \end{cases}")
+    st.markdown("Large σ: close to L1. Small σ: quadratic over a wider range, so small offset "
+                "errors get small gradients instead of a constant ±1.")
+    c1, c2 = st.columns([3, 1])
+    state.qp_init("losses.sigmas", "10, 1, 0.5")
+    text = c1.text_input("σ values", key="losses.sigmas", help="Comma-separated, each in "
+                         "(0, 100]; the chapter uses 10, 1, 0.5.")
+    state.qp_sync("losses.sigmas")
+    state.qp_init("losses.grad", False, state.as_bool)
+    show_grad = c2.toggle("Show gradients", key="losses.grad")
+    state.qp_sync("losses.grad", fmt=lambda v: "1" if v else "0")
+    try:
+        sigmas = parse_values(text, "σ", 0, 100, allow_zero=False)
+    except ValueError as e:
+        st.error(f"σ values: {e}. Showing the chapter's 10, 1, 0.5.")
+        sigmas = [10.0, 1.0, 0.5]
+    x = X.numpy()
+    curves = [(s, smooth_l1(X, s).numpy()) for s in sigmas]
+    scrub = [smooth_l1(X, s).numpy() for s in SIGMA_SCRUB]
+    kwargs = {}
+    if show_grad:
+        kwargs = dict(grads=[(s, smooth_l1_grad(X, s).numpy()) for s in sigmas],
+                      scrub_grads=[smooth_l1_grad(X, s).numpy() for s in SIGMA_SCRUB],
+                      l1_grad=torch.sign(X).numpy())
+    fig = figures.smooth_l1_figure(x, curves, SIGMA_SCRUB, scrub, l1(X).numpy(),
+                                   active=SIGMA_SCRUB.index(1.0), **kwargs)
+    st.plotly_chart(fig, key="smooth_l1_chart", width="stretch")
+
+
+@st.fragment
+def focal_section():
+    st.latex(r"\text{cross-entropy: } -\log p_j \qquad "
+             r"\text{focal: } -\alpha\,(1 - p_j)^{\gamma}\,\log p_j")
+    st.markdown("$p_j$ is the predicted probability of the true class. Raising γ shrinks the "
+                "loss of examples the model already gets right (p near 1).")
+    c1, c2, c3 = st.columns([3, 2, 1])
+    state.qp_init("losses.gammas", "0, 1, 5")
+    text = c1.text_input("γ values", key="losses.gammas",
+                         help="Comma-separated, each in [0, 10]; the chapter uses 0, 1, 5.")
+    state.qp_sync("losses.gammas")
+    state.qp_init("losses.alpha", 1.0, float, lambda v: 0.05 <= v <= 1)
+    alpha = c2.slider("α", 0.05, 1.0, step=0.05, key="losses.alpha",
+                      help="Class weight; the chapter's curves use 1, RetinaNet uses 0.25.")
+    state.qp_sync("losses.alpha")
+    state.qp_init("losses.logy", False, state.as_bool)
+    log_y = c3.toggle("log y", key="losses.logy")
+    state.qp_sync("losses.logy", fmt=lambda v: "1" if v else "0")
+    try:
+        gammas = parse_values(text, "γ", 0, 10, allow_zero=True)
+    except ValueError as e:
+        st.error(f"γ values: {e}. Showing the chapter's 0, 1, 5.")
+        gammas = [0.0, 1.0, 5.0]
+    p = P.numpy()
+    curves = [(g, focal_loss(P, g, alpha).numpy()) for g in gammas]
+    scrub = [focal_loss(P, g, alpha).numpy() for g in GAMMA_SCRUB]
+    fig = figures.focal_figure(p, curves, GAMMA_SCRUB, scrub, alpha,
+                               active=GAMMA_SCRUB.index(2.0), log_y=log_y)
+    st.plotly_chart(fig, key="focal_chart", width="stretch")
+    with st.expander("Gradient at a few p"):
+        rows = {f"γ={g:g}": [float(focal_loss_grad(torch.tensor(q), g, alpha))
+                             for q in (0.1, 0.5, 0.9, 0.99)] for g in gammas}
+        st.dataframe({"p": [0.1, 0.5, 0.9, 0.99], **rows}, hide_index=True)
+
+
+def imbalance_section():
+    st.subheader("Why focal loss helps SSD")
+    pos, neg, n = sample_balance()
+    bpos, bneg, _ = sample_balance(preset="book")
+    st.markdown(
+        f"Labelling the first {n} synthetic images against TinySSD's 5444 anchors "
+        f"(`multibox_target`, IoU ≥ 0.5) gives **{pos} positive** and **{neg} negative** anchors, "
+        f"about **{neg / max(pos, 1):.0f} : 1**. With the chapter's one banana per image "
+        f"(\"book\" preset) it is {bpos} : {bneg}, about **{bneg / max(bpos, 1):.0f} : 1**; a "
+        "single small object matched only by its best anchor gives 1 : 5443. Most negatives are "
+        "easy, but with cross-entropy their many small losses still dominate the sum. Focal loss "
+        "multiplies each loss by (1 − p)^γ, so easy negatives fade out; hard negative mining "
+        "(Labeling page) is the other remedy."
+    )
+    state.qp_init("losses.pbg", 0.95, float, lambda v: 0.5 <= v <= 0.999)
+    p_bg = st.slider("Probability the model gives the background class on a typical negative",
+                     0.5, 0.999, step=0.001, key="losses.pbg", format="%.3f")
+    state.qp_sync("losses.pbg")
+    p_pos = 0.5
+    table = {"loss": [], "from negatives": [], "from positives": [], "share of negatives": []}
+    for name, g, a in (("cross-entropy", 0.0, 1.0), ("focal γ=2", 2.0, 1.0),
+                       ("focal γ=2, α=0.25 (RetinaNet)", 2.0, 0.25)):
+        ln = neg * float(focal_loss(torch.tensor(p_bg), g, 1 - a if a < 1 else 1.0))
+        lp = pos * float(focal_loss(torch.tensor(p_pos), g, a))
+        table["loss"].append(name)
+        table["from negatives"].append(round(ln, 2))
+        table["from positives"].append(round(lp, 2))
+        table["share of negatives"].append(f"{100 * ln / (ln + lp):.1f} %")
+    st.dataframe(table, hide_index=True)
+    st.caption(f"Positives are assumed at p = {p_pos} (still being learned). With RetinaNet's "
+               "α = 0.25, objects get weight α and background 1 − α.")
+    st.caption(f"Reference: −log {p_bg:g} = {float(cross_entropy_curve(torch.tensor(p_bg))):.4f} "
+               "per easy negative.")
+
+
+with tab_box:
+    smooth_l1_section()
+with tab_cls:
+    focal_section()
+    imbalance_section()

@@ -1,0 +1,104 @@
+"""Model: TinySSD's blocks from describe(), the input-size problem, feature-map activations."""
+
+from __future__ import annotations
+
+import figures
+import numpy as np
+import pandas as pd
+import state
+import streamlit as st
+import torch
+
+from ssd_core.images import image_to_tensor
+from ssd_core.model import describe
+
+
+@st.cache_data(show_spinner="Running the network once ...", max_entries=8)
+def feature_maps(png: bytes, input_size: int, checkpoint: str | None) -> list[np.ndarray]:
+    """Each block's output ``(C_i, h_i, w_i)`` for one image (cached per image, size, model)."""
+    model, _, _ = state.load_model(checkpoint)
+    x = image_to_tensor(state.open_png(png).convert("RGB"), input_size)[None]
+    with torch.no_grad():
+        return [f[0].float().numpy() for f in model.feature_maps(x)]
+
+
+st.title("Model")
+model, class_names, note, ckpt = state.model_or_untrained()
+st.caption(f"Showing: **{note}** · classes: {', '.join(class_names)}. "
+           "A checkpoint trained on the Training page replaces it here.")
+
+size = state.input_size_select("model.size", help="The chapter's problem: a larger input gives "
+                               "larger feature maps, more (and relatively smaller) anchors.")
+rows = describe(model, size)
+st.plotly_chart(figures.tinyssd_diagram(rows, size), key="model_diagram", width="stretch")
+table = pd.DataFrame([{
+    "block": r["name"],
+    "output (C, H, W)": "×".join(map(str, r["output_shape"])),
+    "anchors / pixel": r["anchors_per_pixel"],
+    "anchors": r["num_anchors"],
+    "sizes": ", ".join(f"{s:g}" for s in r["sizes"]),
+    "ratios": ", ".join(f"{s:g}" for s in r["ratios"]),
+    "receptive field (px)": r["receptive_field"],
+    "stride (px)": r["stride"],
+    "parameters": r["params"],
+} for r in rows])
+st.dataframe(table, hide_index=True, width="stretch")
+total_params = sum(r["params"] for r in rows)
+total_anchors = sum(r["num_anchors"] for r in rows)
+c = st.columns(3)
+c[0].metric("Anchors", f"{total_anchors:,}", border=True)
+c[1].metric("Parameters", f"{total_params:,}", border=True)
+c[2].metric("Input", f"{size}×{size}", border=True)
+side0, smallest = rows[0]["output_shape"][1], rows[0]["sizes"][0]
+st.markdown(
+    f"At {size}×{size} the finest map is {side0}×{side0} (an anchor centre every "
+    f"{rows[0]['stride']} px) and the smallest anchor is {smallest:g} × {size} = "
+    f"{smallest * size:.0f} px. Anchor sizes are fractions of the image, so a larger input "
+    "does not change which object sizes the anchors fit; it gives more cells (more, denser "
+    "anchors) and more pixels per object for the convolutions, while each block's receptive "
+    "field, fixed in pixels by its layers, covers a smaller part of the image."
+)
+
+st.subheader("Feature-map activations")
+top = st.columns([1, 2.3])
+with top[0]:
+    image, desc, _ = state.image_picker("model")
+    if image is None:
+        image, desc = state.gradient_image(), "gradient"
+fmaps = feature_maps(state.png_bytes(image), size, ckpt)
+with top[1]:
+    st.image(image, caption=f"{desc} (the network sees it at {size}×{size})", width=260)
+
+
+@st.fragment
+def activations(fmaps, desc):
+    """Block / channel choices rerun only this part, never the network (fmaps is cached)."""
+    left, right = st.columns([1, 2.3])
+    with left:
+        state.qp_init("model.block", 0, int, lambda v: 0 <= v < len(fmaps))
+        blk = st.radio("Block", range(len(fmaps)), key="model.block",
+                       format_func=lambda i: f"{i}: {rows[i]['name']}")
+        state.qp_sync("model.block")
+        fmap = fmaps[blk]
+        n_ch = fmap.shape[0]
+        state.qp_init("model.channels", 32, int, lambda v: v >= 1)
+        st.session_state["model.channels"] = min(st.session_state["model.channels"], n_ch)
+        k = st.slider("Channels shown", 1, n_ch, key="model.channels")
+        state.qp_sync("model.channels")
+        order = st.radio("Order", ["by channel index", "most active first"],
+                         key="model.order", horizontal=True)
+    idx = np.arange(n_ch)
+    if order == "most active first":
+        idx = np.argsort(-fmap.reshape(n_ch, -1).mean(axis=1), kind="stable")
+    idx = idx[:k]
+    with right:
+        st.plotly_chart(
+            figures.feature_grid_figure(fmap[idx], cols=8 if k >= 8 else k,
+                                        title=f"block {blk}: {fmap.shape[1]}×{fmap.shape[2]} "
+                                              f"maps, {k} of {n_ch} channels"),
+            key="activation_grid", width="stretch")
+        st.caption(f"Image: {desc}, resized to {size}×{size}. Each tile is one channel, "
+                   "min-max normalised on its own (yellow = most active).")
+
+
+activations(fmaps, desc)
