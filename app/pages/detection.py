@@ -14,7 +14,7 @@ import streamlit as st
 
 from ssd_core.errors import InvalidImageError
 
-SOURCES = ["Synthetic sample", "Shipped sample", "Upload", "Camera"]
+SOURCES = ["Shipped sample", "Synthetic sample", "Upload", "Camera"]
 MAX_DRAWN = 1000  # raw candidates drawn at most (the table lists them all)
 
 
