@@ -113,7 +113,8 @@ def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
         col = colour(j)
         if len(thresh):
             fig.add_trace(box_trace(thresh, f"{gt_names[j]}: IoU ≥ threshold ({len(thresh)})",
-                                    col, width=1.5, dash="dot"))
+                                    col, width=1.2, dash="dot",
+                                    opacity=0.9 if len(thresh) < 50 else 0.5))
         if len(greedy):
             fig.add_trace(box_trace(greedy, f"{gt_names[j]}: best anchor (greedy)", col,
                                     width=3.5, dash="dash"))
@@ -156,7 +157,9 @@ def _scrub_slider(values, fmt: str, prefix: str, trace_ys, trace_idx, names, act
             method="restyle", label=fmt.format(v),
             args=[{"y": list(trace_ys[k]), "name": list(names[k])}, list(trace_idx)],
         ))
-    return dict(active=active, currentvalue=dict(prefix=prefix), pad=dict(t=40), steps=steps)
+    return dict(active=active, currentvalue=dict(prefix=prefix, font=dict(color="#d6336c")),
+                pad=dict(t=40), steps=steps, bgcolor="#f8d7e3", activebgcolor="#d6336c",
+                bordercolor="#d6336c")
 
 
 def smooth_l1_figure(x, curves, scrub_values, scrub_curves, l1_curve, grads=None,

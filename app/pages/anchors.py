@@ -77,7 +77,8 @@ st.markdown(
     "Every cell of each of TinySSD's five feature maps is the centre of "
     "`len(sizes) + len(ratios) - 1` anchors: each size with the first ratio, then the first size "
     "with every other ratio (`multibox_prior`). Pick a scale to see its anchors and a cell to "
-    "see them alone, as the book's `display_anchors` does. Click a white centre to pick it."
+    "see them alone, as the book's `display_anchors` does. With one scale shown, click a white "
+    "anchor centre to pick its cell."
 )
 
 left, right = st.columns([1, 2.3])
@@ -174,9 +175,11 @@ with right:
                 for j, label in enumerate(shape_labels(*specs[k])):
                     highlight.append((f"cell {cell}: {label}", boxes[start + j][None],
                                       figures.colour(j)))
+    single = scale_choice != "all"  # centres of all 1365 cells would hide the image
     fig = figures.anchors_figure(
-        disp, groups, centres=np.concatenate(centres), highlight=highlight,
-        centre_data=np.concatenate(cdata), centre_text=ctext, height=620,
+        disp, groups, centres=np.concatenate(centres) if single else None, highlight=highlight,
+        centre_data=np.concatenate(cdata) if single else None,
+        centre_text=ctext if single else None, height=620,
     )
     st.plotly_chart(fig, key="anchor_chart", on_select=on_chart_select,
                     selection_mode="points", width="stretch")

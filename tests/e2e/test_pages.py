@@ -1,0 +1,120 @@
+"""Every page in a real browser: it renders without an exception, a slider changes the view,
+and a screenshot per page goes to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import ARTIFACTS
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_idle(page, timeout: float = 45.0) -> None:
+    """Wait until Streamlit has finished running the script (no status widget for 0.7 s)."""
+    deadline = time.time() + timeout
+    quiet_since = None
+    while time.time() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 0.7:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("the app kept running for more than 45 s")
+
+
+def open_page(page, url: str, heading: str) -> None:
+    page.goto(url)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=45_000)
+    wait_idle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(400)  # let Plotly finish drawing
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def metric(page, label: str):
+    m = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return m.locator('[data-testid="stMetricValue"]')
+
+
+def metric_value(page, label: str) -> str:
+    return metric(page, label).inner_text()
+
+
+def nudge_slider(page, label: str, key: str = "ArrowRight", times: int = 1) -> None:
+    """Move the Streamlit slider whose label contains ``label`` with the keyboard."""
+    block = page.locator('[data-testid="stSlider"]').filter(has_text=label).first
+    handle = block.locator('input[type="range"]').first
+    handle.focus()
+    for _ in range(times):
+        handle.press(key)
+    page.wait_for_timeout(500)  # the status widget shows up only once the rerun is underway
+    wait_idle(page)
+
+
+def test_overview(page, app_url):
+    open_page(page, app_url, "SSD Explorer")
+    assert page.get_by_text("5444").count() > 0
+    nudge_slider(page, "Input size")  # 256 -> 288: (36²+18²+9²+4²+1)·4
+    page.get_by_text("6872").first.wait_for(timeout=15_000)
+    assert page.locator('[data-testid="stPageLink"]').count() >= 4
+    shot(page, "overview")
+
+
+def test_anchors(page, app_url):
+    open_page(page, f"{app_url}/anchors", "Anchors")
+    assert metric_value(page, "Total anchors") == "5444"
+    nudge_slider(page, "Input size", "ArrowLeft")  # 256 -> 224: (28²+14²+7²+3²+1)·4
+    expect(metric(page, "Total anchors")).to_have_text("4156", timeout=15_000)
+    shot(page, "anchors-all")
+    # one scale with one highlighted cell, straight from a shared link
+    open_page(page, f"{app_url}/anchors?scale=2&cell=1&row=3&col=5", "Anchors")
+    assert page.get_by_text("cell (3, 5)").count() > 0
+    nudge_slider(page, "Cell row")
+    assert re.search(r"size=\d+", page.url) or "row=4" in page.url
+    shot(page, "anchors-cell")
+
+
+def test_labeling(page, app_url):
+    open_page(page, f"{app_url}/labeling", "Labeling")
+    before = metric_value(page, "Positives")
+    nudge_slider(page, "IoU threshold", "ArrowLeft", times=4)  # 0.5 -> 0.3
+    expect(metric(page, "Positives")).not_to_have_text(before, timeout=15_000)
+    assert int(metric_value(page, "Positives")) > int(before)
+    shot(page, "labeling")
+
+
+def test_losses(page, app_url):
+    open_page(page, f"{app_url}/losses", "Losses")
+    # the Plotly slider is client-side: clicking its rail restyles the scrub trace, no rerun
+    plot = page.locator(".js-plotly-plot").first
+    assert plot.locator(".legendtext").filter(has_text="scrub σ=1.00").count() == 1
+    rail = plot.locator(".slider-rail-touch-rect").first
+    box = rail.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2)
+    plot.locator(".legendtext").filter(has_text=re.compile(r"scrub σ=(9\.51|10\.00)")).first \
+        .wait_for(timeout=5_000)
+    shot(page, "losses-smooth-l1")
+    page.get_by_role("tab", name=re.compile("focal")).click()
+    wait_idle(page)
+    nudge_slider(page, "α", "ArrowLeft", times=3)
+    shot(page, "losses-focal")
+
+
+def test_model(page, app_url):
+    open_page(page, f"{app_url}/model", "Model")
+    nudge_slider(page, "Input size")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "model")
