@@ -1,0 +1,113 @@
+"""Training page through AppTest: a tiny job started from the form trains in the background,
+its metrics reach the page, Stop ends a run with a checkpoint, a finished run becomes the
+active model. Runs go to a temporary SSD_RUNS_DIR."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ssd_core.jobs import read_metrics
+from ssd_core.train import load_checkpoint
+
+APP = Path(__file__).resolve().parents[2] / "app"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def at(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.syspath_prepend(str(APP))
+    st.cache_data.clear()
+    st.cache_resource.clear()  # a fresh JobManager for this runs folder
+    app = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
+    app.switch_page("pages/training.py")
+    return app
+
+
+def start_tiny(app, epochs: int) -> str:
+    app.run()
+    assert not app.exception
+    app.number_input(key="training.n").set_value(8)
+    app.number_input(key="training.val_n").set_value(4)
+    app.number_input(key="training.epochs").set_value(epochs)
+    app.number_input(key="training.batch").set_value(4)
+    app.select_slider(key="training.input_size").set_value(64)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert not app.exception and not app.error
+    return app.session_state["training.run"]
+
+
+def status_line(app) -> str:
+    return next(m.value for m in app.markdown if "· run `" in m.value)
+
+
+def metric(app, label: str) -> str:
+    return next(m.value for m in app.metric if m.label == label)
+
+
+def poll(app, until, timeout: float = 120.0) -> None:
+    """Rerun the page (as the fragment's run_every would) until ``until(app)`` holds."""
+    deadline = time.time() + timeout
+    while True:
+        app.run()
+        assert not app.exception
+        if until(app):
+            return
+        if time.time() > deadline:
+            raise AssertionError(f"timed out; last status: {status_line(app)}")
+        time.sleep(0.5)
+
+
+def test_tiny_run_shows_metrics_preview_and_becomes_active_model(at, tmp_path):
+    run_id = start_tiny(at, epochs=2)
+    run_dir = tmp_path / "runs" / run_id
+    assert json.loads((run_dir / "config.json").read_text())["input_size"] == 64
+    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    poll(at, lambda a: "finished" in status_line(a))
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    last, epochs = records[-1], [r for r in records if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and last["step"] == 4  # 8 images / batch 4 * 2 epochs
+    assert metric(at, "Loss") == f"{last['loss']:.4f}"
+    assert metric(at, "Val AP50") == f"{epochs[-1]['val_ap50']:.3f}"
+    assert at.get("progress")[0].proto.value == 100
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    curves = next(s for s in charts.values() if "Learning rate" in json.dumps(s["layout"]))
+    names = {t["name"] for t in curves["data"]}
+    assert {"total loss", "class error", "box MAE", "val AP50", "images/s"} <= names
+    preview = next(s for s in charts.values() if "Epoch 2" in json.dumps(s["layout"]))
+    assert any(t["name"] == "ground truth" for t in preview["data"])
+
+    at.button(key="training.use").click().run()
+    assert at.session_state["active_checkpoint"] == str(run_dir / "best.pt")
+    ck = load_checkpoint(run_dir / "best.pt")
+    assert ck.config.input_size == 64 and ck.class_names == ["banana", "ring", "star"]
+    # the Detection page now runs this checkpoint
+    at.switch_page("pages/detection.py").run()
+    assert not at.exception
+    assert at.selectbox(key="detection.model").value == str(run_dir / "best.pt")
+    assert "64×64" in " ".join(c.value for c in at.caption)
+
+
+def test_stop_saves_a_checkpoint_and_the_run_can_resume(at, tmp_path):
+    run_id = start_tiny(at, epochs=300)
+    poll(at, lambda a: metric(a, "Loss") != "–")
+    at.button(key="training.stop").click().run()
+    poll(at, lambda a: "stopped" in status_line(a))
+    run_dir = tmp_path / "runs" / run_id
+    assert (run_dir / "checkpoint.pt").exists()
+    steps = read_metrics(run_dir / "metrics.jsonl")[-1]["step"]
+    assert 0 < steps < 300 * 2
+    assert load_checkpoint(run_dir / "checkpoint.pt").config.epochs == 300
+    # stopped and resumable: Resume continues the same run, which we stop again
+    at.button(key="training.resume").click().run()
+    poll(at, lambda a: any(s in status_line(a) for s in ("running", "queued")))
+    at.button(key="training.stop").click().run()
+    poll(at, lambda a: "stopped" in status_line(a))
+    assert read_metrics(run_dir / "metrics.jsonl")[-1]["step"] >= steps
