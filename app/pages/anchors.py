@@ -66,7 +66,10 @@ def on_chart_select():
     pts = [p for p in points if p.get("customdata") is not None]
     if not pts:
         return
-    scale, row, col = (int(v) for v in pts[0]["customdata"][:3])
+    data = pts[0]["customdata"]
+    if isinstance(data, dict):  # a numpy customdata row arrives as {"0": .., "1": .., "2": ..}
+        data = [data[k] for k in sorted(data, key=int)]
+    scale, row, col = (int(v) for v in list(data)[:3])
     st.session_state[SCALE_KEY] = str(scale + 1)
     st.session_state[ROW_KEY], st.session_state[COL_KEY] = row, col
     st.session_state[CELL_KEY] = True

@@ -83,8 +83,17 @@ def test_anchors(page, app_url):
     open_page(page, f"{app_url}/anchors?scale=2&cell=1&row=3&col=5", "Anchors")
     assert page.get_by_text("cell (3, 5)").count() > 0
     nudge_slider(page, "Cell row")
-    assert re.search(r"size=\d+", page.url) or "row=4" in page.url
+    expect(page).to_have_url(re.compile(r"row=4"), timeout=10_000)  # the view stays shareable
     shot(page, "anchors-cell")
+    # clicking an anchor centre picks its cell: (row 10, col 12) of the 16x16 map
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x = area["x"] + area["width"] * (12 + 0.5) / 16
+    y = area["y"] + area["height"] * (10 + 0.5) / 16
+    page.mouse.click(x, y)
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    page.get_by_text("cell (10, 12)").first.wait_for(timeout=15_000)
+    expect(page).to_have_url(re.compile(r"row=10"), timeout=10_000)
 
 
 def test_labeling(page, app_url):
@@ -116,5 +125,8 @@ def test_losses(page, app_url):
 def test_model(page, app_url):
     open_page(page, f"{app_url}/model", "Model")
     nudge_slider(page, "Input size")
+    page.get_by_text("resized to 288×288").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    expect(metric(page, "Anchors")).to_have_text("6,872")
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "model")
