@@ -25,6 +25,13 @@ def raw_output(model_key: str, digest: str, _det, _png: bytes):
     return _det.raw(_png)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def display_image(digest: str, _png: bytes):
+    """(PIL image, its PNG data URI) of one decoded image, made once per image."""
+    image = state.open_png(_png)
+    return image, figures.image_uri(image)
+
+
 def pick_image():
     """-> (display PNG bytes or None, description, ground truth (boxes, labels) or None)."""
     files = state.sample_files()
@@ -128,11 +135,11 @@ def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
     m[2].metric("Anchors", len(raw.scores))
     m[3].metric("Best score", f"{float(raw.scores.max()):.3f}")
 
-    image = state.open_png(png)
+    image, uri = display_image(hashlib.sha1(png).hexdigest(), png)
     drawn = min(len(d), MAX_DRAWN)
     gt_boxes, gt_labels = gt if gt is not None else (None, None)
     fig = figures.detections_figure(
-        image, d.boxes[:drawn].numpy(), d.scores[:drawn].numpy(), d.labels[:drawn].numpy(),
+        uri, d.boxes[:drawn].numpy(), d.scores[:drawn].numpy(), d.labels[:drawn].numpy(),
         names, hover=hover_text(det, d)[:drawn] if drawn <= 300 else None,
         gt_boxes=gt_boxes, gt_labels=gt_labels, height=600)
     st.plotly_chart(fig, key="detection_chart", width="stretch")
