@@ -405,7 +405,7 @@ def annotate_image(image, boxes, scores, labels, class_names, width: int = 3):
     return out
 
 
-# (record key, subplot, legend suffix, dash) for training_curves_figure.
+# (record key, subplot, legend name, dash) for training_curves_figure.
 CURVES = [
     ("loss", 1, "total loss", "solid"), ("cls_loss", 1, "class loss", "dash"),
     ("box_loss", 1, "box loss", "dot"), ("class_error", 2, "class error", "solid"),
@@ -413,21 +413,24 @@ CURVES = [
     ("val_map", 4, "val mAP", "dash"), ("images_per_s", 5, "images/s", "solid"),
     ("lr", 6, "learning rate", "solid"),
 ]
-CURVE_TITLES = ["Loss: total, class, box", "Class error (book)", "Box MAE (book)",
-                "Validation AP50, mAP (per epoch)", "Images per second", "Learning rate"]
+CURVE_TITLES = ["Loss: total ━ class ╌ box ┈", "Class error (book)", "Box MAE (book)",
+                "Validation: AP50 ━ mAP ╌", "Images per second", "Learning rate"]
 
 
 def training_curves_figure(runs: dict, height: int = 560) -> go.Figure:
     """Training curves of one or several runs. runs: name -> metric records (``kind`` "step" or
-    "epoch", as ssd_core.train writes them); x is the optimizer step. Colour = run, dash =
-    metric. Validation metrics come from epoch records, the rest from step records."""
-    fig = make_subplots(rows=2, cols=3, subplot_titles=CURVE_TITLES, horizontal_spacing=0.07,
-                        vertical_spacing=0.16)
+    "epoch", as ssd_core.train writes them); x is the optimizer step. One run: a colour per
+    metric; several: a colour per run (dash = metric, as in the subplot titles). Validation
+    metrics come from epoch records, the rest from step records (epoch records if none)."""
+    fig = make_subplots(rows=2, cols=3, subplot_titles=CURVE_TITLES, horizontal_spacing=0.08,
+                        vertical_spacing=0.2)
+    single = len(runs) == 1
     for r, (name, records) in enumerate(runs.items()):
         epochs = [x for x in records if x.get("kind") == "epoch"]
         # A run shorter than its logging interval has only epoch records: plot those.
         steps = [x for x in records if x.get("kind") == "step"] or epochs
-        for key, sub, label, dash in CURVES:
+        first = True
+        for m, (key, sub, label, dash) in enumerate(CURVES):
             src = epochs if key.startswith("val_") else steps
             pts = [(x["step"], x[key]) for x in src if x.get(key) is not None]
             if not pts:
@@ -436,13 +439,16 @@ def training_curves_figure(runs: dict, height: int = 560) -> go.Figure:
             row, col = (sub - 1) // 3 + 1, (sub - 1) % 3 + 1
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines+markers" if src is epochs or len(xs) < 3 else "lines",
-                name=f"{name}: {label}" if len(runs) > 1 else label,
-                legendgroup=name, line=dict(color=colour(r), dash=dash, width=2),
-                marker=dict(size=6), hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}"
+                name=label if single else name, legendgroup=label if single else name,
+                showlegend=(sub in (1, 4)) if single else first,
+                line=dict(color=colour(m if single else r), dash=dash, width=2),
+                marker=dict(size=5), hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}"
                 + f"<extra>{name}</extra>"), row=row, col=col)
-    fig.update_xaxes(title_text="step", title_standoff=2)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))
+            first = False
+    fig.update_xaxes(title_text="step", title_standoff=0, title_font_size=11)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.1, x=0))
     return fig
 
 
@@ -477,7 +483,7 @@ def threshold_sweep_figure(thresholds, precision, recall, f1, best: int,
         x=[t[best]], y=[np.asarray(f1)[best]], mode="markers+text", name="best F1",
         marker=dict(size=12, color=colour(2), symbol="star", line=dict(color="black", width=1)),
         text=[f"best F1 {np.asarray(f1)[best]:.3f} at {t[best]:.2f}"],
-        textposition="top center"))
+        textposition="top right" if t[best] < 0.5 else "top left"))
     fig.add_vline(x=float(t[best]), line=dict(color="#888", dash="dot"))
     fig.update_xaxes(title_text="confidence threshold", range=[0, 1])
     fig.update_yaxes(title_text="value", range=[0, 1.08])

@@ -152,9 +152,10 @@ def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
         st.info(f"No box scores ≥ {conf:.2f} (best: {float(raw.scores.max()):.3f}). "
                 "Lower the confidence threshold to see the weaker candidates.")
 
-    rows = table_rows(det, d) if len(d) <= 2000 else table_rows(det, d)[:2000]
-    st.dataframe(rows, width="stretch", height=min(400, 40 + 35 * max(1, len(rows))),
-                 hide_index=True)
+    rows = table_rows(det, d)
+    if rows:
+        st.dataframe(rows[:2000], width="stretch", height=min(400, 40 + 35 * len(rows)),
+                     hide_index=True)
     stem = desc.rsplit(".", 1)[0].replace(" ", "_") or "image"
     b1, b2 = st.columns(2)
     b1.download_button(

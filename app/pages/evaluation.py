@@ -171,9 +171,61 @@ def gallery(ds, preds, names, threshold: float) -> None:
                   "miss(es)",
             extra_boxes=[("false positive", bk[~tp], "#FF1744", "dot"),
                          ("missed object", gb[~found] * px, "#FF00FF", "dash")])
-        fig.update_layout(showlegend=j == 0, title_font_size=13)
+        fig.update_layout(showlegend=j == 0, title_font_size=13,
+                          legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))
         with cols[j % 3]:
             st.plotly_chart(fig, width="stretch", key=f"evaluation.gallery{j}")
+
+
+def report(data_key) -> None:
+    """Scores, curves and the error gallery for the chosen model and held-out set."""
+    if data_key is None:
+        return
+    try:
+        ds = dataset(data_key)
+    except (ValueError, RuntimeError) as e:  # AnnotationError, ConfigError, ...
+        RIGHT.error(f"That dataset could not be used: {e}")
+        return
+    names = list(ds.class_names)
+    if names != DET.class_names:
+        RIGHT.error(f"The model predicts {DET.class_names} but the dataset has classes {names}; "
+                    "pick a matching model or dataset (e.g. the synthetic preset with the same "
+                    "classes).")
+        return
+    if len(ds) == 0:
+        RIGHT.error("The dataset has no images.")
+        return
+
+    mkey = state.model_key(st.session_state["evaluation.model"])
+    with RIGHT:
+        preds = run_predictions(mkey, data_key, ds)
+        result = score(mkey, data_key, preds, tuple(names))
+        n_obj = sum(len(p[4]) for p in preds)
+        m = st.columns(4)
+        m[0].metric("AP50", f"{result.ap50:.3f}", help="Mean over classes of AP at IoU 0.5")
+        m[1].metric("mAP (0.50:0.95)", f"{result.map:.3f}")
+        m[2].metric("Images", len(preds))
+        m[3].metric("Objects", n_obj)
+        st.caption(f"Model: {MODEL_LABEL}; data: {len(preds)} images at "
+                   f"{DET.input_size}×{DET.input_size}.")
+        st.dataframe([{"class": k, "AP50": v["ap50"], "mAP": v["map"], "objects": v["num_gt"]}
+                      for k, v in result.per_class.items()], hide_index=True, width="stretch")
+
+        precision, recall, f1 = threshold_sweep(result)
+        best = int(np.argmax(f1))
+        c1, c2 = st.columns(2)
+        curves = {k: (*v, result.per_class[k]["ap50"]) for k, v in result.pr_curves.items()}
+        c1.plotly_chart(figures.pr_curves_figure(curves), width="stretch", key="evaluation.pr")
+        c2.plotly_chart(figures.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
+                        width="stretch", key="evaluation.sweep")
+
+    st.subheader("Most errors")
+    thr = st.slider("Confidence threshold for the gallery", 0.01, 0.99, float(THRESHOLDS[best]),
+                    0.01, key=f"evaluation.gallery_thr.{mkey}.{data_key}",
+                    help="Starts at the best-F1 threshold of the sweep.")
+    st.caption(f"At threshold {thr:.2f}: boxes in class colours are true positives, red dotted "
+               "ones false positives, magenta dashed ones the objects the model missed.")
+    gallery(ds, preds, names, thr)
 
 
 st.title("Evaluation")
@@ -183,55 +235,9 @@ st.markdown(
     "**AP50** averages that over classes; **mAP** also averages over IoU thresholds 0.50-0.95 "
     "(COCO), so it rewards tight boxes.")
 
-left, right = st.columns([1, 2.8])
+left, RIGHT = st.columns([1, 2.8])
 with left:
-    DET, model_label = state.model_picker("evaluation.model")
+    DET, MODEL_LABEL = state.model_picker("evaluation.model")
     data_key = settings_form()
 
-if data_key is None:
-    st.stop()
-try:
-    DS = dataset(data_key)
-except (ValueError, RuntimeError) as e:  # AnnotationError, ConfigError, ...
-    right.error(f"That dataset could not be used: {e}")
-    st.stop()
-names = list(DS.class_names)
-if names != DET.class_names:
-    right.error(f"The model predicts {DET.class_names} but the dataset has classes {names}; "
-                "pick a matching model or dataset (e.g. the synthetic preset with the same "
-                "classes).")
-    st.stop()
-if len(DS) == 0:
-    right.error("The dataset has no images.")
-    st.stop()
-
-mkey = state.model_key(st.session_state["evaluation.model"])
-with right:
-    preds = run_predictions(mkey, data_key, DS)
-    result = score(mkey, data_key, preds, tuple(names))
-    n_obj = sum(len(p[4]) for p in preds)
-    m = st.columns(4)
-    m[0].metric("AP50", f"{result.ap50:.3f}", help="Mean over classes of AP at IoU 0.5")
-    m[1].metric("mAP (0.50:0.95)", f"{result.map:.3f}")
-    m[2].metric("Images", len(preds))
-    m[3].metric("Objects", n_obj)
-    st.caption(f"Model: {model_label}; data: {len(preds)} images at "
-               f"{DET.input_size}×{DET.input_size}.")
-    st.dataframe([{"class": k, "AP50": v["ap50"], "mAP": v["map"], "objects": v["num_gt"]}
-                  for k, v in result.per_class.items()], hide_index=True, width="stretch")
-
-    precision, recall, f1 = threshold_sweep(result)
-    best = int(np.argmax(f1))
-    c1, c2 = st.columns(2)
-    curves = {k: (*v, result.per_class[k]["ap50"]) for k, v in result.pr_curves.items()}
-    c1.plotly_chart(figures.pr_curves_figure(curves), width="stretch", key="evaluation.pr")
-    c2.plotly_chart(figures.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
-                    width="stretch", key="evaluation.sweep")
-
-st.subheader("Most errors")
-thr = st.slider("Confidence threshold for the gallery", 0.01, 0.99, float(THRESHOLDS[best]),
-                0.01, key=f"evaluation.gallery_thr.{mkey}.{data_key}",
-                help="Starts at the best-F1 threshold of the sweep.")
-st.caption(f"At threshold {thr:.2f}: boxes in class colours are true positives, red dotted ones "
-           "false positives, magenta dashed ones the objects the model missed.")
-gallery(DS, preds, names, thr)
+report(data_key)  # no st.stop(): under st.navigation it can drop the sidebar

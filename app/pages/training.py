@@ -161,8 +161,8 @@ def metrics_row(snap) -> None:
     ep = snap.epochs[-1] if snap.epochs else {}
     cols = st.columns(6)
     for col, (label, value, fmt) in zip(cols, [
-        ("Loss", last.get("loss"), "{:.4f}"), ("Class error", last.get("class_error"), "{:.2e}"),
-        ("Box MAE", last.get("box_mae"), "{:.2e}"), ("Val AP50", ep.get("val_ap50"), "{:.3f}"),
+        ("Loss", last.get("loss"), "{:.4f}"), ("Class error", last.get("class_error"), "{:.4f}"),
+        ("Box MAE", last.get("box_mae"), "{:.4f}"), ("Val AP50", ep.get("val_ap50"), "{:.3f}"),
         ("Val mAP", ep.get("val_map"), "{:.3f}"), ("Images/s", last.get("images_per_s"),
                                                    "{:.1f}"),
     ]):
@@ -199,10 +199,11 @@ def run_controls(snap) -> None:
     jobs = state.job_manager()
     b = st.columns(4)
     if snap.state in ("queued", "running") and b[0].button("Stop", key="training.stop",
-                                                            icon="⏹️"):
+                                                            icon=":material/stop:"):
         jobs.stop(snap.run_id)
         st.rerun()
-    if snap.resumable and b[0].button("Resume", key="training.resume", icon="▶️"):
+    if snap.resumable and b[0].button("Resume", key="training.resume",
+                                      icon=":material/play_arrow:"):
         try:
             jobs.resume(snap.run_id)
         except (ConfigError, SSDError) as e:
@@ -214,7 +215,8 @@ def run_controls(snap) -> None:
                              file_name=f"{snap.run_id}-{ckpt.name}",
                              mime="application/octet-stream", on_click="ignore",
                              key="training.download")
-        if b[2].button("Use for detection", key="training.use", icon="🎯",
+        if b[2].button("Use for detection", key="training.use",
+                       icon=":material/center_focus_strong:",
                        help="Make this checkpoint the active model (Detection, Evaluation)."):
             st.session_state["active_checkpoint"] = str(ckpt)
             st.rerun()
@@ -231,8 +233,10 @@ def run_panel(run_id: str, was_live: bool) -> None:
         return
     if was_live and snap.state not in LIVE:
         st.rerun()  # the job ended: one full rerun stops the polling and refreshes the list
-    badge = {"queued": "🕒", "running": "🏃", "stopping": "⏳", "finished": "✅",
-             "stopped": "⏹️", "failed": "❌", "interrupted": "⚠️"}.get(snap.state, "")
+    badge = {"queued": ":material/schedule:", "running": ":material/directions_run:",
+             "stopping": ":material/hourglass_top:", "finished": ":material/check_circle:",
+             "stopped": ":material/stop_circle:", "failed": ":material/error:",
+             "interrupted": ":material/warning:"}.get(snap.state, "")
     st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {snap.message}")
     if snap.state == "queued" and snap.queue_position:
         st.info(f"Queued: position {snap.queue_position} in line. The server trains "
@@ -259,6 +263,52 @@ def run_panel(run_id: str, was_live: bool) -> None:
         preview(snap)
 
 
+def runs_section(runs) -> None:
+    """The selected run (live while it trains) and the comparison of finished runs."""
+    ids = [r.run_id for r in runs]
+    # Static labels (no state): a selectbox keeps showing an option's first label.
+    labels = {r.run_id: f"{r.run_id} · {r.config.get('epochs')} epochs, "
+                        f"{r.config.get('input_size')} px" for r in runs}
+    if RUN_KEY not in st.session_state and st.query_params.get("run") in ids:
+        st.session_state[RUN_KEY] = st.query_params["run"]
+    if st.session_state.get(RUN_KEY) not in ids:
+        st.session_state[RUN_KEY] = ids[0]
+    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=labels.get)
+    if st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id
+
+    # The same snapshot as the label: if the job ends after this, the fragment sees it and
+    # reruns the page once (a fresh snapshot here could miss that and leave a stale label).
+    live = next(r for r in runs if r.run_id == run_id).state in LIVE
+    st.fragment(run_every=POLL_S if live else None)(run_panel)(run_id, live)
+    compare(runs)
+
+
+def compare(runs) -> None:
+    done = [r for r in runs if r.records]
+    if len(done) < 2:
+        return
+    st.subheader("Compare runs")
+    chosen = st.multiselect("Runs to overlay", [r.run_id for r in done],
+                            default=[r.run_id for r in done[:2]], key="training.compare")
+    if not chosen:
+        return
+    by_id = {r.run_id: r for r in done}
+    st.plotly_chart(figures.training_curves_figure(
+        {i: by_id[i].records for i in chosen}, height=560), width="stretch",
+        key="compare_curves")
+    st.dataframe([{"run": i, "state": by_id[i].state,
+                   "epochs": by_id[i].config.get("epochs"),
+                   "lr": by_id[i].config.get("lr"),
+                   "cls loss": by_id[i].config.get("cls_loss"),
+                   "box loss": by_id[i].config.get("box_loss"),
+                   "val AP50": (by_id[i].epochs[-1].get("val_ap50")
+                                if by_id[i].epochs else None),
+                   "created": time.strftime("%Y-%m-%d %H:%M",
+                                            time.localtime(by_id[i].created))}
+                  for i in chosen], hide_index=True, width="stretch")
+
+
 st.title("Training")
 st.markdown(
     "Train the chapter's TinySSD: every step labels the anchors (`multibox_target`), computes "
@@ -281,42 +331,10 @@ with st.expander("New run", expanded=not jobs.list_runs()):
     if source == "Synthetic" or upload is not None:
         config_form(upload)
 
+# st.stop() is avoided on purpose: under st.navigation it can drop the sidebar and page menu.
 runs = jobs.list_runs()
-if not runs:
+if runs:
+    runs_section(runs)
+else:
     st.info("No runs yet: start one above (tiny settings such as 64 px, 64 images and 2 epochs "
             "finish in under a minute on a CPU).")
-    st.stop()
-
-ids = [r.run_id for r in runs]
-labels = {r.run_id: f"{r.run_id} · {r.state}" for r in runs}
-if RUN_KEY not in st.session_state and st.query_params.get("run") in ids:
-    st.session_state[RUN_KEY] = st.query_params["run"]
-if st.session_state.get(RUN_KEY) not in ids:
-    st.session_state[RUN_KEY] = ids[0]
-run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=labels.get)
-if st.query_params.get("run") != run_id:
-    st.query_params["run"] = run_id
-
-live = jobs.snapshot(run_id).state in LIVE
-st.fragment(run_every=POLL_S if live else None)(run_panel)(run_id, live)
-
-done = [r for r in runs if r.records]
-if len(done) > 1:
-    st.subheader("Compare runs")
-    chosen = st.multiselect("Runs to overlay", [r.run_id for r in done],
-                            default=[r.run_id for r in done[:2]], key="training.compare")
-    if chosen:
-        by_id = {r.run_id: r for r in done}
-        st.plotly_chart(figures.training_curves_figure(
-            {i: by_id[i].records for i in chosen}, height=560), width="stretch",
-            key="compare_curves")
-        st.dataframe([{"run": i, "state": by_id[i].state,
-                       "epochs": by_id[i].config.get("epochs"),
-                       "lr": by_id[i].config.get("lr"),
-                       "cls loss": by_id[i].config.get("cls_loss"),
-                       "box loss": by_id[i].config.get("box_loss"),
-                       "val AP50": (by_id[i].epochs[-1].get("val_ap50")
-                                    if by_id[i].epochs else None),
-                       "created": time.strftime("%Y-%m-%d %H:%M",
-                                                time.localtime(by_id[i].created))}
-                      for i in chosen], hide_index=True, width="stretch")
