@@ -111,3 +111,53 @@ def test_stop_saves_a_checkpoint_and_the_run_can_resume(at, tmp_path):
     at.button(key="training.stop").click().run()
     poll(at, lambda a: "stopped" in status_line(a))
     assert read_metrics(run_dir / "metrics.jsonl")[-1]["step"] >= steps
+
+
+def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
+    monkeypatch.setenv("SSD_MAX_TRAINING_JOBS", "1")
+    first = start_tiny(at, epochs=300)
+    poll(at, lambda a: "running" in status_line(a))
+    second = start_tiny(at, epochs=1)
+    assert second != first and at.session_state["training.run"] == second
+    assert "queued" in status_line(at)
+    assert any("Queued: position 1" in i.value for i in at.info)
+    at.button(key="training.stop").click().run()  # cancels the queued run
+    poll(at, lambda a: "stopped" in status_line(a) and "cancelled" in status_line(a))
+    at.selectbox(key="training.run").set_value(first).run()
+    at.button(key="training.stop").click().run()
+    poll(at, lambda a: "stopped" in status_line(a))
+
+
+def zip_dataset(tmp_path, n: int) -> bytes:
+    import shutil
+
+    from ssd_core.data import SyntheticDetection, export_dataset
+
+    folder = export_dataset(SyntheticDetection(n, seed=7, image_size=96, preset="book"),
+                            tmp_path / "bananas", "csv")
+    return Path(shutil.make_archive(str(tmp_path / "bananas"), "zip", folder)).read_bytes()
+
+
+def test_uploaded_dataset_zip_trains_and_a_bad_zip_is_an_error(at, tmp_path):
+    at.run()
+    at.radio(key="training.data").set_value("Upload a dataset (.zip)").run()
+    at.file_uploader(key="training.zip").upload("junk.zip", b"PK\x03\x04 not a zip",
+                                                "application/zip").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    assert at.error and "could not be used" in at.error[0].value
+    assert "training.run" not in at.session_state
+
+    at.file_uploader(key="training.zip").upload("bananas.zip", zip_dataset(tmp_path, 6),
+                                                "application/zip").run()
+    at.number_input(key="training.epochs").set_value(1)
+    at.number_input(key="training.batch").set_value(5)
+    at.select_slider(key="training.input_size").set_value(64)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error
+    run_id = at.session_state["training.run"]
+    poll(at, lambda a: "finished" in status_line(a))
+    ck = load_checkpoint(tmp_path / "runs" / run_id / "checkpoint.pt")
+    assert ck.class_names == ["banana"]  # the dataset's classes, not the synthetic three
+    data = json.loads((tmp_path / "runs" / run_id / "data.json").read_text())
+    assert data["kind"] == "path" and Path(data["path"]).exists()
