@@ -123,9 +123,15 @@ def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
     assert any("Queued: position 1" in i.value for i in at.info)
     at.button(key="training.stop").click().run()  # cancels the queued run
     poll(at, lambda a: "stopped" in status_line(a) and "cancelled" in status_line(a))
-    at.selectbox(key="training.run").set_value(first).run()
-    at.button(key="training.stop").click().run()
-    poll(at, lambda a: "stopped" in status_line(a))
+    # A new session (browser refresh, shared link) with ?run= shows that run, still running,
+    # though it is not the newest: the JobManager is shared by the whole server process.
+    other = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
+    other.switch_page("pages/training.py")
+    other.query_params["run"] = first
+    other.run()
+    assert f"run `{first}`" in status_line(other) and "running" in status_line(other)
+    other.button(key="training.stop").click().run()
+    poll(other, lambda a: "stopped" in status_line(a))
 
 
 def zip_dataset(tmp_path, n: int) -> bytes:
