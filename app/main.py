@@ -17,14 +17,14 @@ st.set_page_config(page_title="SSD Explorer", page_icon=":material/center_focus_
 
 # One entry per page; part 2 appends Training, Detection, Evaluation here.
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/anchors.py", title="Anchors", icon=":material/grid_on:"),
-    st.Page("pages/labeling.py", title="Labeling", icon=":material/label:"),
-    st.Page("pages/losses.py", title="Losses", icon=":material/show_chart:"),
-    st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
-    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("pages/detection.py", title="Detection", icon=":material/center_focus_strong:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/anchors.py", title="Anchors", icon=":material/grid_on:"),
+    st.Page("views/labeling.py", title="Labeling", icon=":material/label:"),
+    st.Page("views/losses.py", title="Losses", icon=":material/show_chart:"),
+    st.Page("views/model.py", title="Model", icon=":material/account_tree:"),
+    st.Page("views/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("views/detection.py", title="Detection", icon=":material/center_focus_strong:"),
+    st.Page("views/evaluation.py", title="Evaluation", icon=":material/analytics:"),
 ]
 
 page = st.navigation(PAGES)

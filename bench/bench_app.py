@@ -29,7 +29,7 @@ def fresh(page: str, **state):
     st.cache_data.clear()
     st.cache_resource.clear()
     at = AppTest.from_file(str(APP / "main.py"), default_timeout=300)
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     for k, v in state.items():
         at.session_state[k] = v
     return at

@@ -15,7 +15,7 @@ MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
 def open_page(page: str | None = None, query: dict | None = None):
-    """Run the app, optionally with URL query parameters, then switch to ``pages/<page>.py``."""
+    """Run the app, optionally with URL query parameters, then switch to ``views/<page>.py``."""
     import streamlit as st
 
     st.cache_data.clear()  # every test starts cold, so counts of network runs are exact
@@ -24,7 +24,7 @@ def open_page(page: str | None = None, query: dict | None = None):
     if query:
         at.query_params.update(query)
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

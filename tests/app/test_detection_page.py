@@ -31,7 +31,7 @@ def at(tmp_path, monkeypatch):
     st.cache_data.clear()
     st.cache_resource.clear()
     app = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
-    app.switch_page("pages/detection.py")
+    app.switch_page("views/detection.py")
     app.session_state["detection.model"] = "untrained"
     return app
 

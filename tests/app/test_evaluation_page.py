@@ -31,7 +31,7 @@ def at(tmp_path, monkeypatch):
     st.cache_data.clear()
     st.cache_resource.clear()
     app = AppTest.from_file(str(APP / "main.py"), default_timeout=120)
-    app.switch_page("pages/evaluation.py")
+    app.switch_page("views/evaluation.py")
     app.session_state["evaluation.model"] = "untrained"
     app.session_state["evaluation.n"] = N
     return app

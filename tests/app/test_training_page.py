@@ -26,7 +26,7 @@ def at(tmp_path, monkeypatch):
     st.cache_data.clear()
     st.cache_resource.clear()  # a fresh JobManager for this runs folder
     app = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
-    app.switch_page("pages/training.py")
+    app.switch_page("views/training.py")
     return app
 
 
@@ -89,7 +89,7 @@ def test_tiny_run_shows_metrics_preview_and_becomes_active_model(at, tmp_path):
     ck = load_checkpoint(run_dir / "best.pt")
     assert ck.config.input_size == 64 and ck.class_names == ["banana", "ring", "star"]
     # the Detection page now runs this checkpoint
-    at.switch_page("pages/detection.py").run()
+    at.switch_page("views/detection.py").run()
     assert not at.exception
     assert at.selectbox(key="detection.model").value == str(run_dir / "best.pt")
     assert "64×64" in " ".join(c.value for c in at.caption)
@@ -126,7 +126,7 @@ def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
     # A new session (browser refresh, shared link) with ?run= shows that run, still running,
     # though it is not the newest: the JobManager is shared by the whole server process.
     other = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
-    other.switch_page("pages/training.py")
+    other.switch_page("views/training.py")
     other.query_params["run"] = first
     other.run()
     assert f"run `{first}`" in status_line(other) and "running" in status_line(other)

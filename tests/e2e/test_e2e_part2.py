@@ -32,15 +32,13 @@ def metric_value(page, label: str) -> str:
 
 
 def goto(page, url: str, heading: str) -> None:
-    # A fresh server shown a deep link first runs app/pages/*.py as stand-alone pages (no
-    # st.navigation, no sidebar); opening the root once registers the navigation. See report.
-    root = url.split("/", 3)[:3]
-    page.goto("/".join(root))
-    page.get_by_role("heading", name="SSD Explorer").first.wait_for(timeout=45_000)
+    # Straight to the deep link: the app's navigation (sidebar with the device) must be there
+    # even when this is the first page a fresh server is asked for.
     page.goto(url)
     page.get_by_role("heading", name=heading).first.wait_for(timeout=45_000)
     wait_idle(page, timeout=90)
     no_exception(page)
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("Device").count() >= 1
 
 
 def test_training_live_run(page, app_url):

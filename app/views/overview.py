@@ -34,10 +34,10 @@ st.caption(f"TinySSD at {size}×{size}: ({sides}) × 4 = **{total}** anchors per
 st.subheader("Explore")
 # (page, label, icon); part 2 appends its pages here
 LINKS = [
-    ("pages/anchors.py", "Anchors: the five scales of anchor boxes", ":material/grid_on:"),
-    ("pages/labeling.py", "Labeling: how anchors become training targets", ":material/label:"),
-    ("pages/losses.py", "Losses: smooth-L1 and focal loss, interactive", ":material/show_chart:"),
-    ("pages/model.py", "Model: blocks, shapes, receptive fields, activations",
+    ("views/anchors.py", "Anchors: the five scales of anchor boxes", ":material/grid_on:"),
+    ("views/labeling.py", "Labeling: how anchors become training targets", ":material/label:"),
+    ("views/losses.py", "Losses: smooth-L1 and focal loss, interactive", ":material/show_chart:"),
+    ("views/model.py", "Model: blocks, shapes, receptive fields, activations",
      ":material/account_tree:"),
 ]
 cols = st.columns(2)
