@@ -63,3 +63,17 @@ def count_forwards(monkeypatch):
 
         monkeypatch.setattr(TinySSD, name, wrapped)
     return calls
+
+
+def app_on_page(page: str, runs_dir, monkeypatch, timeout: int = 120):
+    """The app (not yet run) switched to ``views/<page>.py``, with cold caches and its own
+    empty runs folder, so each test gets a fresh JobManager and counts network runs exactly."""
+    import streamlit as st
+
+    monkeypatch.setenv("SSD_RUNS_DIR", str(runs_dir))
+    monkeypatch.syspath_prepend(str(Path(MAIN).parent))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    at.switch_page(f"views/{page}.py")
+    return at

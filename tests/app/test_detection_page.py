@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from ssd_core.data import CLASS_NAMES, SyntheticDetection
 from ssd_core.detection import Detector
 from ssd_core.model import TinySSD
+
+from .conftest import app_on_page
 
 APP = Path(__file__).resolve().parents[2] / "app"
 TIMEOUT = 120
@@ -26,12 +26,7 @@ TIMEOUT = 120
 @pytest.fixture
 def at(tmp_path, monkeypatch):
     """The app on the Detection page with an empty runs folder and the untrained model."""
-    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.syspath_prepend(str(APP))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    app = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
-    app.switch_page("views/detection.py")
+    app = app_on_page("detection", tmp_path / "runs", monkeypatch)
     app.session_state["detection.model"] = "untrained"
     return app
 

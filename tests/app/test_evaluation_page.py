@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
-from streamlit.testing.v1 import AppTest
 
 from ssd_core.boxes import box_iou
 from ssd_core.data import CLASS_NAMES, SyntheticDetection
 from ssd_core.model import TinySSD
 from ssd_core.train import evaluate_model, predict_batch
+
+from .conftest import app_on_page
 
 APP = Path(__file__).resolve().parents[2] / "app"
 N, SEED = 4, 10_000
@@ -26,12 +26,7 @@ N, SEED = 4, 10_000
 
 @pytest.fixture
 def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.syspath_prepend(str(APP))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    app = AppTest.from_file(str(APP / "main.py"), default_timeout=120)
-    app.switch_page("views/evaluation.py")
+    app = app_on_page("evaluation", tmp_path / "runs", monkeypatch)
     app.session_state["evaluation.model"] = "untrained"
     app.session_state["evaluation.n"] = N
     return app

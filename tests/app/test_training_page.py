@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from ssd_core.jobs import read_metrics
 from ssd_core.train import load_checkpoint
+
+from .conftest import app_on_page
 
 APP = Path(__file__).resolve().parents[2] / "app"
 TIMEOUT = 120
@@ -21,12 +22,7 @@ TIMEOUT = 120
 
 @pytest.fixture
 def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.syspath_prepend(str(APP))
-    st.cache_data.clear()
-    st.cache_resource.clear()  # a fresh JobManager for this runs folder
-    app = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
-    app.switch_page("views/training.py")
+    app = app_on_page("training", tmp_path / "runs", monkeypatch)
     return app
 
 
