@@ -47,12 +47,18 @@ def qp_init(key: str, default, cast=str, valid=None):
     st.session_state[key] = value
 
 
-def qp_sync(*keys: str, fmt=None) -> None:
-    """Write the current values of widget ``keys`` back to the URL so the view can be shared."""
+def qp_sync(*keys: str) -> None:
+    """Write the current values of widget ``keys`` back to the URL so the view can be shared
+    (booleans as 1/0, read back by ``as_bool``; floats in short form)."""
     for key in keys:
         if key in st.session_state:
             value = st.session_state[key]
-            text = fmt(value) if fmt else (f"{value:g}" if isinstance(value, float) else str(value))
+            if isinstance(value, bool):
+                text = "1" if value else "0"
+            elif isinstance(value, float):
+                text = f"{value:g}"
+            else:
+                text = str(value)
             if st.query_params.get(_param(key)) != text:
                 st.query_params[_param(key)] = text
 

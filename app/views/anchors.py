@@ -129,7 +129,7 @@ with left:
         side = sides[k]
         state.qp_init(CELL_KEY, False, state.as_bool)
         on = st.checkbox("Highlight one feature-map cell", key=CELL_KEY)
-        state.qp_sync(CELL_KEY, fmt=lambda v: "1" if v else "0")
+        state.qp_sync(CELL_KEY)
         if on:
             for key in (ROW_KEY, COL_KEY):
                 state.qp_init(key, side // 2, int, lambda v: v >= 0)

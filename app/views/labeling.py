@@ -102,7 +102,7 @@ with left:
     state.qp_init("labeling.hnm", False, state.as_bool)
     hnm = st.toggle("Hard negative mining", key="labeling.hnm",
                     help="Keep only the hardest negatives: neg_ratio per positive.")
-    state.qp_sync("labeling.hnm", fmt=lambda v: "1" if v else "0")
+    state.qp_sync("labeling.hnm")
     if hnm:
         state.qp_init("labeling.ratio", 3, int, lambda v: 1 <= v <= 10)
         neg_ratio = st.slider("neg_ratio (negatives kept per positive)", 1, 10,

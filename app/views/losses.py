@@ -79,7 +79,7 @@ def smooth_l1_section():
     state.qp_sync("losses.sigmas")
     state.qp_init("losses.grad", False, state.as_bool)
     show_grad = c2.toggle("Show gradients", key="losses.grad")
-    state.qp_sync("losses.grad", fmt=lambda v: "1" if v else "0")
+    state.qp_sync("losses.grad")
     try:
         sigmas = parse_values(text, "σ", 0, 100, allow_zero=False)
     except ValueError as e:
@@ -115,7 +115,7 @@ def focal_section():
     state.qp_sync("losses.alpha")
     state.qp_init("losses.logy", False, state.as_bool)
     log_y = c3.toggle("log y", key="losses.logy")
-    state.qp_sync("losses.logy", fmt=lambda v: "1" if v else "0")
+    state.qp_sync("losses.logy")
     try:
         gammas = parse_values(text, "γ", 0, 10, allow_zero=True)
     except ValueError as e:
