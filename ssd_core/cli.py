@@ -35,6 +35,10 @@ FIELD_HELP = {
     "class_names": "comma-separated class names (default: from the data)",
     "base_channels": "comma-separated channels of the base network blocks",
     "channels": "channels of the multiscale blocks",
+    "anchor_sizes": "anchor sizes per scale, ';' between the 5 scales, e.g. "
+                    "'0.1,0.17;0.29,0.37;0.48,0.57;0.67,0.76;0.86,0.95' (default: the book's "
+                    "0.2,0.272;0.37,0.447;...)",
+    "anchor_ratios": "anchor aspect ratios per scale, same form (default: the book's 1,2,0.5)",
     "iou_threshold": "IoU at which an anchor is assigned to an object",
     "cls_loss": "class loss: ce (cross-entropy, the book) or focal",
     "focal_gamma": "focal loss gamma",
@@ -79,6 +83,20 @@ def _parse_list(kind):
     return parse
 
 
+def _parse_scales(text: str):
+    """'0.1,0.17;0.29,0.37;...' -> one list of numbers per scale."""
+    try:
+        scales = [[float(t) for t in part.split(",") if t.strip()] for part in text.split(";")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers, commas within a scale and ';' between scales, got {text!r}"
+        ) from None
+    return scales
+
+
+_parse_scales.__name__ = "per-scale lists"
+
+
 CHOICES = {"optimizer": ("sgd", "adam"), "schedule": ("none", "cosine", "step"),
            "cls_loss": ("ce", "focal"), "box_loss": ("l1", "smooth_l1"),
            "normalize": ("positives", "mean")}
@@ -103,6 +121,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                            default=None, help=text)
         elif f.name == "base_channels":
             g.add_argument(flag, dest=f.name, type=_parse_list(int), default=None, help=text)
+        elif f.name in ("anchor_sizes", "anchor_ratios"):
+            g.add_argument(flag, dest=f.name, type=_parse_scales, default=None, help=text)
         elif f.name == "class_names":
             g.add_argument(flag, dest=f.name, type=_parse_list(str), default=None, help=text)
         elif f.name in CHOICES:
@@ -155,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
                    help="continue a run: from CHECKPOINT, or OUT/checkpoint.pt when no path "
                         "is given; its settings are kept unless overridden here")
+    t.add_argument("--init", metavar="CHECKPOINT",
+                   help="start a new run from CHECKPOINT's weights (fresh optimizer and "
+                        "schedule), e.g. assets/tinyssd_synthetic.pt to fine-tune the shipped "
+                        "model; its settings are the starting point unless overridden here")
     t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
     t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
     _add_config_options(t)
@@ -283,9 +307,15 @@ def cmd_train(args) -> int:
     if "base_channels" in overrides:
         overrides["base_channels"] = tuple(overrides["base_channels"])
 
-    resume = None
+    resume = init = None
     out = Path(args.out) if args.out else None
-    if args.resume is not None:
+    if args.resume is not None and args.init:
+        raise UsageError("Give --resume (continue a run) or --init (a new run from a "
+                         "checkpoint's weights), not both.")
+    if args.init:
+        init = load_checkpoint(args.init)
+        base = init.config.to_dict()
+    elif args.resume is not None:
         if args.resume:
             resume = Path(args.resume)
         elif out is not None:
@@ -315,11 +345,12 @@ def cmd_train(args) -> int:
         val_data = _dataset(args, config.input_size, synthetic=args.val_synthetic,
                             seed=args.data_seed + 1_000_003)
 
-    trainer = Trainer(config, train_data, val_data, run_dir=out, resume=resume)
+    trainer = Trainer(config, train_data, val_data, run_dir=out, resume=resume, init=init)
     progress = _Progress(args.quiet or not trainer.is_main)
     if trainer.is_main:
         progress.line(f"training TinySSD on {len(train_data)} images ({len(trainer.class_names)} "
-                      f"classes) -> {out}" + (f", resuming {resume}" if resume else ""))
+                      f"classes) -> {out}" + (f", resuming {resume}" if resume else "")
+                      + (f", starting from the weights of {args.init}" if init else ""))
 
     interrupted = []
 

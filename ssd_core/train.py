@@ -81,6 +81,9 @@ class TrainConfig:
     class_names: list[str] | None = None
     base_channels: tuple[int, ...] = (16, 32, 64)
     channels: int = 128
+    # anchors: one list of sizes and one of ratios per TinySSD scale (None: the book's)
+    anchor_sizes: list[list[float]] | None = None
+    anchor_ratios: list[list[float]] | None = None
     iou_threshold: float = 0.5
     # loss (the LossConfig fields)
     cls_loss: str = "ce"
@@ -110,6 +113,10 @@ class TrainConfig:
         self.base_channels = tuple(self.base_channels)
         if self.class_names is not None:
             self.class_names = [str(n) for n in self.class_names]
+        for name in ("anchor_sizes", "anchor_ratios"):
+            v = getattr(self, name)
+            if isinstance(v, (list, tuple)) and all(isinstance(r, (list, tuple)) for r in v):
+                setattr(self, name, [list(r) for r in v])
         self.validate()
 
     # ---- validation
@@ -163,6 +170,16 @@ class TrainConfig:
             bad("base_channels", "must be a non-empty list of positive integers")
         if number("channels", integer=True) < 1:
             bad("channels", "must be a positive integer")
+        for name in ("anchor_sizes", "anchor_ratios"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if not isinstance(v, list) or len(v) != 5 or not all(
+                isinstance(r, list) and r and all(
+                    not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+                    and x > 0 for x in r) for r in v):
+                bad(name, "must be None (the book's) or 5 non-empty lists of positive numbers, "
+                          "one per TinySSD scale")
         for name in ("iou_threshold", "val_nms_threshold"):
             if not 0 < number(name) <= 1:
                 bad(name, "must be in (0, 1]")
@@ -293,12 +310,15 @@ class Checkpoint:
 
 def build_model(config: TrainConfig, num_classes: int | None = None) -> nn.Module:
     """A fresh TinySSD for ``config`` (num_classes from the argument or the config)."""
+    from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES
     from ssd_core.model import TinySSD
 
     n = num_classes if num_classes is not None else config.num_classes
     if n is None:
         raise ConfigError("num_classes is unknown: set it in the config or give class names.")
-    return TinySSD(n, base_channels=config.base_channels, channels=config.channels)
+    return TinySSD(n, base_channels=config.base_channels, channels=config.channels,
+                   sizes=config.anchor_sizes or TINYSSD_SIZES,
+                   ratios=config.anchor_ratios or TINYSSD_RATIOS)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -466,11 +486,13 @@ class Trainer:
 
     ``fit()`` is a generator of metrics records (see the module docstring); ``stop()`` (any
     thread) ends it after the current step with a checkpoint; ``resume=path`` continues a run
-    exactly where its checkpoint left off. With ``run_dir`` None nothing is written to disk.
+    exactly where its checkpoint left off. ``init=path`` starts a new run (fresh optimizer and
+    schedule) from another checkpoint's weights, e.g. to fine-tune the shipped model; its
+    classes and layer shapes must match. With ``run_dir`` None nothing is written to disk.
     """
 
     def __init__(self, config: TrainConfig, train_data, val_data=None, run_dir=None,
-                 resume=None):
+                 resume=None, init=None):
         if not isinstance(config, TrainConfig):
             raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}.")
         config.validate()
@@ -481,7 +503,10 @@ class Trainer:
         self.class_names = self._class_names(config, train_data)
         self.config = config.replace(num_classes=len(self.class_names),
                                      class_names=self.class_names)
-        self._resume = resume
+        if resume is not None and init is not None:
+            raise ConfigError("Give either resume (continue a run) or init (start a new run "
+                              "from a checkpoint's weights), not both.")
+        self._resume, self._init = resume, init
         self._stop = threading.Event()
         self.state = "idle"
         self.message = ""
@@ -551,6 +576,8 @@ class Trainer:
         model = build_model(cfg, len(self.class_names))
         if cfg.cls_loss == "focal":
             init_focal_bias(model)
+        if self._init is not None:
+            self._load_init(model, self._init)
         if self._dist is not None and cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device)
@@ -641,6 +668,21 @@ class Trainer:
                           int(np_state[2]), int(np_state[3]), float(np_state[4])],
             },
         }
+
+    def _load_init(self, model: nn.Module, init) -> None:
+        ckpt = init if isinstance(init, Checkpoint) else load_checkpoint(init)
+        if ckpt.class_names != self.class_names:
+            raise CheckpointError(
+                f"{ckpt.path!r} was trained on classes {ckpt.class_names}, the data has "
+                f"{self.class_names}; start from a checkpoint with the same classes.")
+        mine, theirs = model.state_dict(), _unwrap(ckpt.model).state_dict()
+        bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+        if bad or set(theirs) - set(mine):
+            raise CheckpointError(
+                f"{ckpt.path!r} has a different network shape (first mismatch: "
+                f"{(bad or sorted(set(theirs) - set(mine)))[0]}); keep its base_channels, "
+                "channels and number of anchors per pixel.")
+        model.load_state_dict(theirs)
 
     def _load_resume(self, resume) -> None:
         ckpt = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume)

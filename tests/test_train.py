@@ -62,6 +62,9 @@ def test_config_defaults_are_the_books():
     ("momentum", 1.0, "momentum"), ("log_every", 0, "log_every"),
     ("device", "tpu:x", "device"), ("cls_loss", "hinge", "cls_loss"),
     ("neg_ratio", 0, "neg_ratio"), ("base_channels", (), "base_channels"),
+    ("anchor_sizes", [[0.2]] * 4, "anchor_sizes"), ("anchor_sizes", [[0.2], [], [1], [1], [1]],
+                                                   "anchor_sizes"),
+    ("anchor_ratios", [[1, -2]] * 5, "anchor_ratios"),
 ])
 def test_config_rejects_bad_values(field, value, words):
     with pytest.raises(ConfigError, match=words):
@@ -219,6 +222,41 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     model.eval()
     assert torch.equal(ck.model(x)[1], model(x)[1])
+
+
+def test_anchor_settings_reach_the_model_and_survive_a_checkpoint(tmp_path):
+    sizes = [[0.1, 0.17], [0.29, 0.373], [0.48, 0.567], [0.67, 0.759], [0.86, 0.95]]
+    cfg = TrainConfig(**TINY, num_classes=1, anchor_sizes=sizes, anchor_ratios=[[1, 3]] * 5)
+    model = build_model(cfg)
+    assert model.sizes == sizes and model.ratios == [[1, 3]] * 5
+    assert model.num_anchors == [3] * 5  # len(sizes) + len(ratios) - 1
+    anchors = model(torch.rand(1, 3, 64, 64))[0][0]
+    first = anchors[0]  # scale 0, pixel (0, 0), size 0.1, ratio 1: a 0.1 x 0.1 box
+    assert torch.allclose(first[2:] - first[:2], torch.tensor([0.1, 0.1]), atol=1e-6)
+    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, cfg, ["banana"]))
+    assert ck.config.anchor_sizes == sizes and ck.model.sizes == sizes
+    assert torch.equal(ck.model(torch.rand(1, 3, 64, 64))[0], model(torch.rand(1, 3, 64, 64))[0])
+
+
+def test_init_starts_a_new_run_from_weights(tiny_data, tmp_path):
+    cfg = TrainConfig(**TINY)
+    first = Trainer(cfg, tiny_data, run_dir=tmp_path / "a")
+    list(first.fit())
+    weights = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    save_checkpoint(tmp_path / "w.pt", weights.model, weights.config, weights.class_names)
+    second = Trainer(cfg.replace(lr=1e-12), tiny_data, init=tmp_path / "w.pt")
+    second._setup()  # weights in, nothing trained yet
+    for k, v in weights.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[k].cpu(), v)
+    assert second.step == 0 and second.start_epoch == 0
+    with pytest.raises(ConfigError, match="not both"):
+        Trainer(cfg, tiny_data, resume=tmp_path / "w.pt", init=tmp_path / "w.pt")
+    other = Trainer(cfg.replace(channels=8), tiny_data, init=tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="different network shape"):
+        other._setup()
+    two_classes = SyntheticDetection(8, seed=1, image_size=64)
+    with pytest.raises(CheckpointError, match="classes"):
+        Trainer(cfg, two_classes, init=tmp_path / "w.pt")._setup()
 
 
 def test_missing_and_corrupt_checkpoints_are_refused(tmp_path):
