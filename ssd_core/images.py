@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -93,7 +94,12 @@ def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise _refuse(f"{name} is refused as a decompression bomb ({e}).") from None
+        # Pillow's own check fires first on the largest headers and quotes Pillow's limit, not
+        # ours: say it in the same words as _check_pixels.
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise _refuse(f"{name}: image claims {size}, over the limit of {max_pixels:,} "
+                      "(possible decompression bomb). Resize it first.") from None
     except Image.UnidentifiedImageError:
         raise _refuse(f"{name} is not a recognised image.") from None
     except Exception as e:  # truncated data, corrupt chunks, decoder errors of every kind
