@@ -67,7 +67,11 @@ with top[0]:
         image, desc = state.gradient_image(), "gradient"
 fmaps = feature_maps(state.png_bytes(image), size, ckpt)
 with top[1]:
-    st.image(image, caption=f"{desc} (the network sees it at {size}×{size})", width=260)
+    # st.image would scale a wide image to 260 px itself and fail on one that ends up under a
+    # pixel tall (a 4000×10 strip): scale it here, at least 1 px tall.
+    w, h = image.size
+    shown = image.resize((260, max(1, round(h * 260 / w)))) if w > 260 else image
+    st.image(shown, caption=f"{desc} (the network sees it at {size}×{size})", width=260)
 
 
 @st.fragment
