@@ -6,8 +6,6 @@ scores come from ``ssd_core.evaluate`` (the same code as training's validation).
 """
 
 import hashlib
-import tempfile
-from pathlib import Path
 
 import figures
 import numpy as np
@@ -125,8 +123,10 @@ def settings_form():
         st.info("Upload a dataset .zip to evaluate on it.")
         return None
     data = up.getvalue()
-    path = Path(tempfile.gettempdir()) / f"ssd-eval-{hashlib.sha1(data).hexdigest()[:16]}.zip"
+    # Kept with the Training page's uploads (same name for the same zip), not in the shared /tmp.
+    path = state.runs_dir() / "_uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return ("zip", str(path), None if fmt == "auto" else fmt, size)
 
@@ -135,11 +135,13 @@ def run_predictions(mkey: str, data_key: tuple, ds):
     n = len(ds)
     bar = st.progress(0.0, text=f"Running the model on {n} images ...")
     preds = []
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        preds += predict_chunk(mkey, data_key, start, stop, DET, ds)
-        bar.progress(stop / n, text=f"Running the model: {stop}/{n} images")
-    bar.empty()
+    try:
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            preds += predict_chunk(mkey, data_key, start, stop, DET, ds)
+            bar.progress(stop / n, text=f"Running the model: {stop}/{n} images")
+    finally:
+        bar.empty()
     return preds
 
 
@@ -198,7 +200,13 @@ def report(data_key) -> None:
 
     mkey = state.model_key(st.session_state["evaluation.model"])
     with RIGHT:
-        preds = run_predictions(mkey, data_key, ds)
+        try:
+            preds = run_predictions(mkey, data_key, ds)
+        except ValueError as e:  # AnnotationError: an image inside is corrupt (found on decoding)
+            reason = str(e).split(" Accepted:")[0]
+            st.error(f"That dataset could not be used: {reason} Fix or remove that image (and "
+                     "its annotations), then upload the zip again.")
+            return
         result = score(mkey, data_key, preds, tuple(names))
         n_obj = sum(len(p[4]) for p in preds)
         m = st.columns(4)
