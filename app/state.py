@@ -148,6 +148,17 @@ def gradient_image(size: int = 256) -> Image.Image:
 IMAGE_SOURCES = ["Synthetic sample", "Shipped sample", "Upload", "Blank canvas"]
 
 
+def image_error(name: str, error: Exception) -> None:
+    """``st.error`` for a file that is not a usable image: which file, ssd_core's reason, and
+    what to choose instead (the library's note on PIL images and numpy arrays is for code)."""
+    from ssd_core.images import ACCEPTED_TEXT, DEFAULT_MAX_PIXELS
+
+    reason = str(error).split(" Accepted:")[0].replace("The image data", "The file", 1)
+    shown = " ".join(str(name).replace("`", "'").split())[:100] or "the file"  # a code span
+    st.error(f"`{shown}` could not be used: {reason} Choose an image file in one of "
+             f"{ACCEPTED_TEXT} (at most {DEFAULT_MAX_PIXELS // 1_000_000} megapixels).")
+
+
 def image_picker(key: str, default: str = "Synthetic sample",
                  sources=IMAGE_SOURCES) -> tuple[Image.Image | None, str, dict]:
     """Sidebar-free image chooser used by several pages.
@@ -190,7 +201,7 @@ def image_picker(key: str, default: str = "Synthetic sample",
         try:
             return open_png(decode_image(up.getvalue())), up.name, extra
         except InvalidImageError as e:
-            st.error(f"That file could not be used: {e}")
+            image_error(up.name, e)
             return None, up.name, extra
     return Image.new("RGB", (256, 256), (245, 245, 245)), "blank canvas", extra
 

@@ -71,7 +71,7 @@ def pick_image():
     try:
         return state.decode_image(data), desc, gt
     except InvalidImageError as e:
-        st.error(f"That file could not be used: {e}")
+        state.image_error(desc, e)
         return None, desc, None
 
 
