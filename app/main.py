@@ -1,6 +1,7 @@
 """SSD Explorer: the app shell (navigation, sidebar). Run with ``streamlit run app/main.py``."""
 
 import streamlit as st
+import timing
 
 from ssd_core.device import default_device, device_label, tune_cpu_allocator
 
@@ -42,4 +43,5 @@ with st.sidebar:
             "losses and model, reproduced and explorable. Everything runs locally, offline."
         )
 
-page.run()
+with timing.timed(f"page {page.title}"):
+    page.run()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import timing
 import torch
 from PIL import Image
 
@@ -287,6 +288,8 @@ def _mtime(path: str) -> int:
 @st.cache_resource(show_spinner="Loading model ...", max_entries=4)
 def _detector(choice: str, mtime: int):
     from ssd_core.detection import Detector
+
+    timing.event("model load", model=choice)
 
     if choice == UNTRAINED:
         from ssd_core.data import CLASS_NAMES

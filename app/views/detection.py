@@ -11,6 +11,7 @@ import json
 import figures
 import state
 import streamlit as st
+import timing
 
 from ssd_core.errors import InvalidImageError
 
@@ -108,6 +109,11 @@ def _png(img) -> bytes:
 @st.fragment
 def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
     """Sliders and everything they change; reruns alone, never touches the network."""
+    with timing.timed("detection results"):
+        _results(det, raw, png, desc, model_label, gt)
+
+
+def _results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
     names = det.class_names
     c1, c2, c3 = st.columns([1.2, 1.2, 1.6])
     state.qp_init("detection.conf", 0.5, float, lambda v: 0 <= v <= 1)
@@ -143,8 +149,10 @@ def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
         names, hover=hover_text(det, d)[:drawn] if drawn <= 300 else None,
         gt_boxes=gt_boxes, gt_labels=gt_labels, height=600)
     st.plotly_chart(fig, key="detection_chart", width="stretch")
-    caption = (f"{desc} ({image.size[0]}×{image.size[1]}), model: {model_label}. "
-               "Hover a box corner for its score and the anchor (scale, cell, shape) behind it.")
+    caption = (f"{desc} ({image.size[0]}×{image.size[1]}), model: {model_label}; "
+               f"confidence ≥ {conf:.2f}, "
+               + (f"NMS IoU {nms_iou:.2f} ({mode}). " if apply_nms else "no NMS. ")
+               + "Hover a box corner for its score and the anchor (scale, cell, shape) behind it.")
     if drawn < len(d):
         caption += f" Drawing the {drawn} best of {len(d)} boxes."
     st.caption(caption)
