@@ -7,6 +7,7 @@ made the active model of the Detection and Evaluation pages.
 """
 
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -31,6 +32,22 @@ def _eta(seconds) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
         else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def job_message(text: str) -> str:
+    """A job's message as the page shows it. An error raised in a DataLoader worker (GPU
+    servers use them) carries the worker's traceback: keep only the error it ends with. An
+    image that cannot be decoded says what to do about it."""
+    lines = str(text).splitlines()
+    start = next((k for k, line in enumerate(lines) if "Traceback (most recent call last)"
+                  in line), None)
+    if start is not None:
+        error = " ".join(line for line in lines[start + 1:] if line and not line[0].isspace())
+        text = re.sub(r"^[\w.]+: ", "", error)  # "ssd_core.errors.AnnotationError: ..."
+    if " Accepted: " in text:  # ssd_core.images' list of inputs (PIL images, arrays) is for code
+        text = text.split(" Accepted: ")[0] + (" Fix or remove that image (and its "
+                                               "annotations), then upload the zip again.")
+    return text
 
 
 def save_upload(data: bytes) -> Path:
@@ -147,8 +164,9 @@ def config_form(upload) -> None:
             ds = load_dataset(path, fmt=None if fmt == "auto" else fmt, image_size=int(size))
             if len(ds) < 2:
                 raise ConfigError("the dataset needs at least 2 images (train + validation)")
-        except (ValueError, RuntimeError) as e:
-            st.error(f"That dataset could not be used: {e}")
+        except (ValueError, RuntimeError) as e:  # name the user's file, not the saved copy
+            st.error(f"That dataset could not be used: "
+                     f"{str(e).replace(path.name, upload.name)}")
             return
         spec = DataSpec("path", path=str(path), fmt=None if fmt == "auto" else fmt,
                         val_fraction=float(val_fraction), augment=augment)
@@ -237,13 +255,14 @@ def run_panel(run_id: str, was_live: bool) -> None:
              "stopping": ":material/hourglass_top:", "finished": ":material/check_circle:",
              "stopped": ":material/stop_circle:", "failed": ":material/error:",
              "interrupted": ":material/warning:"}.get(snap.state, "")
-    st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {snap.message}")
+    message = job_message(snap.message)
+    st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {message}")
     if snap.state == "queued" and snap.queue_position:
         st.info(f"Queued: position {snap.queue_position} in line. The server trains "
                 f"{state.job_manager().max_running} model(s) at a time "
                 "(SSD_MAX_TRAINING_JOBS).")
     if snap.state == "failed":
-        st.error(f"Training failed: {snap.message}")
+        st.error(f"Training failed: {message}")
     last = snap.records[-1] if snap.records else {}
     text = (f"epoch {last.get('epoch', 0)}/{last.get('epochs', snap.config.get('epochs', '?'))}"
             f" · step {last.get('step', 0)}/{last.get('total_steps', '?')}"
