@@ -186,7 +186,10 @@ def report(data_key) -> None:
     try:
         ds = dataset(data_key)
     except (ValueError, RuntimeError) as e:  # AnnotationError, ConfigError, ...
-        RIGHT.error(f"That dataset could not be used: {e}")
+        up, msg = st.session_state.get("evaluation.zip"), str(e)
+        if data_key[0] == "zip" and up is not None:  # the user's file, not the saved copy
+            msg = msg.replace(data_key[1].rsplit("/", 1)[-1], up.name)
+        RIGHT.error(f"That dataset could not be used: {msg}")
         return
     names = list(ds.class_names)
     if names != DET.class_names:
