@@ -356,6 +356,7 @@ class JobManager:
             self._queue.remove(job.run_id)
             self._running.add(job.run_id)
             job.state, job.message = "running", "preparing data"
+            self._write_status(job)  # readers of the folder (other replicas) see it start
             self._lock.notify_all()
         try:
             self._train(job)
