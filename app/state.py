@@ -149,6 +149,14 @@ def gradient_image(size: int = 256) -> Image.Image:
 IMAGE_SOURCES = ["Synthetic sample", "Shipped sample", "Upload", "Blank canvas"]
 
 
+def upload_hint(text: str) -> None:
+    """``st.info`` under an empty uploader, with the upload limit: Streamlit refuses a larger
+    file in the browser (a red file chip, its reason only on hover) and the page never sees it."""
+    mb = st.get_option("server.maxUploadSize")
+    st.info(f"{text} At most {mb} MB per file: a larger file turns red above and is not "
+            "uploaded.")
+
+
 def image_error(name: str, error: Exception) -> None:
     """``st.error`` for a file that is not a usable image: which file, ssd_core's reason, and
     what to choose instead (the library's note on PIL images and numpy arrays is for code)."""
@@ -197,7 +205,7 @@ def image_picker(key: str, default: str = "Synthetic sample",
         up = st.file_uploader("Upload an image", type=None, key=f"{key}.upload",
                               help="PNG, JPEG, GIF, BMP, TIFF, WebP ... (first frame is used)")
         if up is None:
-            st.info("Choose an image file to upload; until then a gradient is shown.")
+            upload_hint("Choose an image file to upload; until then a gradient is shown.")
             return gradient_image(), "gradient (no upload yet)", extra
         try:
             return open_png(decode_image(up.getvalue())), up.name, extra

@@ -59,7 +59,7 @@ def pick_image():
         up = st.file_uploader("Upload an image", key="detection.upload",
                               help="PNG, JPEG, GIF, BMP, TIFF, WebP ... (first frame is used)")
         if up is None:
-            st.info("Choose an image file to detect objects in.")
+            state.upload_hint("Choose an image file to detect objects in.")
             return None, "", None
         data, desc = up.getvalue(), up.name
     else:

@@ -120,7 +120,7 @@ def settings_form():
                           key="evaluation.zip")
     fmt = st.selectbox("Format", ["auto", *FORMATS], key="evaluation.fmt")
     if up is None:
-        st.info("Upload a dataset .zip to evaluate on it.")
+        state.upload_hint("Upload a dataset .zip to evaluate on it.")
         return None
     data = up.getvalue()
     # Kept with the Training page's uploads (same name for the same zip), not in the shared /tmp.

@@ -346,7 +346,7 @@ with st.expander("New run", expanded=not jobs.list_runs()):
             "(labels/*.txt + classes.txt) or the book's banana CSV", type=["zip"],
             key="training.zip")
         if upload is None:
-            st.info("Upload a .zip to train on it, or switch to synthetic data.")
+            state.upload_hint("Upload a .zip to train on it, or switch to synthetic data.")
     if source == "Synthetic" or upload is not None:
         config_form(upload)
 
