@@ -123,6 +123,7 @@ def image_page(page: str, tmp_path, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     at.radio(key=f"{page}.image").set_value("Upload").run()
     assert not at.exception, [e.value for e in at.exception]
+    assert any("At most 50 MB per file" in i.value for i in at.info)  # the upload limit
     return at
 
 
@@ -336,6 +337,7 @@ def test_training_refuses_hostile_zips(sandbox, zips, monkeypatch):
     at.run()
     at.radio(key="training.data").set_value("Upload a dataset (.zip)").run()
     assert not at.exception
+    assert any("At most 50 MB per file" in i.value for i in at.info)
     problems = []
     for name, (data, phrases) in cases.items():
         upload(at, "training.zip", name, data, "application/zip")
@@ -366,6 +368,7 @@ def test_evaluation_refuses_hostile_zips(sandbox, zips, monkeypatch):
     at.run()
     at.radio(key="evaluation.data").set_value("Upload a dataset (.zip)").run()
     assert not at.exception
+    assert any("At most 50 MB per file" in i.value for i in at.info)
     problems = []
     for name, (data, phrases) in cases.items():
         upload(at, "evaluation.zip", name, data, "application/zip")
@@ -427,7 +430,8 @@ def test_annotation_file_names_cannot_reach_outside_the_archive(sandbox, monkeyp
     at.radio(key="evaluation.data").set_value("Upload a dataset (.zip)").run()
     upload(at, "evaluation.zip", "peek.zip", data, "application/zip")
     assert not at.exception
-    assert any("could not be used" in e.value for e in at.error)
+    msg = next(e.value for e in at.error if "could not be used" in e.value)
+    assert "outside" in msg, msg
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "dataloader-worker"])
