@@ -136,6 +136,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode in ("I", "F"):
         return Image.fromarray(_to_uint8_gray(np.asarray(im)), "L").convert("RGB")
+    if mode == "La":  # premultiplied; Pillow converts it to LA only
+        im, mode = im.convert("LA"), "LA"
     has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
         mode in ("P", "L", "RGB") and "transparency" in im.info)
     if has_alpha:
