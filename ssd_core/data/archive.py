@@ -14,6 +14,7 @@ import stat
 import tempfile
 import weakref
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ssd_core.errors import AnnotationError
@@ -60,7 +61,7 @@ def extract_zip(source, dest: str | os.PathLike, max_files: int = MAX_FILES,
         source = io.BytesIO(source.getvalue())
     try:
         zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise AnnotationError(f"{label} is not a readable zip file ({e}).") from None
     dest = Path(dest)
     with zf:
@@ -98,7 +99,7 @@ def extract_zip(source, dest: str | os.PathLike, max_files: int = MAX_FILES,
                                 f"{label} expands past {max_total_bytes:,} bytes; refusing a "
                                 "possible zip bomb.")
                         out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, zlib.error) as e:
                 raise AnnotationError(f"{label}: member {info.filename!r} could not be read "
                                       f"({e}); the archive may be corrupt.") from None
     return dest

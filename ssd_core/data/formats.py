@@ -33,6 +33,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 CLASS_FILES = ("classes.txt", "labels.txt", "obj.names", "classes.names")
 CSV_HEADER = ["img_name", "label", "xmin", "ymin", "xmax", "ymax"]
 FAR_OUTSIDE = 0.1  # boxes past the border by more than this fraction of the side are errors
+MAX_CLASSES = 1000  # without a class list, ids up to this; a larger id is a typo, not a class
 
 
 class AnnotationWarning(UserWarning):
@@ -85,13 +86,17 @@ def _check_box(x1: float, y1: float, x2: float, y2: float, w: int, h: int, where
         fixes.count += 1
         fixes.first = fixes.first or where
         x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))
+    f1, g1, f2, g2 = torch.tensor([x1, y1, x2, y2], dtype=torch.float32).tolist()
+    if f2 <= f1 or g2 <= g1:  # boxes are stored as float32: a sliver would become empty
+        raise AnnotationError(f"{where}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is too thin "
+                              "(under float32 precision); fix or delete it.")
     return [float(x1), float(y1), float(x2), float(y2)]
 
 
 def _number(text, where: str, field: str) -> float:
     try:
         v = float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise AnnotationError(f"{where}: {field} = {text!r} is not a number.") from None
     if not math.isfinite(v):
         raise AnnotationError(f"{where}: {field} = {text!r} is not a finite number.")
@@ -101,11 +106,14 @@ def _number(text, where: str, field: str) -> float:
 def _class_id(text, where: str, names: list[str] | None) -> int:
     try:
         v = float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         v = float("nan")
     if not (math.isfinite(v) and v == int(v) and v >= 0):
         raise AnnotationError(f"{where}: class id {text!r} is not a non-negative integer.")
     k = int(v)
+    if names is None and k >= MAX_CLASSES:
+        raise AnnotationError(f"{where}: class id {k} is too large (at most {MAX_CLASSES - 1} "
+                              "without a class list); fix the id or add a classes.txt.")
     if names is not None and k >= len(names):
         raise AnnotationError(f"{where}: unknown class id {k}; the dataset defines {len(names)} "
                               f"classes (0..{len(names) - 1}: {names}).")
@@ -125,6 +133,16 @@ def _image_size(path: Path, where: str) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+def _read_text(path: Path, where: str) -> str:
+    """A text file's contents; AnnotationError if it is not readable UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{where}: not UTF-8 text ({e}).") from None
+    except OSError as e:
+        raise AnnotationError(f"{where}: cannot be read ({e.strerror or e}).") from None
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -133,6 +151,9 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _find_image(root: Path, candidates: list[Path], where: str, name: str) -> Path:
+    if name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name):
+        raise AnnotationError(f"{where}: image file {name!r} points outside the dataset folder; "
+                              "give paths relative to it.")
     for c in candidates:
         if c.is_file():
             return c
@@ -145,7 +166,7 @@ def _read_class_file(root: Path) -> list[str] | None:
     for name in CLASS_FILES:
         p = root / name
         if p.is_file():
-            names = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+            names = [ln.strip() for ln in _read_text(p, name).splitlines()]
             names = [n for n in names if n]
             if not names:
                 raise AnnotationError(f"{name}: the class list is empty.")
@@ -157,7 +178,7 @@ def _read_class_file(root: Path) -> list[str] | None:
 
 def _yaml_names(path: Path) -> list[str] | None:
     """Class names from a YOLO data.yaml (``names: [a, b]``, ``names: {0: a}`` or a dash list)."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = _read_text(path, path.name)
     m = re.search(r"^names[ \t]*:[ \t]*(.*)$", text, re.M)
     if not m:
         return None
@@ -185,13 +206,15 @@ def _read_coco(root: Path, fixes: _Fixes):
                               f"{[_rel(p, root) for p in jsons] or 'none'}.")
     ann_path = jsons[0]
     af = _rel(ann_path, root)
+    text = _read_text(ann_path, af)
     try:
-        data = json.loads(ann_path.read_text(encoding="utf-8-sig"))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{af}: not valid JSON ({e.msg} at line {e.lineno}, column "
                               f"{e.colno}).") from None
-    except UnicodeDecodeError as e:
-        raise AnnotationError(f"{af}: not UTF-8 text ({e}).") from None
+    except (ValueError, RecursionError) as e:  # a number of > 4300 digits, extreme nesting
+        raise AnnotationError(f"{af}: not a usable JSON file ({type(e).__name__}: "
+                              f"{str(e)[:100]}).") from None
     if not isinstance(data, dict) or not all(
             isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
         raise AnnotationError(f"{af}: a COCO file needs the lists 'images', 'annotations' and "
@@ -200,9 +223,12 @@ def _read_coco(root: Path, fixes: _Fixes):
     for k, c in enumerate(data["categories"]):
         if not isinstance(c, dict) or "id" not in c or "name" not in c:
             raise AnnotationError(f"{af}, categories[{k}]: needs 'id' and 'name'.")
-        cats[c["id"]] = str(c["name"])
+        cats[_json_id(c["id"], f"{af}, categories[{k}]", "id")] = str(c["name"])
     if not cats:
         raise AnnotationError(f"{af}: 'categories' is empty; a dataset needs at least one class.")
+    if len(set(cats.values())) != len(cats):
+        raise AnnotationError(f"{af}: category names repeat ({sorted(cats.values())}); give "
+                              "each category its own name.")
     cat_ids = sorted(cats, key=lambda v: (str(type(v)), v))
     label_of = {cid: k for k, cid in enumerate(cat_ids)}
     images, order = {}, []
@@ -224,13 +250,18 @@ def _read_coco(root: Path, fixes: _Fixes):
                 raise AnnotationError(f"{where}: declared size {declared[0]}x{declared[1]} but "
                                       f"image {name!r} is {size[0]}x{size[1]} (after EXIF "
                                       "rotation). Fix width/height or the image.")
-        images[im["id"]] = (_rel(path, root), size, [], [])
+        image_id = _json_id(im["id"], where, "id")
+        if image_id in images:
+            raise AnnotationError(f"{where}: image id {image_id!r} is used twice.")
+        images[image_id] = (_rel(path, root), size, [], [])
         order.append(im["id"])
     for k, a in enumerate(data["annotations"]):
         where = f"{af}, annotations[{k}]" + (f" (id {a['id']})" if isinstance(a, dict)
                                               and "id" in a else "")
         if not isinstance(a, dict):
             raise AnnotationError(f"{where}: an annotation must be an object.")
+        _json_id(a.get("image_id"), where, "image_id")
+        _json_id(a.get("category_id"), where, "category_id")
         if a.get("image_id") not in images:
             raise AnnotationError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'.")
         if a.get("category_id") not in label_of:
@@ -248,11 +279,29 @@ def _read_coco(root: Path, fixes: _Fixes):
     return records, [cats[c] for c in cat_ids]
 
 
+def _json_id(value, where: str, field: str):
+    """A COCO id must be a JSON number or string (a list or object cannot be looked up)."""
+    if isinstance(value, (list, dict)):
+        raise AnnotationError(f"{where}: {field} {value!r} must be a number or a string.")
+    return value
+
+
 def _tensor(boxes) -> torch.Tensor:
     return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
 
 # -- Pascal VOC ---------------------------------------------------------------------------------
+
+class _NoDoctype(ET.TreeBuilder):
+    """Builds the tree but refuses a DOCTYPE (entity declarations live only inside one)."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def doctype(self, name, pubid, system):
+        raise AnnotationError(self.message)
+
 
 def _read_voc(root: Path, fixes: _Fixes):
     ann_dir = root / "Annotations" if (root / "Annotations").is_dir() else root
@@ -265,15 +314,22 @@ def _read_voc(root: Path, fixes: _Fixes):
     parsed = []
     for path in xmls:
         af = _rel(path, root)
-        raw = path.read_bytes()
-        if b"<!ENTITY" in raw or b"<!DOCTYPE" in raw:
-            raise AnnotationError(f"{af}: XML with DOCTYPE/ENTITY declarations is refused.")
         try:
-            tree = ET.fromstring(raw)
+            raw = path.read_bytes()
+        except OSError as e:
+            raise AnnotationError(f"{af}: cannot be read ({e.strerror or e}).") from None
+        refused = f"{af}: XML with DOCTYPE/ENTITY declarations is refused."
+        if b"<!ENTITY" in raw or b"<!DOCTYPE" in raw:
+            raise AnnotationError(refused)
+        try:
+            # The byte check misses other encodings (UTF-16, EBCDIC): the parser refuses too.
+            tree = ET.fromstring(raw, parser=ET.XMLParser(target=_NoDoctype(refused)))
         except ET.ParseError as e:
             line, col = e.position
             raise AnnotationError(f"{af}: malformed XML (line {line}, column {col}: {e}).") \
                 from None
+        except (ValueError, LookupError) as e:  # encodings expat cannot read
+            raise AnnotationError(f"{af}: unreadable XML ({e}); save it as UTF-8.") from None
         fname = (tree.findtext("filename") or "").strip()
         if fname:
             cands = [root / "JPEGImages" / fname, path.parent / fname, root / "images" / fname]
@@ -328,8 +384,10 @@ def _yolo_names(root: Path) -> list[str] | None:
         for y in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
             names = _yaml_names(y)
             if names:
+                if len(set(names)) != len(names):
+                    raise AnnotationError(f"{y.name}: class names repeat ({names}).")
                 break
-    return names
+    return names or None  # "names: []" lists no class
 
 
 def _read_yolo(root: Path, fixes: _Fixes):
@@ -355,10 +413,7 @@ def _read_yolo(root: Path, fixes: _Fixes):
         lp = labels.get(key)
         if lp is not None:
             af = _rel(lp, root)
-            try:
-                text = lp.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError as e:
-                raise AnnotationError(f"{af}: not UTF-8 text ({e}).") from None
+            text = _read_text(lp, af)
             for n, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
                     continue
@@ -396,9 +451,10 @@ def _read_csv(root: Path, fixes: _Fixes):
     path = csvs[0]
     af = path.name
     names = _read_class_file(root)
+    text = _read_text(path, af)
     try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
-    except (UnicodeDecodeError, csv.Error) as e:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as e:
         raise AnnotationError(f"{af}: not a readable CSV file ({e}).") from None
     if not rows or [c.strip().lower() for c in rows[0]] != CSV_HEADER:
         got = rows[0] if rows else "an empty file"
