@@ -170,6 +170,9 @@ def multibox_detection(
         shape = tuple(cls_probs.shape) if torch.is_tensor(cls_probs) else type(cls_probs).__name__
         raise ValueError(f"cls_probs must have shape (B, C+1, N) with C >= 1, got {shape}")
     batch, _, n = cls_probs.shape
+    if not (torch.is_tensor(anchors) and torch.is_tensor(offset_preds)):
+        raise ValueError("anchors and offset_preds must be tensors, got "
+                         f"{type(anchors).__name__} and {type(offset_preds).__name__}")
     if anchors.dim() == 3 and anchors.shape[0] == 1:
         anchors = anchors[0]
     if anchors.shape != (n, 4):
@@ -182,6 +185,13 @@ def multibox_detection(
             f"offset_preds must have shape (B, N*4) = ({batch}, {n * 4}), "
             f"got {tuple(offset_preds.shape)}"
         )
+    for name, t in (("cls_probs", cls_probs), ("offset_preds", offset_preds),
+                    ("anchors", anchors)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite values (a diverged model?)")
+    if not (0 <= nms_threshold <= 1 and 0 <= pos_threshold <= 1):
+        raise ValueError("nms_threshold and pos_threshold must lie in [0, 1], got "
+                         f"{nms_threshold} and {pos_threshold}")
     device = cls_probs.device
     # argmax breaks ties toward the lower class, like the book's torch.max(dim) on CPU.
     class_id = cls_probs[:, 1:].argmax(dim=1)  # (B, N)

@@ -44,6 +44,10 @@ def _check_anchors(anchors):
             f"anchors must have shape (N, 4) or (1, N, 4) with N >= 1, got {tuple(anchors.shape)}"
         )
     _check_boxes(anchors, "anchors")
+    if bool(((anchors[:, 2] <= anchors[:, 0]) | (anchors[:, 3] <= anchors[:, 1])).any()):
+        # Offsets are measured in anchor widths/heights: a zero-size anchor would give inf/NaN.
+        raise ValueError("anchors contains an anchor of zero width or height; every anchor "
+                         "needs x1 < x2 and y1 < y2")
     return anchors
 
 
@@ -58,6 +62,9 @@ def _check_labels(labels):
     if torch.isnan(labels[..., 0]).any():
         raise AnnotationError("labels contains a NaN class id; use -1 for padding rows")
     valid = labels[..., 0] >= 0
+    if bool((labels[..., 0][valid] >= 2**31).any()):  # inf or absurd ids overflow .long()
+        raise AnnotationError("labels contains an infinite or huge class id (>= 2**31); class "
+                              "ids are 0..C-1, and -1 for padding rows")
     _check_boxes(labels[..., 1:], "labels", valid, AnnotationError)
     return valid
 
@@ -81,7 +88,7 @@ def _match(iou, valid, iou_threshold):
     jaccard = iou.masked_fill(~valid[:, None, :], -1.0)
     gt_index = torch.full((batch, num_anchors), -1, dtype=torch.long, device=device)
     greedy = torch.zeros((batch, num_anchors), dtype=torch.bool, device=device)
-    if num_gt == 0:
+    if num_gt == 0 or batch == 0:
         return gt_index, greedy
     best_gt = jaccard.argmax(dim=2)  # argmax documents first-occurrence ties
     above = jaccard.gather(2, best_gt[..., None])[..., 0] >= iou_threshold
