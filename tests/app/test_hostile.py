@@ -413,9 +413,6 @@ def test_evaluation_dataset_with_a_broken_image_is_an_error(sandbox, monkeypatch
     nothing_escaped(sandbox, "/nonexistent")
 
 
-@pytest.mark.xfail(reason="ssd_core.data.formats follows '..' in an annotation's file name and "
-                          "reads images outside the extracted archive (not this test's file "
-                          "to fix)", strict=False)
 def test_annotation_file_names_cannot_reach_outside_the_archive(sandbox, monkeypatch):
     """A COCO file_name ``../../<somewhere>/secret.png`` must not make the server read (and
     show in the Evaluation gallery) an image outside the uploaded dataset."""
