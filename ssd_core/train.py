@@ -10,7 +10,8 @@ ints unless noted: ``kind`` ("step" every ``log_every`` steps, "epoch" at each e
 ``box_mae`` (the book's metrics), ``positives_per_image``, ``images`` (images in the window, summed
 over processes), ``images_per_s``, ``lr``, ``elapsed`` (s of training so far), ``eta_s``,
 ``world_size``; epoch records add ``epoch_time`` and, with validation data, ``val_ap50``,
-``val_map`` and ``val_per_class`` ({class name: AP50}).
+``val_map`` (left out when the validation images hold no objects) and ``val_per_class``
+({class name: AP50, None for a class without objects}). No record ever holds NaN.
 
 Run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (latest, resumable),
 ``best.pt`` (best validation AP50), ``status.json`` ({"state", "message", ...}).
@@ -742,12 +743,14 @@ class Trainer:
               with_state=True) -> None:
         if self.run_dir is None or not self.is_main:
             return
-        # Never let a NaN model overwrite the last good checkpoint.
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise TrainingDiverged(self._diverged_message("the weights"))
+        self._check_weights()  # never let a NaN model overwrite the last good checkpoint
         state = self._train_state(epoch, batch_in_epoch, epoch_sums) if with_state else None
         save_checkpoint(self.run_dir / name, self.model, self.config, self.class_names,
                         metrics, state)
+
+    def _check_weights(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TrainingDiverged(self._diverged_message("the weights"))
 
     def _diverged_message(self, what: str) -> str:
         cfg = self.config
@@ -829,6 +832,8 @@ class Trainer:
                 return
             rec = self._record("epoch", ep, time.perf_counter() - ep_t0, run_t0, run_step0)
             rec["epoch_time"] = time.perf_counter() - ep_t0
+            # The loss check saw the weights before the epoch's last update, not after it.
+            self._check_weights()
             if self.val_data is not None and self.is_main and (
                     (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
                 rec.update(self.validate())
@@ -942,16 +947,24 @@ class Trainer:
     @torch.no_grad()
     def validate(self, data=None) -> dict:
         """AP of the current model on ``data`` (default: val_data) -> {"val_ap50", "val_map",
-        "val_per_class"}. Detections from multibox_detection, boxes in normalized corners."""
+        "val_per_class"}. Detections from multibox_detection, boxes in normalized corners.
+        AP is undefined without ground truths: then val_ap50/val_map are left out and a class
+        without any has None, so no NaN reaches the records."""
         data = self.val_data if data is None else data
-        result = evaluate_model(
-            _unwrap(self.model), data, self.class_names, batch_size=self.config.batch_size,
-            input_size=self.config.input_size, device=self.device,
-            nms_threshold=self.config.val_nms_threshold,
-            pos_threshold=self.config.val_pos_threshold,
-            channels_last=self.config.channels_last)
-        return {"val_ap50": result.ap50, "val_map": result.map,
-                "val_per_class": {k: v["ap50"] for k, v in result.per_class.items()}}
+        try:
+            result = evaluate_model(
+                _unwrap(self.model), data, self.class_names, batch_size=self.config.batch_size,
+                input_size=self.config.input_size, device=self.device,
+                nms_threshold=self.config.val_nms_threshold,
+                pos_threshold=self.config.val_pos_threshold,
+                channels_last=self.config.channels_last)
+        except TrainingDiverged:  # finite but huge weights whose outputs overflow
+            raise TrainingDiverged(self._diverged_message("the network's outputs")) from None
+        out = {"val_per_class": {k: v["ap50"] if math.isfinite(v["ap50"]) else None
+                                 for k, v in result.per_class.items()}}
+        if math.isfinite(result.ap50):
+            out.update(val_ap50=result.ap50, val_map=result.map)
+        return out
 
 
 def _as_tuple(x):
@@ -966,6 +979,10 @@ def predict_batch(model, X, nms_threshold=0.5, pos_threshold=0.009):
     from ssd_core.detection import multibox_detection
 
     anchors, cls_preds, bbox_preds = model(X)
+    if not bool(torch.isfinite(cls_preds).all() & torch.isfinite(bbox_preds).all()):
+        raise TrainingDiverged("The network's outputs are NaN/inf: its weights diverged in "
+                               "training. Use an earlier checkpoint or train again with a "
+                               "lower learning rate.")
     cls_probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
     # exact_order=False: the detections (class >= 0) and their order are the book's; only the
     # order of the background rows differs, and NMS skips the thousands of background anchors.
