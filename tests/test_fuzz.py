@@ -22,6 +22,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
@@ -59,6 +60,12 @@ def watchdog(seconds: float = 30.0):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def note(outcome: str) -> None:
+    """Count outcomes (pytest --hypothesis-show-statistics): both kinds must be common."""
+    if currently_in_test_context():
+        event(outcome)
 
 
 # ============================================================================ images
@@ -146,7 +153,9 @@ def assert_loaded_or_refused(source, expected_size=None):
             img = load_image(source)
     except InvalidImageError as e:
         assert str(e), "the error must carry a message for the user"
+        note("refused")
         return None
+    note("loaded")
     assert isinstance(img, Image.Image)
     assert img.mode == "RGB"
     assert img.width >= 1 and img.height >= 1
@@ -500,10 +509,10 @@ def load_or_refuse(files: dict, fmt: str | None, zipped: bool = False):
                 check_dataset(ds)
         except AnnotationError as e:
             assert str(e)
-            event("refused")
+            note("refused")
             return None
-        event("loaded, with boxes" if any(len(r.labels) for r in ds.records)
-              else "loaded, no boxes")
+        note("loaded, with boxes" if any(len(r.labels) for r in ds.records)
+             else "loaded, no boxes")
         return ds
 
 

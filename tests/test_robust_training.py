@@ -211,6 +211,14 @@ def write_coco(folder: Path, n_images: int, with_boxes: bool) -> Path:
     return folder
 
 
+def write_header_only_csv(folder: Path) -> Path:
+    """The book's banana CSV format with images but not a single row."""
+    folder.mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(folder / "im0.png")
+    (folder / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n")
+    return folder
+
+
 def job_cases(tmp: Path):
     small = dict(TINY, epochs=2)
     return {
@@ -227,8 +235,12 @@ def job_cases(tmp: Path):
             kind="path", path=str(write_coco(tmp / "one", 1, True)))),
         "no objects on disk": (TrainConfig(**small), DataSpec(
             kind="path", path=str(write_coco(tmp / "blank", 4, False)), val_fraction=0.5)),
+        "no objects, augmented": (TrainConfig(**small), DataSpec(
+            kind="path", path=str(write_coco(tmp / "blank2", 3, False)), augment=True)),
         "no images on disk": (TrainConfig(**small), DataSpec(
             kind="path", path=str(write_coco(tmp / "empty", 0, False)))),
+        "csv without rows": (TrainConfig(**small), DataSpec(
+            kind="path", path=str(write_header_only_csv(tmp / "csv")))),
     }
 
 
@@ -269,7 +281,10 @@ def check_jobs(jm: JobManager, runs: dict, runs_dir: Path) -> None:
     assert "learning rate" in jm.snapshot(runs["adam lr 1e30"]).message
     assert outcome["no images on disk"] == "failed"
     assert "no images" in jm.snapshot(runs["no images on disk"]).message
-    for name in ("batch size 1", "one image", "one image on disk", "no objects on disk"):
+    assert outcome["csv without rows"] == "failed"
+    assert "no rows" in jm.snapshot(runs["csv without rows"]).message
+    for name in ("batch size 1", "one image", "one image on disk", "no objects on disk",
+                 "no objects, augmented"):
         assert outcome[name] == "finished", (name, jm.snapshot(runs[name]).message)
     blank = jm.snapshot(runs["no objects on disk"])
     assert blank.epochs and blank.epochs[-1].get("val_ap50") is None
