@@ -3,8 +3,10 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from ssd_core.data import SyntheticDetection, export_dataset
 from ssd_core.errors import ConfigError
@@ -104,3 +106,35 @@ def test_failed_job_reports_the_message(tmp_path):
     snap = jm.snapshot(run)
     assert snap.state == "failed"
     assert "not found" in snap.message
+
+
+@pytest.mark.parametrize("how", ["stopped", "finished"])
+def test_stopped_or_finished_run_reloads_with_the_same_detections(tmp_path, how):
+    """The checkpoint a run leaves behind is the model it trained: the same detections."""
+    from ssd_core.detection import Detector
+
+    jm = JobManager(tmp_path, max_running=1)
+    epochs = 50 if how == "stopped" else 2
+    run = jm.submit(TrainConfig(epochs=epochs, **TINY), DataSpec(n=16, val_n=0))
+    if how == "stopped":
+        deadline = time.time() + 300
+        while jm.snapshot(run).last_step is None or jm.snapshot(run).last_step["step"] < 3:
+            assert time.time() < deadline, jm.snapshot(run).message
+            time.sleep(0.05)
+        jm.stop(run)
+    assert jm.wait(run, 240)
+    snap = jm.snapshot(run)
+    assert snap.state == how, snap.message
+    trained = jm._jobs[run].trainer.model  # the model in memory when the run ended
+    names = SyntheticDetection(1).class_names
+    live = Detector(trained, names, 64, device="cpu")
+    reloaded = Detector.from_checkpoint(snap.path / "checkpoint.pt", device="cpu")
+    assert reloaded.class_names == names and reloaded.input_size == 64
+    images = [SyntheticDetection(3, seed=99, image_size=96).sample(i)[0] for i in range(3)]
+    for image in images:
+        a = live.predict(image, conf_threshold=0.0, nms_threshold=0.5)
+        b = reloaded.predict(image, conf_threshold=0.0, nms_threshold=0.5)
+        assert len(a) == len(b) > 0
+        assert torch.equal(a.labels, b.labels)
+        assert torch.allclose(a.scores, b.scores, atol=1e-5)
+        assert torch.allclose(a.boxes, b.boxes, atol=1e-3)  # pixels
