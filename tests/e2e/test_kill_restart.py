@@ -82,6 +82,7 @@ def test_sigkill_during_training_then_resume(browser, chromium_path, tmp_path):
         page = ctx.new_page()
         goto(page, f"{second.url}/training", "Training")
         page.get_by_text("interrupted").first.wait_for(timeout=30_000)
+        wait_idle(page, timeout=60)
         shot(page, "training-interrupted")
         page.get_by_role("button", name="Resume").click()
         page.get_by_text(re.compile(r"(queued|running) · run")).first.wait_for(timeout=60_000)
