@@ -181,18 +181,35 @@ def _read_json(path: Path, default=None):
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """``metrics.jsonl`` -> list of records; a torn last line (crash mid-write) is skipped."""
-    records = []
+    """``metrics.jsonl`` -> list of records; a torn last line (crash mid-write) is skipped.
+
+    A run that crashed and resumed from its last checkpoint logs some steps twice: the ones
+    after the checkpoint that died with the process, then the same steps again. Only the
+    timeline that led to the model is kept: a record drops the earlier ones it rewinds over
+    (a larger step, or the same step and kind)."""
+    records: list[dict] = []
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError:
         return records
     for line in lines:
         try:
-            records.append(json.loads(line))
+            rec = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(rec, dict):
+            continue
+        step = rec.get("step")
+        if isinstance(step, (int, float)):
+            while records and _rewound(records[-1], step, rec.get("kind")):
+                records.pop()
+        records.append(rec)
     return records
+
+
+def _rewound(old: dict, step, kind) -> bool:
+    s = old.get("step")
+    return isinstance(s, (int, float)) and (s > step or (s == step and old.get("kind") == kind))
 
 
 def _pid_alive(pid: int) -> bool:

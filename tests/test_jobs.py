@@ -138,3 +138,16 @@ def test_stopped_or_finished_run_reloads_with_the_same_detections(tmp_path, how)
         assert torch.equal(a.labels, b.labels)
         assert torch.allclose(a.scores, b.scores, atol=1e-5)
         assert torch.allclose(a.boxes, b.boxes, atol=1e-3)  # pixels
+
+
+def test_metrics_of_a_resumed_crash_keep_only_the_timeline_that_led_to_the_model(tmp_path):
+    def rec(kind, step, loss):
+        return json.dumps({"kind": kind, "step": step, "loss": loss})
+
+    lines = [rec("step", 1, 9.0), rec("step", 2, 8.0), rec("epoch", 2, 8.0),
+             rec("step", 3, 7.0), rec("step", 4, 6.5),  # died here; checkpoint was step 2
+             rec("step", 3, 7.1), rec("step", 4, 6.6), rec("epoch", 4, 6.6), '{"kind": "st']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    got = [(r["kind"], r["step"], r["loss"]) for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert got == [("step", 1, 9.0), ("step", 2, 8.0), ("epoch", 2, 8.0), ("step", 3, 7.1),
+                   ("step", 4, 6.6), ("epoch", 4, 6.6)]

@@ -76,6 +76,7 @@ def test_sigkill_during_training_then_resume(browser, chromium_path, tmp_path):
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*tmp*"))
     steps_before = [r["step"] for r in metrics(run) if r.get("kind") == "step"]
     assert steps_before and max(steps_before) > ckpt_step  # some progress was lost with the kill
+    lines_before = len((run / "metrics.jsonl").read_text().splitlines())
 
     with serve(ARTIFACTS / "kill-server-2.log", env=env) as second:
         ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
@@ -87,14 +88,17 @@ def test_sigkill_during_training_then_resume(browser, chromium_path, tmp_path):
         page.get_by_role("button", name="Resume").click()
         page.get_by_text(re.compile(r"(queued|running) · run")).first.wait_for(timeout=60_000)
 
-        def resumed_steps():
-            recs = [r for r in metrics(run) if r.get("kind") == "step"]
-            later = [r["step"] for r in recs[len(steps_before):]]
-            return later or None
+        def resumed_steps():  # the raw lines the resumed run appended
+            lines = (run / "metrics.jsonl").read_text().splitlines()[lines_before:]
+            later = [json.loads(x) for x in lines if x.endswith("}")]
+            return [r["step"] for r in later if r.get("kind") == "step"] or None
 
         later = wait_until(resumed_steps, 180, "steps after the resume")
         # the first record after the resume continues from the checkpoint, not from step 0
         assert ckpt_step < later[0] <= ckpt_step + 10
+        # what the curves plot: one timeline, the lost steps replaced by the resumed ones
+        steps = [r["step"] for r in metrics(run) if r.get("kind") == "step"]
+        assert steps == sorted(set(steps)) and max(steps) >= later[-1]
         wait_idle(page, timeout=60)
         no_exception(page)
         page.get_by_role("button", name="Stop").click()
