@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -42,6 +43,7 @@ TRAIN_SETTINGS = [("Training images", "8"), ("Validation images", "4"), ("Epochs
 @dataclass
 class Report:
     sessions: int
+    waves: int = 1
     errors: list[str] = field(default_factory=list)
     slider_server_ms: list[float] = field(default_factory=list)
     slider_roundtrip_ms: list[float] = field(default_factory=list)
@@ -50,10 +52,12 @@ class Report:
     peak_rss_mb: float = 0.0
     rss_start_mb: float = 0.0
     rss_after_mb: float = 0.0
+    peak_rss_per_wave_mb: list[float] = field(default_factory=list)
     max_running: int = 0
     max_queued: int = 0
     run_states: dict = field(default_factory=dict)
     trainings_started: int = 0
+    queue_wait_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     completed: int = 0
 
@@ -66,7 +70,8 @@ class Report:
     def as_dict(self) -> dict:
         p = self.percentile
         return {
-            "sessions": self.sessions, "completed": self.completed, "errors": len(self.errors),
+            "sessions": self.sessions, "waves": self.waves, "completed": self.completed,
+            "errors": len(self.errors),
             "error_list": self.errors[:20],
             "slider_server_ms_p50": p(self.slider_server_ms, 50),
             "slider_server_ms_p95": p(self.slider_server_ms, 95),
@@ -76,8 +81,10 @@ class Report:
             "page_run_ms_p50": p(self.page_ms, 50), "page_run_ms_p95": p(self.page_ms, 95),
             "model_loads": self.model_loads, "peak_rss_mb": self.peak_rss_mb,
             "rss_start_mb": self.rss_start_mb, "rss_after_close_mb": self.rss_after_mb,
+            "peak_rss_per_wave_mb": [round(v) for v in self.peak_rss_per_wave_mb],
             "trainings_started": self.trainings_started, "max_running": self.max_running,
             "max_queued": self.max_queued, "run_states": self.run_states,
+            "max_queue_wait_s": max(self.queue_wait_s, default=0.0),
             "wall_s": self.wall_s,
         }
 
@@ -99,14 +106,31 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.runs, self.report = pid, runs, report
         self.done = threading.Event()
+        self.seen: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+
+    def states(self) -> dict[str, str]:
+        out = {}
+        for p in self.runs.glob("*/status.json"):
+            # never half-written (atomic rename), but a reader may race a rename
+            with contextlib.suppress(OSError, ValueError):
+                out[p.parent.name] = json.loads(p.read_text()).get("state")
+        return out
 
     def run(self):
         while not self.done.wait(0.25):
             self.report.peak_rss_mb = max(self.report.peak_rss_mb, rss_mb(self.pid))
-            states = [json.loads(p.read_text()).get("state") for p in
-                      self.runs.glob("*/status.json") if p.stat().st_size]
-            self.report.max_running = max(self.report.max_running, states.count("running"))
-            self.report.max_queued = max(self.report.max_queued, states.count("queued"))
+            states = self.states()
+            now = time.time()
+            for run, state in states.items():
+                self.seen.setdefault(run, now)
+                if state != "queued":
+                    self.started.setdefault(run, now)
+            values = list(states.values())
+            self.report.max_running = max(self.report.max_running, values.count("running"))
+            self.report.max_queued = max(self.report.max_queued, values.count("queued"))
+        self.report.queue_wait_s = [self.started.get(r, time.time()) - t
+                                    for r, t in self.seen.items()]
 
 
 async def wait_idle(page, timeout: float = 120.0) -> None:
@@ -142,6 +166,7 @@ async def open_page(page, url: str, heading: str, timeout: float) -> None:
 async def one_session(browser, url: str, i: int, image: Path, moves: int, train: bool,
                       report: Report, timeout: float) -> None:
     ctx = await browser.new_context(viewport={"width": 1280, "height": 1400})
+    ctx.set_default_timeout(timeout * 1000)  # clicks wait for a page that is busy re-rendering
     page = await ctx.new_page()
     page.on("pageerror", lambda e: report.errors.append(f"session {i}: JavaScript error {e}"))
     step = "start"
@@ -199,14 +224,15 @@ async def one_session(browser, url: str, i: int, image: Path, moves: int, train:
 
 
 async def drive(url: str, images: list[Path], moves: int, train_every: int, report: Report,
-                timeout: float, deadline: float, chromium_path: str) -> None:
+                timeout: float, deadline: float, chromium_path: str, wave: int = 0) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
             tasks = [one_session(browser, url, i, images[i], moves,
-                                 train_every > 0 and i % train_every == 0, report, timeout)
+                                 wave == 0 and train_every > 0 and i % train_every == 0,
+                                 report, timeout)
                      for i in range(len(images))]
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=deadline)
         except asyncio.TimeoutError:
@@ -234,16 +260,21 @@ def read_timing(path: Path) -> list[dict]:
 
 
 def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float = 180.0,
-             deadline: float = 900.0, work: Path | None = None) -> Report:
-    """Start a server, drive ``sessions`` concurrent browser sessions, return the Report."""
+             deadline: float = 900.0, work: Path | None = None, settle_runs: bool = True,
+             settle_timeout: float = 600.0, waves: int = 1) -> Report:
+    """Start a server, drive ``sessions`` concurrent browser sessions, return the Report.
+    ``waves`` > 1 sends the whole class again (new sessions, new images, no more training)
+    once the previous one has closed: if sessions' memory is released and reused, the later
+    waves' peak RSS stays at the first one's. With ``settle_runs`` the server stays up (bounded
+    by ``settle_timeout``) until every training run has left the queue and finished."""
     chromium_path = chromium()
     if chromium_path is None:
         raise RuntimeError("no chromium on PATH (install Debian's chromium package)")
     work = Path(work or tempfile.mkdtemp(prefix="ssd-load-"))
     runs, log = work / "runs", work / "timing.jsonl"
     runs.mkdir(parents=True, exist_ok=True)
-    images = make_images(sessions, work)
-    report = Report(sessions)
+    images = make_images(sessions * waves, work)
+    report = Report(sessions, waves)
     env = {"SSD_RUNS_DIR": str(runs), "SSD_TIMING_LOG": str(log)}
     t0 = time.time()
     with serve(work / "server.log", env=env) as server:
@@ -251,11 +282,18 @@ def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float
         watcher = Watcher(server.pid, runs, report)
         watcher.start()
         try:
-            asyncio.run(drive(server.url, images, moves, train_every, report, timeout, deadline,
-                              chromium_path))
-            # every browser context is closed: give the server time to drop the sessions
-            time.sleep(5)
+            for wave in range(waves):
+                batch = images[wave * sessions:(wave + 1) * sessions]
+                asyncio.run(drive(server.url, batch, moves, train_every, report, timeout,
+                                  deadline, chromium_path, wave))
+                # every browser context is closed: give the server time to drop the sessions
+                time.sleep(5)
+                report.peak_rss_per_wave_mb.append(report.peak_rss_mb)
             report.rss_after_mb = rss_mb(server.pid)
+            end = time.time() + settle_timeout
+            while settle_runs and time.time() < end and any(
+                    s in ("queued", "running") for s in watcher.states().values()):
+                time.sleep(1)
             report.peak_rss_mb = max(report.peak_rss_mb, rss_mb(server.pid, "VmHWM"))
         finally:
             watcher.done.set()
@@ -278,7 +316,8 @@ def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float
 
 
 def table(reports: list[Report]) -> str:
-    rows = [("sessions", "sessions"), ("completed", "completed"), ("errors (goal 0)", "errors"),
+    rows = [("sessions at once", "sessions"), ("waves (one after the other)", "waves"),
+            ("sessions completed", "completed"), ("errors (goal 0)", "errors"),
             ("slider move, server ms p50", "slider_server_ms_p50"),
             ("slider move, server ms p95", "slider_server_ms_p95"),
             ("slider move, browser round trip ms p50", "slider_roundtrip_ms_p50"),
@@ -288,9 +327,11 @@ def table(reports: list[Report]) -> str:
             ("page script run ms p95", "page_run_ms_p95"),
             ("server RSS at start MB", "rss_start_mb"), ("server peak RSS MB", "peak_rss_mb"),
             ("server RSS after all sessions closed MB", "rss_after_close_mb"),
+            ("server peak RSS after each wave MB", "peak_rss_per_wave_mb"),
             ("model loads (per model)", "model_loads"),
             ("trainings started", "trainings_started"),
             ("max runs training at once", "max_running"), ("max runs queued", "max_queued"),
+            ("longest wait in the queue s", "max_queue_wait_s"),
             ("run states at the end", "run_states"), ("wall s", "wall_s")]
     ds = [r.as_dict() for r in reports]
     out = ["| measure | " + " | ".join(f"N = {d['sessions']}" for d in ds) + " |",
@@ -312,11 +353,14 @@ def main(argv=None) -> int:
                     help="every k-th session starts a tiny training run (0: none)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per browser wait")
     ap.add_argument("--deadline", type=float, default=1200.0, help="seconds for a whole run")
+    ap.add_argument("--waves", type=int, default=2,
+                    help="send the class this many times, one after the other (memory reuse)")
     args = ap.parse_args(argv)
     reports = []
     for n in args.sessions:
         print(f"driving {n} sessions ...", flush=True)
-        r = run_load(n, args.moves, args.train_every, args.timeout, args.deadline)
+        r = run_load(n, args.moves, args.train_every, args.timeout, args.deadline,
+                     waves=args.waves)
         reports.append(r)
         for e in r.errors:
             print("  error:", e)
