@@ -342,15 +342,10 @@ def test_training_refuses_hostile_zips(sandbox, zips, monkeypatch):
     for name, (data, phrases) in cases.items():
         upload(at, "training.zip", name, data, "application/zip")
         next(b for b in at.button if b.label == "Start training").click().run()
-        if at.exception:
-            problems.append(f"{name}: traceback {[e.value for e in at.exception]}")
+        found = refusal_problems(at, name, phrases)
+        problems += found
+        if found:
             continue
-        errors = [e.value for e in at.error if "could not be used" in e.value]
-        if len(errors) != 1:
-            problems.append(f"{name}: expected one error, got {[e.value for e in at.error]}")
-            continue
-        problems += [f"{name}: {p!r} missing from {errors[0]!r}" for p in phrases
-                     if p not in errors[0]]
         if "training.run" in at.session_state:
             problems.append(f"{name}: a run was started")
         if any("Traceback" in t for t in texts(at)):
@@ -359,6 +354,17 @@ def test_training_refuses_hostile_zips(sandbox, zips, monkeypatch):
     runs = sandbox / "runs"
     assert {p.name for p in runs.iterdir()} <= {"_uploads"}  # no run folder was made
     nothing_escaped(sandbox, evil_abs)
+
+
+def refusal_problems(at, name: str, phrases) -> list[str]:
+    """What is wrong with the page's refusal of ``name``: a traceback, not exactly one "could
+    not be used" error, or a phrase missing from it."""
+    if at.exception:
+        return [f"{name}: traceback {[e.value for e in at.exception]}"]
+    errors = [e.value for e in at.error if "could not be used" in e.value]
+    if len(errors) != 1:
+        return [f"{name}: expected one error, got {[e.value for e in at.error]}"]
+    return [f"{name}: {p!r} missing from {errors[0]!r}" for p in phrases if p not in errors[0]]
 
 
 def test_evaluation_refuses_hostile_zips(sandbox, zips, monkeypatch):
@@ -372,15 +378,10 @@ def test_evaluation_refuses_hostile_zips(sandbox, zips, monkeypatch):
     problems = []
     for name, (data, phrases) in cases.items():
         upload(at, "evaluation.zip", name, data, "application/zip")
-        if at.exception:
-            problems.append(f"{name}: traceback {[e.value for e in at.exception]}")
+        found = refusal_problems(at, name, phrases)
+        problems += found
+        if found:
             continue
-        errors = [e.value for e in at.error if "could not be used" in e.value]
-        if len(errors) != 1:
-            problems.append(f"{name}: expected one error, got {[e.value for e in at.error]}")
-            continue
-        problems += [f"{name}: {p!r} missing from {errors[0]!r}" for p in phrases
-                     if p not in errors[0]]
         if at.get("plotly_chart") or at.metric:
             problems.append(f"{name}: scores shown for a refused dataset")
     assert not problems, "\n".join(problems)
