@@ -218,7 +218,11 @@ async def one_session(browser, url: str, i: int, image: Path, moves: int, train:
             await check_page(page, f"session {i} training", report.errors)
         report.completed += 1
     except Exception as e:  # noqa: BLE001 (every failure is counted, none stops the others)
-        report.errors.append(f"session {i} at {step}: {type(e).__name__}: {str(e)[:200]}")
+        lines = str(e).splitlines() or [""]
+        # Playwright's call log ends with why it kept waiting (not enabled, not visible, ...)
+        why = lines[0][:200] + ("".join(f" | {x.strip()[:160]}" for x in lines[-3:])
+                               if len(lines) > 1 else "")
+        report.errors.append(f"session {i} at {step}: {type(e).__name__}: {why}")
     finally:
         await ctx.close()
 
@@ -259,6 +263,24 @@ def read_timing(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def run_in_own_loop(coro) -> None:
+    """``asyncio.run`` in a thread of its own: the caller may already be inside an event loop
+    (pytest with Playwright's sync API open in the same process runs one on the main thread)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 (re-raised in the caller's thread)
+            failure.append(e)
+
+    thread = threading.Thread(target=target, name="load-driver")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
 def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float = 180.0,
              deadline: float = 900.0, work: Path | None = None, settle_runs: bool = True,
              settle_timeout: float = 600.0, waves: int = 1) -> Report:
@@ -284,8 +306,8 @@ def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float
         try:
             for wave in range(waves):
                 batch = images[wave * sessions:(wave + 1) * sessions]
-                asyncio.run(drive(server.url, batch, moves, train_every, report, timeout,
-                                  deadline, chromium_path, wave))
+                run_in_own_loop(drive(server.url, batch, moves, train_every, report, timeout,
+                                      deadline, chromium_path, wave))
                 # every browser context is closed: give the server time to drop the sessions
                 time.sleep(5)
                 report.peak_rss_per_wave_mb.append(report.peak_rss_mb)

@@ -23,6 +23,7 @@ from ssd_core.train import OPTIMIZERS, TrainConfig
 POLL_S = 1.0
 LIVE = ("queued", "running", "stopping")
 RUN_KEY = "training.run"
+FORM_OPEN_KEY = "training.form_open"
 BOOK = TrainConfig()  # the chapter's defaults fill the form
 
 
@@ -90,6 +91,7 @@ def start_job(spec: DataSpec, form: dict, num_images: int) -> None:
         st.error(f"The run could not start: {e}")
         return
     st.session_state[RUN_KEY] = run_id
+    st.session_state[FORM_OPEN_KEY] = False
     st.query_params["run"] = run_id
 
 
@@ -336,7 +338,10 @@ st.markdown(
     "error** and **box MAE** next to the losses, and each epoch validates (AP50, mAP).")
 
 jobs = state.job_manager()
-with st.expander("New run", expanded=not jobs.list_runs()):
+# Decided once per session: a newcomer sees the form open even when classmates' runs fill the
+# list below; a session that came for a run (?run=...) or has started one sees it closed.
+st.session_state.setdefault(FORM_OPEN_KEY, "run" not in st.query_params)
+with st.expander("New run", expanded=st.session_state[FORM_OPEN_KEY]):
     source = st.radio("Data", ["Synthetic", "Upload a dataset (.zip)"], horizontal=True,
                       key="training.data")
     upload = None

@@ -109,10 +109,15 @@ def test_stop_saves_a_checkpoint_and_the_run_can_resume(at, tmp_path):
     assert read_metrics(run_dir / "metrics.jsonl")[-1]["step"] >= steps
 
 
+def form_is_open(app) -> bool:
+    return next(e for e in app.expander if e.label == "New run").proto.expanded
+
+
 def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
     monkeypatch.setenv("SSD_MAX_TRAINING_JOBS", "1")
     first = start_tiny(at, epochs=300)
     poll(at, lambda a: "running" in status_line(a))
+    assert not form_is_open(at)  # this session started a run: its panel comes first
     second = start_tiny(at, epochs=1)
     assert second != first and at.session_state["training.run"] == second
     assert "queued" in status_line(at)
@@ -126,6 +131,13 @@ def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
     other.query_params["run"] = first
     other.run()
     assert f"run `{first}`" in status_line(other) and "running" in status_line(other)
+    assert not form_is_open(other)
+    # a classmate arriving without ?run= finds the form open although runs fill the list
+    newcomer = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
+    newcomer.switch_page("views/training.py")
+    newcomer.run()
+    assert not newcomer.exception and form_is_open(newcomer)
+    assert f"run `{second}`" in status_line(newcomer)  # the newest run is shown below it
     other.button(key="training.stop").click().run()
     poll(other, lambda a: "stopped" in status_line(a))
 
