@@ -163,6 +163,12 @@ async def open_page(page, url: str, heading: str, timeout: float) -> None:
     await wait_idle(page, timeout)
 
 
+def run_in_url(url: str) -> str | None:
+    from urllib.parse import parse_qs, urlparse
+
+    return (parse_qs(urlparse(url).query).get("run") or [None])[0]
+
+
 async def one_session(browser, url: str, i: int, image: Path, moves: int, train: bool,
                       report: Report, timeout: float) -> None:
     ctx = await browser.new_context(viewport={"width": 1280, "height": 1400})
@@ -211,9 +217,15 @@ async def one_session(browser, url: str, i: int, image: Path, moves: int, train:
             await size.focus()
             await size.press("Home")  # 64 px
             await wait_idle(page, timeout)
+            # The page below the form may already show a classmate's run (and put its id in
+            # the URL): this session's run is the one the URL switches to after the click.
+            shown = run_in_url(page.url)
             await page.get_by_role("button", name="Start training").click()
-            await page.get_by_text(re.compile(r"(queued|running|finished) · run")).first.wait_for(
-                timeout=timeout * 1000)
+            await page.wait_for_url(lambda u: run_in_url(u) not in (None, shown),
+                                    timeout=timeout * 1000)
+            await page.get_by_text(re.compile(
+                rf"(queued|running|finished) · run {re.escape(run_in_url(page.url))}")
+            ).first.wait_for(timeout=timeout * 1000)
             report.trainings_started += 1
             await check_page(page, f"session {i} training", report.errors)
         report.completed += 1
@@ -334,6 +346,10 @@ def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float
     for p in runs.glob("*/status.json"):
         state = json.loads(p.read_text()).get("state")
         report.run_states[state] = report.run_states.get(state, 0) + 1
+    made = sum(report.run_states.values())
+    if made != report.trainings_started:  # a press of Start training that made no run, or more
+        report.errors.append(f"{report.trainings_started} sessions saw their run start, but the "
+                             f"runs folder holds {made} runs")
     return report
 
 
