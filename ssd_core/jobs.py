@@ -180,6 +180,12 @@ def _read_json(path: Path, default=None):
         return default
 
 
+def _created(path: Path) -> float:
+    """When the run was made: its config.json is written once, at submit. (The folder's own
+    ctime moves with every checkpoint and metrics file written into it.)"""
+    return (path / "config.json").stat().st_mtime
+
+
 def read_metrics(path: Path) -> list[dict]:
     """``metrics.jsonl`` -> list of records; a torn last line (crash mid-write) is skipped.
 
@@ -306,7 +312,7 @@ class JobManager:
                 return JobSnapshot(run_id, job.path, job.state, job.message, pos,
                                    list(job.records), job.config.to_dict(),
                                    dict(job.preview) if job.preview else None,
-                                   job.path.stat().st_ctime)
+                                   _created(job.path))
         return self._snapshot_from_disk(self.runs_dir / run_id)
 
     def list_runs(self) -> list[JobSnapshot]:
@@ -335,7 +341,7 @@ class JobManager:
         return JobSnapshot(path.name, path, state, message, None,
                            read_metrics(path / "metrics.jsonl"),
                            _read_json(path / "config.json", {}) or {},
-                           _read_json(path / PREVIEW_FILE), path.stat().st_ctime)
+                           _read_json(path / PREVIEW_FILE), _created(path))
 
     @staticmethod
     def _owner_alive(path: Path) -> bool:

@@ -28,6 +28,10 @@ def test_one_job_at_a_time_others_queued_in_order(tmp_path):
         assert jm.wait(run, 240)
     snaps = [jm.snapshot(r) for r in (first, second, third)]
     assert [s.state for s in snaps] == ["finished"] * 3
+    # newest first by creation, though the first run's folder was written to last
+    (snaps[0].path / "late.txt").write_text("a file written into the oldest run's folder")
+    assert [s.run_id for s in jm.list_runs()] == [third, second, first]
+    assert [s.run_id for s in JobManager(tmp_path).list_runs()] == [third, second, first]
     first_snap = snaps[0]
     assert first_snap.epochs and "val_ap50" in first_snap.epochs[-1]
     assert first_snap.progress == 1.0
