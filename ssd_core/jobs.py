@@ -205,12 +205,18 @@ def read_metrics(path: Path) -> list[dict]:
             continue
         if not isinstance(rec, dict):
             continue
-        step = rec.get("step")
-        if isinstance(step, (int, float)):
-            while records and _rewound(records[-1], step, rec.get("kind")):
-                records.pop()
-        records.append(rec)
+        append_record(records, rec)
     return records
+
+
+def append_record(records: list[dict], rec: dict) -> None:
+    """Append ``rec`` to a run's timeline, first dropping the records it rewinds over (see
+    read_metrics): the live list of a resumed job and the file on disk stay the same."""
+    step = rec.get("step")
+    if isinstance(step, (int, float)):
+        while records and _rewound(records[-1], step, rec.get("kind")):
+            records.pop()
+    records.append(rec)
 
 
 def _rewound(old: dict, step, kind) -> bool:
@@ -410,7 +416,7 @@ class JobManager:
         preview_data = val if val is not None and len(val) else train
         for rec in trainer.fit():
             with self._lock:
-                job.records.append(rec)
+                append_record(job.records, rec)
                 if rec.get("kind") == "step":
                     job.message = f"epoch {rec['epoch']}/{rec['epochs']}, step {rec['step']}"
             if rec.get("kind") == "epoch":

@@ -155,3 +155,31 @@ def test_metrics_of_a_resumed_crash_keep_only_the_timeline_that_led_to_the_model
     got = [(r["kind"], r["step"], r["loss"]) for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert got == [("step", 1, 9.0), ("step", 2, 8.0), ("epoch", 2, 8.0), ("step", 3, 7.1),
                    ("step", 4, 6.6), ("epoch", 4, 6.6)]
+
+
+def test_a_resumed_crash_shows_one_timeline_while_it_trains(tmp_path):
+    """The live records of a resumed run (what the Training page draws) drop the steps that
+    died with the old process, like read_metrics does for the file."""
+    jm = JobManager(tmp_path)
+    run = jm.submit(TrainConfig(epochs=3, **TINY), DataSpec(n=16, val_n=0))
+    deadline = time.time() + 120
+    while not jm.snapshot(run).records and time.time() < deadline:
+        time.sleep(0.05)
+    jm.stop(run)
+    assert jm.wait(run, 120)
+    path = tmp_path / run
+    k = read_metrics(path / "metrics.jsonl")[-1]["step"]  # the stop saved a checkpoint here
+    assert 0 < k < 3 * 4
+    # steps the dead process logged after its last checkpoint
+    with open(path / "metrics.jsonl", "a") as f:
+        for step in (k + 1, k + 2):
+            f.write(json.dumps({"kind": "step", "step": step, "loss": 99.0}) + "\n")
+    fresh = JobManager(tmp_path)
+    fresh.resume(run)
+    assert fresh.wait(run, 240)
+    live = fresh.snapshot(run).records
+    assert fresh.snapshot(run).state == "finished"
+    steps = [r["step"] for r in live if r["kind"] == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == 3 * 4
+    assert all(r.get("loss") != 99.0 for r in live)
+    assert live == read_metrics(path / "metrics.jsonl")
