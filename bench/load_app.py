@@ -232,8 +232,7 @@ async def one_session(browser, url: str, i: int, image: Path, moves: int, train:
     except Exception as e:  # noqa: BLE001 (every failure is counted, none stops the others)
         lines = str(e).splitlines() or [""]
         # Playwright's call log ends with why it kept waiting (not enabled, not visible, ...)
-        why = lines[0][:200] + ("".join(f" | {x.strip()[:160]}" for x in lines[-3:])
-                               if len(lines) > 1 else "")
+        why = lines[0][:200] + "".join(f" | {x.strip()[:160]}" for x in lines[1:][-3:])
         report.errors.append(f"session {i} at {step}: {type(e).__name__}: {why}")
     finally:
         await ctx.close()
