@@ -181,9 +181,16 @@ def _read_json(path: Path, default=None):
 
 
 def _created(path: Path) -> float:
-    """When the run was made: its config.json is written once, at submit. (The folder's own
-    ctime moves with every checkpoint and metrics file written into it.)"""
-    return (path / "config.json").stat().st_mtime
+    """When the run was made: its data.json is written once, at submit, and never again.
+    (The folder's ctime moves with every file written into it, and config.json is written
+    again when training starts, with the class names filled in.) A run folder made by the CLI
+    has no data.json: its config.json's time stands in."""
+    for name in ("data.json", "config.json"):
+        try:
+            return (path / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -54,6 +54,9 @@ def test_stop_queued_and_running_then_resume(tmp_path):
     snap = jm.snapshot(run)
     assert snap.state == "stopped", snap.message
     assert snap.resumable and (snap.path / "checkpoint.pt").exists()
+    # The cancelled run is the newer one and stays first, though the older run began training
+    # (and rewrote its config.json with the class names) after it was queued.
+    assert [s.run_id for s in jm.list_runs()] == [queued, run]
     steps_before = snap.records[-1]["step"]
     jm.resume(run)
     assert jm.wait(run, 240)
