@@ -32,6 +32,7 @@ from ssd_core.train import TrainConfig, Trainer, predict_batch, write_json_atomi
 
 ACTIVE_STATES = ("queued", "running")
 PREVIEW_FILE = "preview.json"
+CREATED_KEY = "created_ns"  # in data.json: when submit made the run (ns since the epoch)
 
 
 @dataclass
@@ -52,6 +53,11 @@ class DataSpec:
     val_seed: int = 10_000
     val_fraction: float = 0.1
     augment: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        """A run's data.json -> DataSpec (the run's creation stamp stored beside it dropped)."""
+        return cls(**{k: v for k, v in d.items() if k != CREATED_KEY})
 
     def validate(self) -> DataSpec:
         if self.kind not in ("synthetic", "path"):
@@ -181,10 +187,14 @@ def _read_json(path: Path, default=None):
 
 
 def _created(path: Path) -> float:
-    """When the run was made: its data.json is written once, at submit, and never again.
-    (The folder's ctime moves with every file written into it, and config.json is written
-    again when training starts, with the class names filled in.) A run folder made by the CLI
-    has no data.json: its config.json's time stands in."""
+    """When the run was made, in seconds: the stamp submit wrote into data.json. (The folder's
+    ctime moves with every file written into it, config.json is written again when training
+    starts, and file times are coarse: two runs queued in the same millisecond can share one.)
+    A run folder without the stamp (made by the CLI or an older version) falls back to its
+    data.json's, then its config.json's time."""
+    stamp = (_read_json(path / "data.json", {}) or {}).get(CREATED_KEY)
+    if isinstance(stamp, int):
+        return stamp / 1e9
     for name in ("data.json", "config.json"):
         try:
             return (path / name).stat().st_mtime
@@ -255,6 +265,7 @@ class JobManager:
         self._lock = threading.Condition()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
+        self._last_created = 0
         self._running: set[str] = set()
 
     # ---- submitting and controlling
@@ -269,7 +280,10 @@ class JobManager:
         path = self.runs_dir / run_id
         path.mkdir(parents=True)
         write_json_atomic(path / "config.json", config.to_dict())
-        write_json_atomic(path / "data.json", dataclasses.asdict(data))
+        with self._lock:  # strictly increasing, so the runs list has one order
+            self._last_created = max(time.time_ns(), self._last_created + 1)
+            created = self._last_created
+        write_json_atomic(path / "data.json", {**dataclasses.asdict(data), CREATED_KEY: created})
         job = _Job(run_id, path, config, data, None)
         self._enqueue(job)
         return run_id
@@ -285,7 +299,7 @@ class JobManager:
         if not ckpt.exists():
             raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start a new run.")
         config = TrainConfig.from_dict(_read_json(path / "config.json", {}))
-        data = DataSpec(**_read_json(path / "data.json", {}))
+        data = DataSpec.from_dict(_read_json(path / "data.json", {}) or {})
         self._enqueue(_Job(run_id, path, config, data, ckpt))
         return run_id
 

@@ -1,6 +1,7 @@
 """Background training jobs: queueing, stop, resume, runs that outlive their process."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +42,23 @@ def test_one_job_at_a_time_others_queued_in_order(tmp_path):
     assert ckpt.class_names == SyntheticDetection(1).class_names
     # Records on disk equal the live ones.
     assert read_metrics(first_snap.path / "metrics.jsonl") == first_snap.records
+
+
+def test_runs_are_listed_by_the_stamp_submit_wrote_not_by_file_times(tmp_path):
+    jm = JobManager(tmp_path, max_running=1)
+    runs = [jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0)) for _ in range(3)]
+    for run in runs:
+        jm.stop(run)
+    assert jm.wait(runs[0], 120)
+    # File times are coarse and move: make the oldest run's files look the newest.
+    for age, run in enumerate(runs):
+        for name in ("config.json", "data.json"):
+            os.utime(tmp_path / run / name, (2e9 - age, 2e9 - age))
+    assert [s.run_id for s in JobManager(tmp_path).list_runs()] == runs[::-1]
+    stamps = [json.loads((tmp_path / r / "data.json").read_text())["created_ns"] for r in runs]
+    assert stamps == sorted(set(stamps))  # strictly increasing, even within one millisecond
+    assert DataSpec.from_dict(json.loads((tmp_path / runs[0] / "data.json").read_text())) == \
+        DataSpec(n=4, val_n=0)
 
 
 def test_stop_queued_and_running_then_resume(tmp_path):

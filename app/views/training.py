@@ -69,7 +69,7 @@ def preview_image(run_path: str):
     from ssd_core.train import TrainConfig as Cfg
 
     root = Path(run_path)
-    spec = DataSpec(**json.loads((root / "data.json").read_text()))
+    spec = DataSpec.from_dict(json.loads((root / "data.json").read_text()))
     cfg = Cfg.from_dict(json.loads((root / "config.json").read_text()))
     train, val = spec.build(cfg.input_size)
     data = val if val is not None and len(val) else train
