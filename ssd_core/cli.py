@@ -155,6 +155,10 @@ def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
                        help="box-aware augmentation (flip, zoom out, crop, colour) in training")
 
 
+CHECKPOINT_HELP = "checkpoint file (.pt) saved by SSD Explorer, or 'shipped' for the pretrained " \
+                  "model in assets/"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ssd_core",
@@ -187,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter,
                        description="Evaluate a checkpoint: AP at IoU 0.5 and COCO mAP "
                                    "(0.50:0.95), per class and overall.")
-    e.add_argument("checkpoint", help="checkpoint file (.pt) saved by SSD Explorer")
+    e.add_argument("checkpoint", help=CHECKPOINT_HELP)
     _add_data_options(e, val=False)
     e.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     e.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
@@ -201,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a checkpoint on images. Prints JSON (one entry per "
                                    "image, boxes in pixels of the original image) unless "
                                    "--json is given.")
-    d.add_argument("checkpoint", help="checkpoint file (.pt) saved by SSD Explorer")
+    d.add_argument("checkpoint", help=CHECKPOINT_HELP)
     d.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s)")
     d.add_argument("--conf", type=float, default=0.5, help="minimum score of a kept box")
     d.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
@@ -384,10 +388,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _checkpoint_path(name: str) -> str:
+    """The checkpoint argument: a file, or 'shipped' for the pretrained model in assets/."""
+    if name == "shipped":
+        from ssd_core.detection import DEFAULT_CHECKPOINT
+
+        return str(DEFAULT_CHECKPOINT)
+    return name
+
+
 def _load(checkpoint: str, device: str):
     from ssd_core.device import resolve_device
     from ssd_core.train import load_checkpoint
 
+    checkpoint = _checkpoint_path(checkpoint)
     try:
         dev = resolve_device(device)
     except ValueError as e:
@@ -443,7 +457,7 @@ def cmd_detect(args) -> int:
     from ssd_core.images import load_image
 
     try:
-        detector = Detector.from_checkpoint(args.checkpoint, device=args.device)
+        detector = Detector.from_checkpoint(_checkpoint_path(args.checkpoint), device=args.device)
     except ValueError as e:  # a device that is not available
         if isinstance(e, SSDError):
             raise

@@ -256,13 +256,26 @@ class TrainConfig:
 # ---------------------------------------------------------------- small file helpers
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (os.umask can only be read by setting it, which is not thread-safe).
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _atomic_write_bytes(path: Path, write) -> None:
     """Call write(file) on a temp file next to ``path``, fsync, then os.replace: readers see the
-    old file or the new one, never half of one."""
+    old file or the new one, never half of one. The file gets the mode any new file would (the
+    temp file's own 0600 would lock out the other users of a shared runs folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows, where modes do not apply
+            os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -4,21 +4,26 @@ resume, and the one-line errors (exit 2, no traceback)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from ssd_core.train import load_checkpoint
 
+ROOT = Path(__file__).resolve().parent.parent
+
 TINY = ["--input-size", "64", "--batch-size", "4", "--base-channels", "8,16,16",
         "--channels", "16", "--optimizer", "adam", "--lr", "0.003", "--log-every", "2"]
 
 
-def run(*args, check=True):
+def run(*args, check=True, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # also from another folder, installed or not
     p = subprocess.run([sys.executable, "-m", "ssd_core", *map(str, args)],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -97,6 +102,19 @@ def test_detect_prints_json_and_draws(trained, tmp_path):
     drawn = Image.open(tmp_path / "out.png")
     assert drawn.size == (200, 120)
     assert drawn.convert("RGB").tobytes() != Image.open(img).convert("RGB").tobytes()
+
+
+def test_shipped_names_the_pretrained_model(tmp_path):
+    from ssd_core.data import SyntheticDetection
+
+    img, boxes, labels = SyntheticDetection(1, seed=424242).sample(0)
+    img.save(tmp_path / "synthetic.png")
+    p = run("detect", "shipped", tmp_path / "synthetic.png", cwd=tmp_path)  # not the repo root
+    found = json.loads(p.stdout)["detections"]
+    names = SyntheticDetection(1).class_names
+    assert found and found[0]["class"] in {names[i] for i in labels.tolist()}
+    assert all(d["class"] == names[d["class_id"]] for d in found)
+    assert "'shipped'" in run("eval", "--help").stdout
 
 
 @pytest.mark.parametrize("args,words", [

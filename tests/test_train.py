@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import threading
 from pathlib import Path
 
@@ -313,3 +314,15 @@ def test_pickled_payload_is_refused_without_running_it(tmp_path):
     # The payload really is live: a plain unsafe load would have created the file.
     torch.load(path, weights_only=False)
     assert marker.exists()
+
+
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
+    """Not the temp file's 0600: a runs folder shared by replicas run as other users stays
+    readable."""
+    from ssd_core.train import write_json_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a file made the ordinary way")
+    write_json_atomic(tmp_path / "status.json", {"state": "finished"})
+    mode = stat.S_IMODE((tmp_path / "status.json").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode)
