@@ -55,6 +55,7 @@ _EXPORTS = {
     "load_checkpoint": "train",
     # evaluation
     "evaluate_detections": "evaluate",
+    "match_detections": "evaluate",
     "average_precision": "evaluate",
     "EvalResult": "evaluate",
     # images and data

@@ -65,14 +65,14 @@ def _as_tensor(x, dtype) -> torch.Tensor:
     return torch.as_tensor(x).detach().to(dtype)
 
 
-def _match_image(ious: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def _match_image(ious: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Greedy matching in one image/class: ious (D, G), detections by descending score ->
-    true-positive flags (T, D) for every threshold at once."""
+    (true-positive flags (T, D), found ground truths (T, G)) for every threshold at once."""
     T, (D, G) = len(thresholds), ious.shape
     tp = np.zeros((T, D), dtype=bool)
-    if G == 0:
-        return tp
     matched = np.zeros((T, G), dtype=bool)
+    if G == 0:
+        return tp, matched
     rows = np.arange(T)
     for d in range(D):  # sequential by nature: each match changes what is left
         ok = (ious[d][None, :] >= thresholds[:, None]) & ~matched  # (T, G)
@@ -80,7 +80,31 @@ def _match_image(ious: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         hit = ok[rows, best]
         tp[:, d] = hit
         matched[rows[hit], best[hit]] = True
-    return tp
+    return tp, matched
+
+
+def match_detections(boxes, scores, labels, gt_boxes, gt_labels, iou_threshold: float = 0.5):
+    """The evaluator's matching for one image at one IoU threshold, for showing its errors:
+    -> (tp (K,) bool: which detections are true positives, found (M,) bool: which ground
+    truths a detection found). Inputs as in :func:`evaluate_detections` (one image)."""
+    boxes = _as_tensor(boxes, torch.float32).reshape(-1, 4)
+    scores = _as_tensor(scores, torch.float32).reshape(-1).cpu().numpy()
+    labels = _as_tensor(labels, torch.long).reshape(-1).cpu().numpy()
+    gt_boxes = _as_tensor(gt_boxes, torch.float32).reshape(-1, 4).to(boxes.device)
+    gt_labels = _as_tensor(gt_labels, torch.long).reshape(-1).cpu().numpy()
+    tp = np.zeros(len(labels), dtype=bool)
+    found = np.zeros(len(gt_labels), dtype=bool)
+    if not (len(labels) and len(gt_labels)):
+        return tp, found
+    ious = box_iou(boxes, gt_boxes).cpu().numpy()
+    order = np.argsort(-scores, kind="stable")
+    thresholds = np.array([iou_threshold], dtype=np.float64)
+    for c in np.unique(labels[labels >= 0]):
+        det_idx = order[labels[order] == c]
+        gt_idx = np.nonzero(gt_labels == c)[0]
+        hit, matched = _match_image(ious[np.ix_(det_idx, gt_idx)], thresholds)
+        tp[det_idx], found[gt_idx] = hit[0], matched[0]
+    return tp, found
 
 
 def evaluate_detections(
@@ -132,7 +156,7 @@ def evaluate_detections(
             det_idx = order[d_labels_np[order] == c]
             gt_idx = np.nonzero(g_labels_np == c)[0]
             sub = ious[np.ix_(det_idx, gt_idx)] if ious is not None else np.zeros((len(det_idx), 0))
-            tp_by_class[c].append(_match_image(sub, thresholds))
+            tp_by_class[c].append(_match_image(sub, thresholds)[0])
             scores_by_class[c].append(d_scores_np[det_idx])
 
     per_class, pr_curves = {}, {}

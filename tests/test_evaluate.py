@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_core.evaluate import average_precision, evaluate_detections
+from ssd_core.evaluate import average_precision, evaluate_detections, match_detections
 
 T = torch.tensor
 
@@ -217,10 +217,10 @@ def py_evaluate(dets, gts, num_classes, thresholds):
     return per_class
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_matches_plain_reference_on_random_data(seed):
+def random_case(seed, num_classes=3):
+    """Six images of jittered, duplicated, mislabelled and stray detections: -> (dets, gts) as
+    tensors, and the same as plain lists."""
     rng = random.Random(seed)
-    num_classes, thresholds = 3, [0.5 + 0.05 * k for k in range(10)]
 
     def rand_box():
         x, y = rng.uniform(0, 80), rng.uniform(0, 80)
@@ -245,6 +245,13 @@ def test_matches_plain_reference_on_random_data(seed):
         gts.append((T(g_boxes).reshape(-1, 4), T(g_labels, dtype=torch.long)))
         plain_d.append((dets[-1][0].tolist(), d_scores, d_labels))
         plain_g.append((gts[-1][0].tolist(), g_labels))
+    return dets, gts, plain_d, plain_g
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_plain_reference_on_random_data(seed):
+    num_classes, thresholds = 3, [0.5 + 0.05 * k for k in range(10)]
+    dets, gts, plain_d, plain_g = random_case(seed, num_classes)
     ref = py_evaluate(plain_d, plain_g, num_classes, thresholds)
     r = evaluate_detections(dets, gts, num_classes, iou_thresholds=thresholds)
     assert set(ref) == {c for c in range(num_classes) if r.per_class[str(c)]["num_gt"] > 0}
@@ -255,3 +262,39 @@ def test_matches_plain_reference_on_random_data(seed):
         assert r.ap50 == pytest.approx(sum(a[0] for a in ref.values()) / len(ref), abs=1e-6)
         means = [sum(a) / len(a) for a in ref.values()]
         assert r.map == pytest.approx(sum(means) / len(means), abs=1e-6)
+
+
+def py_match(d_boxes, d_scores, d_labels, g_boxes, g_labels, t):
+    """One image: detections by descending score (ties in input order) each take the unmatched
+    ground truth of their class with the highest IoU >= t."""
+    tp, found = [False] * len(d_boxes), [False] * len(g_boxes)
+    for d in sorted(range(len(d_boxes)), key=lambda k: -d_scores[k]):
+        best, best_j = -1.0, None
+        for j, gb in enumerate(g_boxes):
+            iou = py_iou(d_boxes[d], gb)
+            if g_labels[j] == d_labels[d] and not found[j] and iou >= t and iou > best:
+                best, best_j = iou, j
+        if best_j is not None:
+            tp[d], found[best_j] = True, True
+    return tp, found
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("t", [0.5, 0.75])
+def test_match_detections_is_the_evaluators_matching_per_image(seed, t):
+    """The Evaluation page marks false positives and misses with this: it must be the rule
+    evaluate_detections counts with."""
+    dets, gts, plain_d, plain_g = random_case(seed)
+    total_tp = 0
+    for (b, s, lab), (gb, gl), (pb, ps, pl), (pgb, pgl) in zip(dets, gts, plain_d, plain_g):
+        tp, found = match_detections(b, s, lab, gb, gl, t)
+        assert (tp.tolist(), found.tolist()) == py_match(pb, ps, pl, pgb, pgl, t)
+        assert tp.sum() == found.sum()
+        total_tp += int(tp.sum())
+    assert total_tp > 0
+    # Perfect detections of the first image find every object.
+    gb, gl = gts[0]
+    tp, found = match_detections(gb, torch.ones(len(gl)), gl, gb, gl)
+    assert tp.all() and found.all()
+    empty = match_detections(torch.zeros(0, 4), [], [], gb, gl)
+    assert empty[0].shape == (0,) and not empty[1].any() and empty[1].shape == (len(gl),)

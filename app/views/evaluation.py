@@ -13,9 +13,8 @@ import state
 import streamlit as st
 import torch
 
-from ssd_core.boxes import box_iou
 from ssd_core.data import FORMATS, PRESETS
-from ssd_core.evaluate import evaluate_detections
+from ssd_core.evaluate import evaluate_detections, match_detections
 from ssd_core.train import predict_batch
 
 CHUNK = 16
@@ -83,22 +82,6 @@ def threshold_sweep(result, thresholds=THRESHOLDS):
     return precision, recall, f1
 
 
-def match_image(boxes, scores, labels, gt_boxes, gt_labels, iou_threshold=IOU):
-    """The evaluator's rule for one image: per class, detections by descending score each take
-    the unmatched ground truth of highest IoU >= threshold. -> (tp (K,) bool, found (M,) bool)."""
-    tp = np.zeros(len(boxes), dtype=bool)
-    found = np.zeros(len(gt_boxes), dtype=bool)
-    if len(boxes) and len(gt_boxes):
-        ious = box_iou(torch.as_tensor(boxes, dtype=torch.float32),
-                       torch.as_tensor(gt_boxes, dtype=torch.float32)).numpy()
-        for d in np.argsort(-np.asarray(scores), kind="stable"):
-            ok = (gt_labels == labels[d]) & ~found & (ious[d] >= iou_threshold)
-            if ok.any():
-                g = int(np.argmax(np.where(ok, ious[d], -1.0)))
-                tp[d], found[g] = True, True
-    return tp, found
-
-
 def settings_form():
     """-> data_key tuple or None (with a message) for the chosen held-out set."""
     source = st.radio("Held-out data", ["Synthetic", "Upload a dataset (.zip)"], horizontal=True,
@@ -150,7 +133,7 @@ def gallery(ds, preds, names, threshold: float) -> None:
     rows = []
     for i, (b, s, lab, gb, gl) in enumerate(preds):
         keep = s >= threshold
-        tp, found = match_image(b[keep], s[keep], lab[keep], gb, gl)
+        tp, found = match_detections(b[keep], s[keep], lab[keep], gb, gl, IOU)
         rows.append((int((~tp).sum() + (~found).sum()), i, keep, tp, found))
     rows.sort(key=lambda r: (-r[0], r[1]))
     worst = [r for r in rows if r[0] > 0][:GALLERY]
