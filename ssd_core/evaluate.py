@@ -83,26 +83,42 @@ def _match_image(ious: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, 
     return tp, matched
 
 
+def _image_arrays(d_boxes, d_scores, d_labels, g_boxes, g_labels):
+    """One image's detections and ground truths (tensors on any device, or arrays) -> numpy:
+    ious (D, G) or None when either side is empty, detection order by descending score (ties
+    in input order), scores (D,), labels (D,), ground-truth labels (G,). The IoU matrix is
+    computed on the input's device."""
+    d_boxes = _as_tensor(d_boxes, torch.float32).reshape(-1, 4)
+    d_scores = _as_tensor(d_scores, torch.float32).reshape(-1)
+    d_labels = _as_tensor(d_labels, torch.long).reshape(-1)
+    g_boxes = _as_tensor(g_boxes, torch.float32).reshape(-1, 4).to(d_boxes.device)
+    g_labels = _as_tensor(g_labels, torch.long).reshape(-1)
+    ious = box_iou(d_boxes, g_boxes).cpu().numpy() if len(d_boxes) and len(g_boxes) else None
+    order = torch.argsort(d_scores, descending=True, stable=True).cpu().numpy()
+    return (ious, order, d_scores.cpu().numpy(), d_labels.cpu().numpy(),
+            g_labels.cpu().numpy())
+
+
+def _match_by_class(ious, order, d_labels, g_labels, thresholds):
+    """Per class with detections: (class, detection indices by descending score, ground-truth
+    indices, tp (T, D_c), found (T, G_c)) from :func:`_match_image`."""
+    for c in np.unique(d_labels[d_labels >= 0]):
+        det_idx = order[d_labels[order] == c]
+        gt_idx = np.nonzero(g_labels == c)[0]
+        sub = ious[np.ix_(det_idx, gt_idx)] if ious is not None else np.zeros((len(det_idx), 0))
+        yield (c, det_idx, gt_idx, *_match_image(sub, thresholds))
+
+
 def match_detections(boxes, scores, labels, gt_boxes, gt_labels, iou_threshold: float = 0.5):
     """The evaluator's matching for one image at one IoU threshold, for showing its errors:
     -> (tp (K,) bool: which detections are true positives, found (M,) bool: which ground
     truths a detection found). Inputs as in :func:`evaluate_detections` (one image)."""
-    boxes = _as_tensor(boxes, torch.float32).reshape(-1, 4)
-    scores = _as_tensor(scores, torch.float32).reshape(-1).cpu().numpy()
-    labels = _as_tensor(labels, torch.long).reshape(-1).cpu().numpy()
-    gt_boxes = _as_tensor(gt_boxes, torch.float32).reshape(-1, 4).to(boxes.device)
-    gt_labels = _as_tensor(gt_labels, torch.long).reshape(-1).cpu().numpy()
+    ious, order, _, labels, gt_labels = _image_arrays(boxes, scores, labels, gt_boxes, gt_labels)
     tp = np.zeros(len(labels), dtype=bool)
     found = np.zeros(len(gt_labels), dtype=bool)
-    if not (len(labels) and len(gt_labels)):
-        return tp, found
-    ious = box_iou(boxes, gt_boxes).cpu().numpy()
-    order = np.argsort(-scores, kind="stable")
     thresholds = np.array([iou_threshold], dtype=np.float64)
-    for c in np.unique(labels[labels >= 0]):
-        det_idx = order[labels[order] == c]
-        gt_idx = np.nonzero(gt_labels == c)[0]
-        hit, matched = _match_image(ious[np.ix_(det_idx, gt_idx)], thresholds)
+    for _, det_idx, gt_idx, hit, matched in _match_by_class(ious, order, labels, gt_labels,
+                                                            thresholds):
         tp[det_idx], found[gt_idx] = hit[0], matched[0]
     return tp, found
 
@@ -135,28 +151,19 @@ def evaluate_detections(
     tp_by_class = [[] for _ in range(num_classes)]
     num_gt = np.zeros(num_classes, dtype=np.int64)
     for (d_boxes, d_scores, d_labels), (g_boxes, g_labels) in zip(detections, ground_truths):
-        d_boxes = _as_tensor(d_boxes, torch.float32).reshape(-1, 4)
-        d_scores = _as_tensor(d_scores, torch.float32).reshape(-1)
-        d_labels = _as_tensor(d_labels, torch.long).reshape(-1)
-        g_boxes = _as_tensor(g_boxes, torch.float32).reshape(-1, 4).to(d_boxes.device)
-        g_labels = _as_tensor(g_labels, torch.long).reshape(-1).to(d_boxes.device)
-        for labels, what in ((d_labels, "detection"), (g_labels, "ground-truth")):
-            if labels.numel() and int(labels.max()) >= num_classes:
+        # One IoU matrix per image on the input's device, then small numpy work per class.
+        ious, order, d_scores_np, d_labels_np, g_labels_np = _image_arrays(
+            d_boxes, d_scores, d_labels, g_boxes, g_labels)
+        for labels, what in ((d_labels_np, "detection"), (g_labels_np, "ground-truth")):
+            if labels.size and int(labels.max()) >= num_classes:
                 raise ValueError(
                     f"A {what} has class {int(labels.max())} but num_classes={num_classes}; "
                     "labels must be object classes 0..num_classes-1 (no background class)."
                 )
-        # One IoU matrix per image on the input's device, then small numpy work per class.
-        ious = box_iou(d_boxes, g_boxes).cpu().numpy() if len(d_boxes) and len(g_boxes) else None
-        order = torch.argsort(d_scores, descending=True, stable=True)
-        d_labels_np, g_labels_np = d_labels.cpu().numpy(), g_labels.cpu().numpy()
-        d_scores_np, order = d_scores.cpu().numpy(), order.cpu().numpy()
         num_gt += np.bincount(g_labels_np[g_labels_np >= 0], minlength=num_classes)
-        for c in np.unique(d_labels_np[d_labels_np >= 0]):
-            det_idx = order[d_labels_np[order] == c]
-            gt_idx = np.nonzero(g_labels_np == c)[0]
-            sub = ious[np.ix_(det_idx, gt_idx)] if ious is not None else np.zeros((len(det_idx), 0))
-            tp_by_class[c].append(_match_image(sub, thresholds)[0])
+        for c, det_idx, _, tp, _ in _match_by_class(ious, order, d_labels_np, g_labels_np,
+                                                    thresholds):
+            tp_by_class[c].append(tp)
             scores_by_class[c].append(d_scores_np[det_idx])
 
     per_class, pr_curves = {}, {}

@@ -168,9 +168,10 @@ class JobSnapshot:
 
 class _Job:
     def __init__(self, run_id: str, path: Path, config: TrainConfig, data: DataSpec,
-                 resume: Path | None):
+                 resume: Path | None, created: float):
         self.run_id, self.path, self.config, self.data, self.resume = (
             run_id, path, config, data, resume)
+        self.created = created  # as _created(path) reads it, kept: snapshots are polled
         self.state, self.message = "queued", "waiting for a free training slot"
         self.records: list[dict] = []
         self.preview: dict | None = None
@@ -284,7 +285,7 @@ class JobManager:
             self._last_created = max(time.time_ns(), self._last_created + 1)
             created = self._last_created
         write_json_atomic(path / "data.json", {**dataclasses.asdict(data), CREATED_KEY: created})
-        job = _Job(run_id, path, config, data, None)
+        job = _Job(run_id, path, config, data, None, created / 1e9)
         self._enqueue(job)
         return run_id
 
@@ -300,7 +301,7 @@ class JobManager:
             raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start a new run.")
         config = TrainConfig.from_dict(_read_json(path / "config.json", {}))
         data = DataSpec.from_dict(_read_json(path / "data.json", {}) or {})
-        self._enqueue(_Job(run_id, path, config, data, ckpt))
+        self._enqueue(_Job(run_id, path, config, data, ckpt, _created(path)))
         return run_id
 
     def stop(self, run_id: str) -> None:
@@ -339,7 +340,7 @@ class JobManager:
                 return JobSnapshot(run_id, job.path, job.state, job.message, pos,
                                    list(job.records), job.config.to_dict(),
                                    dict(job.preview) if job.preview else None,
-                                   _created(job.path))
+                                   job.created)
         return self._snapshot_from_disk(self.runs_dir / run_id)
 
     def list_runs(self) -> list[JobSnapshot]:
