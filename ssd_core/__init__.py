@@ -20,6 +20,10 @@ _EXPORTS = {
     "TINYSSD_SIZES": "anchors",
     "TINYSSD_RATIOS": "anchors",
     "anchors_per_pixel": "anchors",
+    "feature_map_sizes": "anchors",
+    "anchor_layout": "anchors",
+    "layout_anchors": "anchors",
+    "locate_anchor": "anchors",
     # matching
     "assign_anchor_to_bbox": "matching",
     "multibox_target": "matching",
@@ -35,7 +39,6 @@ _EXPORTS = {
     # model
     "TinySSD": "model",
     "describe": "model",
-    "feature_map_sizes": "model",
     # losses
     "l1": "losses",
     "smooth_l1": "losses",

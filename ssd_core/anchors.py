@@ -1,8 +1,12 @@
-"""Anchor boxes: the book's ``multibox_prior`` and TinySSD's per-scale sizes and ratios."""
+"""Anchor boxes: the book's ``multibox_prior``, TinySSD's per-scale sizes and ratios, and the one
+walk over the anchor layout (which scale, cell and shape each anchor index belongs to)."""
 
 import math
+from typing import NamedTuple
 
 import torch
+
+from ssd_core.errors import ConfigError
 
 # TinySSD's five scales (book): sizes grow linearly from 0.2 to 0.88, the second size of each
 # scale is sqrt(s_i * s_{i+1}); every scale uses ratios 1, 2 and 0.5 -> 4 anchors per pixel.
@@ -63,3 +67,87 @@ def multibox_prior(data, sizes, ratios):
     grid = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)  # (H*W, 4)
     anchors = grid[:, None, :] + half[None, :, :]
     return anchors.reshape(1, in_height * in_width * per_pixel, 4)
+
+
+# ---------------------------------------------------------------- the layout of TinySSD's anchors
+
+NUM_SCALES = 5  # TinySSD's blocks, each predicting at one scale
+
+
+def check_input_size(size: int) -> int:
+    """Raise ConfigError unless ``size`` is an int multiple of 32 and at least 64."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 64 or size % 32:
+        raise ConfigError(
+            f"TinySSD input size must be a multiple of 32 and at least 64 pixels, got {size!r}; "
+            "resize the images to e.g. 256 (the book's size), 320 or 384."
+        )
+    return size
+
+
+def feature_map_sizes(input_size: int = 256) -> list[int]:
+    """Side length of each block's output for a square input: [32, 16, 8, 4, 1] for 256."""
+    s = check_input_size(input_size) // 8
+    sizes = [s]
+    for _ in range(NUM_SCALES - 2):
+        s //= 2
+        sizes.append(s)
+    return sizes + [1]  # the last block is global max pooling
+
+
+class ScaleLayout(NamedTuple):
+    """One scale's share of the concatenated anchors: indices ``start:stop``, per cell
+    ``per_pixel`` anchors in multibox_prior's order."""
+
+    scale: int
+    height: int
+    width: int
+    sizes: list
+    ratios: list
+    per_pixel: int
+    start: int
+    stop: int
+
+
+def anchor_layout(feature_shapes=None, sizes=None, ratios=None, input_size=256):
+    """The layout of anchors over TinySSD's scales -> list of :class:`ScaleLayout`.
+
+    ``feature_shapes``: each scale's (h, w); default the square maps of ``input_size``.
+    ``sizes`` / ``ratios``: one list per scale (default the book's TINYSSD_SIZES / _RATIOS).
+    """
+    if feature_shapes is None:
+        feature_shapes = [(s, s) for s in feature_map_sizes(input_size)]
+    sizes = TINYSSD_SIZES if sizes is None else sizes
+    ratios = TINYSSD_RATIOS if ratios is None else ratios
+    layout, start = [], 0
+    for scale, ((h, w), s, r) in enumerate(zip(feature_shapes, sizes, ratios)):
+        per_pixel = anchors_per_pixel(s, r)
+        stop = start + int(h) * int(w) * per_pixel
+        layout.append(ScaleLayout(scale, int(h), int(w), list(s), list(r), per_pixel, start,
+                                  stop))
+        start = stop
+    return layout
+
+
+def layout_anchors(layout, device=None, dtype=torch.float32) -> torch.Tensor:
+    """All anchors of a layout, concatenated scale by scale as TinySSD does -> (1, N, 4)."""
+    parts = [
+        # multibox_prior only reads the shape and device of its input.
+        multibox_prior(torch.empty((1, 1, s.height, s.width), device=device), s.sizes, s.ratios)
+        for s in layout
+    ]
+    return torch.cat(parts, dim=1).to(dtype)
+
+
+def locate_anchor(layout, index: int) -> dict:
+    """Which scale, feature-map cell and anchor shape the anchor ``index`` belongs to ->
+    {"scale", "feature_map", "row", "col", "shape", "size", "ratio"}."""
+    index = int(index)
+    for s in layout:
+        if s.start <= index < s.stop:
+            cell, shape = divmod(index - s.start, s.per_pixel)
+            size, ratio = ((s.sizes[shape], s.ratios[0]) if shape < len(s.sizes)
+                           else (s.sizes[0], s.ratios[shape - len(s.sizes) + 1]))
+            return {"scale": s.scale, "feature_map": s.width, "row": cell // s.width,
+                    "col": cell % s.width, "shape": shape, "size": size, "ratio": ratio}
+    total = layout[-1].stop if layout else 0
+    raise IndexError(f"anchor index {index} is out of range: the layout has {total} anchors")

@@ -12,10 +12,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
+from ssd_core.anchors import (
+    NUM_SCALES,
+    TINYSSD_RATIOS,
+    TINYSSD_SIZES,
+    anchor_layout,
+    anchors_per_pixel,
+    check_input_size,
+    feature_map_sizes,
+    layout_anchors,
+    multibox_prior,
+)
 from ssd_core.errors import ConfigError
 
-NUM_BLOCKS = 5
+NUM_BLOCKS = NUM_SCALES
 
 
 def cls_predictor(num_inputs: int, num_anchors: int, num_classes: int) -> nn.Conv2d:
@@ -79,30 +89,6 @@ def blk_forward(X, blk, size, ratio, cls_predictor, bbox_predictor):
     return (Y, anchors, cls_predictor(Y), bbox_predictor(Y))
 
 
-def check_input_size(size: int) -> int:
-    """Raise ConfigError unless ``size`` is an int multiple of 32 and at least 64."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 64 or size % 32:
-        raise ConfigError(
-            f"TinySSD input size must be a multiple of 32 and at least 64 pixels, got {size!r}; "
-            "resize the images to e.g. 256 (the book's size), 320 or 384."
-        )
-    return size
-
-
-def feature_map_sizes(input_size: int = 256) -> list[int]:
-    """Side length of each block's output for a square input: [32, 16, 8, 4, 1] for 256."""
-    s = check_input_size(input_size) // 8
-    sizes = [s]
-    for _ in range(3):
-        s //= 2
-        sizes.append(s)
-    return sizes + [1]  # the last block is global max pooling
-
-
-def _num_anchors(sizes, ratios) -> int:
-    return len(sizes) + len(ratios) - 1
-
-
 class TinySSD(nn.Module):
     """The chapter's TinySSD.
 
@@ -138,7 +124,7 @@ class TinySSD(nn.Module):
         self.base_channels = tuple(base_channels)
         self.channels = channels
         in_channels = [self.base_channels[-1]] + [channels] * (NUM_BLOCKS - 1)
-        self.num_anchors = [_num_anchors(s, r) for s, r in zip(self.sizes, self.ratios)]
+        self.num_anchors = [anchors_per_pixel(s, r) for s, r in zip(self.sizes, self.ratios)]
         self.blks = nn.ModuleList(
             get_blk(i, self.base_channels, channels) for i in range(NUM_BLOCKS)
         )
@@ -159,17 +145,16 @@ class TinySSD(nn.Module):
         for side in X.shape[-2:]:
             check_input_size(int(side))
 
+    def layout(self, feature_shapes=None, input_size=256):
+        """This model's anchor layout (ssd_core.anchors.anchor_layout with its sizes/ratios)."""
+        return anchor_layout(feature_shapes, self.sizes, self.ratios, input_size)
+
     def anchors_for(self, feature_shapes, device, dtype=torch.float32) -> torch.Tensor:
         """Anchors (1, N, 4) for blocks whose outputs have the given (h, w); cached."""
         key = (tuple(tuple(s) for s in feature_shapes), str(device), dtype)
         anchors = self._anchor_cache.get(key)
         if anchors is None:
-            parts = [
-                # multibox_prior only reads the shape and device of its input.
-                multibox_prior(torch.empty((1, 1, h, w), device=device), s, r)
-                for (h, w), s, r in zip(feature_shapes, self.sizes, self.ratios)
-            ]
-            anchors = torch.cat(parts, dim=1).to(dtype)
+            anchors = layout_anchors(self.layout(feature_shapes), device, dtype)
             self._anchor_cache[key] = anchors
         return anchors
 
