@@ -7,12 +7,12 @@ Curves are element-wise on tensors of any shape/device; ``ssd_loss`` is batched.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssd_core.config import LossConfig
 from ssd_core.errors import ConfigError
 from ssd_core.matching import hard_negative_mask
 
@@ -76,54 +76,6 @@ def curve_gradient(fn, x, **kwargs) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- combined SSD loss
-
-CLS_LOSSES = ("ce", "focal")
-BOX_LOSSES = ("l1", "smooth_l1")
-NORMALIZATIONS = ("positives", "mean")
-
-
-@dataclass
-class LossConfig:
-    """Options of ``ssd_loss``; the defaults are the book's loss except ``normalize``.
-
-    normalize="mean" is exactly the book (class loss averaged over anchors, box loss over all
-    N*4 offset entries, per image, then over the batch); "positives" divides both sums by the
-    number of positive anchors in the batch, as the SSD paper does.
-    """
-
-    cls_loss: str = "ce"
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
-    box_loss: str = "l1"
-    smooth_l1_sigma: float = 1.0
-    cls_weight: float = 1.0
-    box_weight: float = 1.0
-    normalize: str = "positives"
-    hard_negative_mining: bool = False
-    neg_ratio: float = 3
-
-    def __post_init__(self):
-        choices = {"cls_loss": CLS_LOSSES, "box_loss": BOX_LOSSES, "normalize": NORMALIZATIONS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"LossConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}."
-                )
-        checks = [
-            ("focal_gamma", self.focal_gamma >= 0, ">= 0"),
-            ("focal_alpha", 0 <= self.focal_alpha <= 1, "between 0 and 1"),
-            ("smooth_l1_sigma", self.smooth_l1_sigma > 0, "> 0"),
-            ("cls_weight", self.cls_weight >= 0, ">= 0"),
-            ("box_weight", self.box_weight >= 0, ">= 0"),
-            ("neg_ratio", self.neg_ratio > 0, "> 0"),
-        ]
-        for name, ok, rule in checks:
-            if not ok or not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"LossConfig.{name} must be {rule}, got {getattr(self, name)!r}.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def class_loss_per_anchor(cls_preds, cls_labels, config: LossConfig | None = None):
     """Per-anchor class loss: cls_preds (B, N, C+1) logits, cls_labels (B, N) long -> (B, N).
@@ -219,21 +171,28 @@ def bbox_eval(bbox_preds, bbox_labels, bbox_masks) -> float:
     return float(torch.abs((bbox_labels - bbox_preds) * bbox_masks).sum())
 
 
+def metric_sums(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> torch.Tensor:
+    """The sums behind the book's metrics, on the inputs' device (no host sync) -> float tensor
+    ``(correct anchors, anchors, abs offset error, offset entries, positive anchors)``."""
+    with torch.no_grad():
+        return torch.stack([
+            (cls_preds.argmax(dim=-1) == cls_labels).sum().float(),
+            cls_labels.new_tensor(cls_labels.numel(), dtype=torch.float32),
+            torch.abs((bbox_labels - bbox_preds) * bbox_masks).sum().float(),
+            bbox_labels.new_tensor(bbox_labels.numel(), dtype=torch.float32),
+            (cls_labels > 0).sum().float(),
+        ])
+
+
 def batch_metrics(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> dict:
     """Book metrics of one batch as floats: class_error (over all anchors), box_mae (over all
     N*4 entries, as the book divides by bbox_labels.numel()), positives_per_image."""
-    with torch.no_grad():
-        correct = (cls_preds.argmax(dim=-1) == cls_labels).sum()
-        abs_err = torch.abs((bbox_labels - bbox_preds) * bbox_masks).sum()
-        positives = (cls_labels > 0).sum()
-        correct, abs_err, positives = torch.stack(
-            [correct.float(), abs_err.float(), positives.float()]
-        ).tolist()  # one device sync
-    B = cls_labels.shape[0]
+    correct, anchors, abs_err, offsets, positives = metric_sums(
+        cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks).tolist()  # one device sync
     return {
-        "class_error": 1.0 - correct / max(1, cls_labels.numel()),
-        "box_mae": abs_err / max(1, bbox_labels.numel()),
-        "positives_per_image": positives / max(1, B),
+        "class_error": 1.0 - correct / max(1.0, anchors),
+        "box_mae": abs_err / max(1.0, offsets),
+        "positives_per_image": positives / max(1, cls_labels.shape[0]),
     }
 
 
