@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from ssd_core import LossConfig, TrainConfig
 from ssd_core.errors import ConfigError
 from ssd_core.losses import (
-    LossConfig,
     batch_metrics,
     bbox_eval,
     cls_eval,
@@ -209,11 +209,12 @@ def test_hard_negative_mining_keeps_hardest_negatives():
     per = py_cls_losses(cls_preds.tolist(), cls_labels.tolist())[0]
     pos_loss, neg_losses = per[0], sorted(per[1:], reverse=True)
     for ratio in (1, 2, 3):
-        cfg = LossConfig(hard_negative_mining=True, neg_ratio=ratio)
+        cfg = LossConfig(hard_negative_mining=True, neg_ratio=ratio, normalize="positives")
         out = ssd_loss(cls_preds, cls_labels, zeros, zeros, zeros, cfg)
         expected = pos_loss + sum(neg_losses[:ratio])  # / 1 positive
         assert out["cls"].item() == pytest.approx(expected, rel=1e-6)
-    full = ssd_loss(cls_preds, cls_labels, zeros, zeros, zeros, LossConfig())["cls"]
+    full = ssd_loss(cls_preds, cls_labels, zeros, zeros, zeros,
+                    LossConfig(normalize="positives"))["cls"]
     assert full.item() == pytest.approx(sum(per), rel=1e-6)
     assert full.item() > out["cls"].item()
     # 'mean' normalization with mining averages over the kept anchors (1 + 2 here)
@@ -227,7 +228,7 @@ def test_hard_negative_mining_gradient_only_on_kept_anchors():
                              requires_grad=True)
     cls_labels = torch.tensor([[1, 0, 0, 0]])
     zeros = torch.zeros(1, 16)
-    cfg = LossConfig(hard_negative_mining=True, neg_ratio=1)
+    cfg = LossConfig(hard_negative_mining=True, neg_ratio=1, normalize="positives")
     ssd_loss(cls_preds, cls_labels, zeros, zeros, zeros, cfg)["total"].backward()
     touched = (cls_preds.grad.abs().sum(-1) > 0).tolist()[0]
     assert touched == [True, False, False, True]  # the positive and the hardest negative
@@ -258,7 +259,8 @@ def test_loss_config_validation():
                 dict(neg_ratio=0), dict(cls_weight=float("nan"))]:
         with pytest.raises(ConfigError, match="LossConfig"):
             LossConfig(**bad)
-    assert LossConfig().to_dict()["normalize"] == "positives"
+    # One default for a notebook's ssd_loss() and the Trainer: the book's "mean".
+    assert LossConfig().to_dict()["normalize"] == TrainConfig().loss.normalize == "mean"
 
 
 def test_ssd_loss_shape_errors():
