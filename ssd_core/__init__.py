@@ -59,9 +59,9 @@ _EXPORTS = {
     "load_checkpoint": "checkpoint",
     "build_model": "checkpoint",
     # training
-    "Trainer": "train",
-    "predict_batch": "train",
-    "evaluate_model": "train",
+    "Trainer": "engine",
+    "predict_batch": "detection",
+    "evaluate_model": "evaluate",
     "write_json_atomic": "fileio",
     # evaluation
     "evaluate_detections": "evaluate",

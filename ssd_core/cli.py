@@ -7,7 +7,6 @@ line ``error: ...`` to stderr and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -15,52 +14,17 @@ import sys
 import time
 from pathlib import Path
 
+from ssd_core import data
+from ssd_core.checkpoint import load_checkpoint
+from ssd_core.config import FIELDS, TrainConfig
+from ssd_core.detection import Detector
+from ssd_core.device import resolve_device
+from ssd_core.drawing import draw_detections
+from ssd_core.engine import Trainer
 from ssd_core.errors import SSDError
-
-# One line of help per TrainConfig field (shown by ``train --help`` with the default).
-FIELD_HELP = {
-    "optimizer": "optimizer: sgd (the book) or adam",
-    "lr": "learning rate (book: 0.2 with SGD)",
-    "momentum": "SGD momentum (book: 0)",
-    "weight_decay": "L2 weight decay (book: 5e-4)",
-    "batch_size": "images per step (per process under torchrun)",
-    "epochs": "passes over the training data",
-    "schedule": "learning-rate schedule after warmup: none, cosine or step",
-    "warmup_steps": "linear warmup from lr/warmup_steps to lr over this many steps",
-    "step_epochs": "step schedule: multiply lr by step_gamma every this many epochs",
-    "step_gamma": "step schedule: the factor",
-    "min_lr_ratio": "cosine schedule: final lr as a fraction of lr",
-    "input_size": "square input side in pixels, a multiple of 32 and >= 64 (book: 256)",
-    "num_classes": "object classes (default: from the data)",
-    "class_names": "comma-separated class names (default: from the data)",
-    "base_channels": "comma-separated channels of the base network blocks",
-    "channels": "channels of the multiscale blocks",
-    "anchor_sizes": "anchor sizes per scale, ';' between the 5 scales, e.g. "
-                    "'0.1,0.17;0.29,0.37;0.48,0.57;0.67,0.76;0.86,0.95' (default: the book's "
-                    "0.2,0.272;0.37,0.447;...)",
-    "anchor_ratios": "anchor aspect ratios per scale, same form (default: the book's 1,2,0.5)",
-    "iou_threshold": "IoU at which an anchor is assigned to an object",
-    "cls_loss": "class loss: ce (cross-entropy, the book) or focal",
-    "focal_gamma": "focal loss gamma",
-    "focal_alpha": "focal loss alpha (weight of object classes)",
-    "box_loss": "offset loss: l1 (the book) or smooth_l1",
-    "smooth_l1_sigma": "smooth-L1 sigma",
-    "cls_weight": "weight of the class loss in the total",
-    "box_weight": "weight of the offset loss in the total",
-    "normalize": "loss normalisation: mean (the book) or positives (SSD paper)",
-    "hard_negative_mining": "keep only the hardest negatives (neg_ratio per positive)",
-    "neg_ratio": "negatives kept per positive with hard negative mining",
-    "seed": "random seed (same seed -> same run on CPU)",
-    "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
-    "amp": "automatic mixed precision (CUDA only)",
-    "channels_last": "channels-last memory format (faster convolutions on CPU and GPU)",
-    "num_workers": "DataLoader worker processes; -1 = automatic (0 on CPU)",
-    "sync_bn": "SyncBatchNorm across processes under torchrun",
-    "log_every": "report metrics every this many steps",
-    "val_every": "validate every this many epochs",
-    "val_nms_threshold": "validation: NMS IoU threshold",
-    "val_pos_threshold": "validation: minimum class probability kept",
-}
+from ssd_core.evaluate import evaluate_model
+from ssd_core.images import load_image
+from ssd_core.resources import shipped_checkpoint
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -97,42 +61,31 @@ def _parse_scales(text: str):
 _parse_scales.__name__ = "per-scale lists"
 
 
-CHOICES = {"optimizer": ("sgd", "adam"), "schedule": ("none", "cosine", "step"),
-           "cls_loss": ("ce", "focal"), "box_loss": ("l1", "smooth_l1"),
-           "normalize": ("positives", "mean")}
+# How a setting of each kind is read from the command line (default: a float).
+_PARSERS = {"int": int, "base_channels": _parse_list(int), "class_names": _parse_list(str),
+            "anchor_sizes": _parse_scales, "anchor_ratios": _parse_scales, "num_classes": int,
+            "device": str}
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One --option per TrainConfig field; unset options (None) keep the base config's value."""
-    from ssd_core.train import TrainConfig
-
-    g = p.add_argument_group("training settings (TrainConfig fields)")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, tuple):
-            default = ",".join(map(str, default))
-        text = FIELD_HELP.get(f.name, f.name)
+    """One --option per setting (ssd_core.config.FIELDS: its help, choices and default); unset
+    options (None) keep the base config's value."""
+    g = p.add_argument_group("training settings (TrainConfig and LossConfig fields)")
+    for spec in FIELDS.values():
+        flag = "--" + spec.name.replace("_", "-")
+        default = spec.default
+        text = spec.help
         if default is not None:
-            text += f" [default: {default}]"
-        if isinstance(default, bool):
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            text += f" [default: {shown}]"
+        if spec.kind == "bool":
+            g.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                            default=None, help=text)
-        elif f.name == "base_channels":
-            g.add_argument(flag, dest=f.name, type=_parse_list(int), default=None, help=text)
-        elif f.name in ("anchor_sizes", "anchor_ratios"):
-            g.add_argument(flag, dest=f.name, type=_parse_scales, default=None, help=text)
-        elif f.name == "class_names":
-            g.add_argument(flag, dest=f.name, type=_parse_list(str), default=None, help=text)
-        elif f.name in CHOICES:
-            g.add_argument(flag, dest=f.name, choices=CHOICES[f.name], default=None, help=text)
-        elif f.name == "device":
-            g.add_argument(flag, dest=f.name, type=str, default=None, help=text)
-        elif isinstance(default, int) or f.name == "num_classes":
-            g.add_argument(flag, dest=f.name, type=int, default=None, help=text)
+        elif spec.choices is not None:
+            g.add_argument(flag, dest=spec.name, choices=spec.choices, default=None, help=text)
         else:
-            g.add_argument(flag, dest=f.name, type=float, default=None, help=text)
+            kind = _PARSERS.get(spec.name, _PARSERS.get(spec.kind, float))
+            g.add_argument(flag, dest=spec.name, type=kind, default=None, help=text)
 
 
 def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
@@ -238,8 +191,6 @@ class UsageError(SSDError, ValueError):
 
 
 def _dataset(args, image_size: int, path=None, synthetic=None, seed=None):
-    from ssd_core import data
-
     path = args.data if path is None and synthetic is None else path
     if path is not None:
         if not Path(path).exists():
@@ -304,10 +255,8 @@ class _Progress:
 
 
 def cmd_train(args) -> int:
-    from ssd_core.train import TrainConfig, Trainer, load_checkpoint
-
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
+    overrides = {name: getattr(args, name) for name in FIELDS
+                 if getattr(args, name, None) is not None}
     if "base_channels" in overrides:
         overrides["base_channels"] = tuple(overrides["base_channels"])
 
@@ -318,7 +267,7 @@ def cmd_train(args) -> int:
                          "checkpoint's weights), not both.")
     if args.init:
         init = load_checkpoint(args.init)
-        base = init.config.to_dict()
+        base = init.config.flat()
     elif args.resume is not None:
         if args.resume:
             resume = Path(args.resume)
@@ -328,13 +277,13 @@ def cmd_train(args) -> int:
             raise UsageError("--resume without a path needs --out (the run folder to resume).")
         if out is None:
             out = resume.parent
-        base = load_checkpoint(resume).config.to_dict()
+        base = load_checkpoint(resume).config.flat()
     elif args.config:
         if not Path(args.config).exists():
             raise UsageError(f"No config file at {args.config!r}.")
-        base = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+        base = TrainConfig.from_json(Path(args.config).read_text()).flat()
     else:
-        base = TrainConfig().to_dict()
+        base = TrainConfig().flat()
     config = TrainConfig.from_dict({**base, **overrides})
     if out is None:
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
@@ -391,16 +340,11 @@ def cmd_train(args) -> int:
 def _checkpoint_path(name: str) -> str:
     """The checkpoint argument: a file, or 'shipped' for the pretrained model in assets/."""
     if name == "shipped":
-        from ssd_core.detection import DEFAULT_CHECKPOINT
-
-        return str(DEFAULT_CHECKPOINT)
+        return str(shipped_checkpoint())
     return name
 
 
 def _load(checkpoint: str, device: str):
-    from ssd_core.device import resolve_device
-    from ssd_core.train import load_checkpoint
-
     checkpoint = _checkpoint_path(checkpoint)
     try:
         dev = resolve_device(device)
@@ -411,8 +355,6 @@ def _load(checkpoint: str, device: str):
 
 
 def cmd_eval(args) -> int:
-    from ssd_core.train import evaluate_model
-
     ckpt, dev = _load(args.checkpoint, args.device)
     data = _dataset(args, ckpt.config.input_size)
     result = evaluate_model(ckpt.model, data, ckpt.class_names, batch_size=args.batch_size,
@@ -433,29 +375,7 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def draw_boxes(img, detections, class_names):
-    """A copy of the PIL image with each (class_id, score, pixel box) drawn and labelled."""
-    from PIL import ImageDraw
-
-    out = img.copy()
-    draw = ImageDraw.Draw(out)
-    colors = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
-    width = max(2, round(min(img.size) / 150))
-    for c, score, box in detections:
-        color = colors[c % len(colors)]
-        draw.rectangle(box, outline=color, width=width)
-        text = f"{class_names[c]} {score:.2f}"
-        x, y = box[0], max(0, box[1] - 12)
-        tb = draw.textbbox((x, y), text)
-        draw.rectangle(tb, fill=color)
-        draw.text((x, y), text, fill="white")
-    return out
-
-
 def cmd_detect(args) -> int:
-    from ssd_core.detection import Detector
-    from ssd_core.images import load_image
-
     try:
         detector = Detector.from_checkpoint(_checkpoint_path(args.checkpoint), device=args.device)
     except ValueError as e:  # a device that is not available
@@ -479,8 +399,8 @@ def cmd_detect(args) -> int:
                                  f"{args.draw!r}.")
             if len(args.images) > 1:
                 target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix}")
-            boxes = [(r["class_id"], r["score"], r["box"]) for r in records]
-            draw_boxes(img, boxes, detector.class_names).save(target)
+            draw_detections(img, [r["box"] for r in records], [r["score"] for r in records],
+                            [r["class_id"] for r in records], detector.class_names).save(target)
     text = json.dumps(results if len(results) > 1 else results[0], indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
@@ -490,8 +410,6 @@ def cmd_detect(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from ssd_core import data
-
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}.")
     ds = data.SyntheticDetection(args.n, seed=args.seed, image_size=args.image_size,

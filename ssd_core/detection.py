@@ -11,11 +11,17 @@ rest in one vectorized step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from .anchors import locate_anchor
 from .boxes import offset_inverse
+from .checkpoint import load_checkpoint
+from .device import resolve_device
+from .errors import CheckpointError, TrainingDiverged
+from .images import image_to_tensor, load_image
+from .resources import shipped_checkpoint
 
 _CHUNK = 256
 
@@ -224,7 +230,24 @@ def multibox_detection(
 
 # ------------------------------------------------------- the Detector (image in, boxes out)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "tinyssd_synthetic.pt"
+@torch.no_grad()
+def predict_batch(model, X, nms_threshold=0.5, pos_threshold=0.009):
+    """Model + the book's multibox_detection: X (B,3,S,S) -> (B, N, 6) rows
+    [class_id, score, x1, y1, x2, y2] (normalized corners, class -1 = background/suppressed)."""
+    anchors, cls_preds, bbox_preds = model(X)
+    if not bool(torch.isfinite(cls_preds).all() & torch.isfinite(bbox_preds).all()):
+        raise TrainingDiverged("The network's outputs are NaN/inf: its weights diverged in "
+                               "training. Use an earlier checkpoint or train again with a "
+                               "lower learning rate.")
+    cls_probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
+    # exact_order=False: the detections (class >= 0) and their order are the book's; only the
+    # order of the background rows differs, and NMS skips the thousands of background anchors.
+    return multibox_detection(cls_probs, bbox_preds.float(), anchors.float(),
+                              nms_threshold=nms_threshold, pos_threshold=pos_threshold,
+                              exact_order=False)
+
+
+DEFAULT_CHECKPOINT = shipped_checkpoint()
 
 
 @dataclass
@@ -276,8 +299,6 @@ class Detector:
 
     def __init__(self, model, class_names, input_size: int = 256, device=None,
                  checkpoint: str | None = None):
-        from .device import resolve_device
-
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.class_names = [str(c) for c in class_names]
@@ -287,9 +308,6 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, path=None, device=None) -> Detector:
         """Load a checkpoint (``None``: the shipped default model in ``assets/``)."""
-        from .errors import CheckpointError
-        from .train import load_checkpoint
-
         if path is None:
             path = DEFAULT_CHECKPOINT
             if not path.exists():
@@ -302,8 +320,6 @@ class Detector:
     @torch.no_grad()
     def raw(self, image) -> RawOutput:
         """Any ``load_image`` source -> :class:`RawOutput` (network run once, results on CPU)."""
-        from .images import image_to_tensor, load_image
-
         img = load_image(image)
         X = image_to_tensor(img, self.input_size).unsqueeze(0).to(self.device)
         anchors, cls_preds, bbox_preds = self.model(X)
@@ -352,19 +368,4 @@ class Detector:
 
     def anchor_info(self, index: int) -> dict:
         """Which scale, feature-map cell and anchor shape an anchor index belongs to."""
-        from .anchors import anchors_per_pixel
-        from .model import feature_map_sizes
-
-        index = int(index)
-        for scale, (fmap, sizes, ratios) in enumerate(zip(
-                feature_map_sizes(self.input_size), self.model.sizes, self.model.ratios)):
-            per_pixel = anchors_per_pixel(sizes, ratios)
-            count = fmap * fmap * per_pixel
-            if index < count:
-                cell, shape = divmod(index, per_pixel)
-                size, ratio = ((sizes[shape], ratios[0]) if shape < len(sizes)
-                               else (sizes[0], ratios[shape - len(sizes) + 1]))
-                return {"scale": scale, "feature_map": fmap, "row": cell // fmap,
-                        "col": cell % fmap, "shape": shape, "size": size, "ratio": ratio}
-            index -= count
-        raise IndexError(f"anchor index out of range for input size {self.input_size}")
+        return locate_anchor(self.model.layout(input_size=self.input_size), index)

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ssd_core.boxes import box_iou
+from ssd_core.data import detection_collate
+from ssd_core.detection import predict_batch
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -197,3 +200,32 @@ def evaluate_detections(
         ap_per_iou = np.full(len(thresholds), np.nan)
         ap50 = mean_ap = float("nan")
     return EvalResult(ap50, mean_ap, per_class, pr_curves, thresholds, ap_per_iou)
+
+
+@torch.no_grad()
+def evaluate_model(model, data, class_names, batch_size=32, input_size=None, device=None,
+                   nms_threshold=0.5, pos_threshold=0.009, channels_last=False):
+    """Run ``model`` over a dataset and score it -> ssd_core.evaluate.EvalResult (normalized
+    boxes on both sides). The model is put in eval mode and left there."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                         collate_fn=detection_collate)
+    dets, gts = [], []
+    for X, Y in loader:
+        X = X.to(device)
+        if input_size and X.shape[-1] != input_size:
+            X = F.interpolate(X, size=(input_size, input_size), mode="bilinear",
+                              align_corners=False)
+        if channels_last:
+            X = X.contiguous(memory_format=torch.channels_last)
+        out = predict_batch(model, X, nms_threshold, pos_threshold).cpu()
+        for rows, target in zip(out, Y):
+            keep = rows[:, 0] >= 0
+            dets.append((rows[keep, 2:6], rows[keep, 1], rows[keep, 0].long()))
+            real = target[:, 0] >= 0
+            gts.append((target[real, 1:5], target[real, 0].long()))
+    if was_training:
+        model.train()
+    return evaluate_detections(dets, gts, len(class_names), class_names)

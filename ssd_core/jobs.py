@@ -4,7 +4,7 @@ A :class:`JobManager` owns one runs folder. ``submit`` creates the run's folder 
 (``config.json``, ``data.json``, ``status.json`` = queued) and queues the job; at most
 ``max_running`` jobs train at the same time (1 by default: a CPU server trains one model at a time),
 the others wait in FIFO order with their position reported. Each job trains in its own thread
-through :class:`ssd_core.train.Trainer`, which writes ``metrics.jsonl``, ``checkpoint.pt``,
+through :class:`ssd_core.engine.Trainer`, which writes ``metrics.jsonl``, ``checkpoint.pt``,
 ``best.pt`` and ``status.json``. The worker never touches a UI: readers take a :meth:`snapshot`
 (a copy made under a lock) whenever they like, e.g. from ``st.fragment(run_every=...)``.
 
@@ -27,8 +27,12 @@ from pathlib import Path
 
 import torch
 
+from ssd_core.config import TrainConfig
+from ssd_core.data import SyntheticDetection, load_dataset
+from ssd_core.detection import predict_batch
+from ssd_core.engine import Trainer
 from ssd_core.errors import ConfigError, SSDError
-from ssd_core.train import TrainConfig, Trainer, predict_batch, write_json_atomic
+from ssd_core.fileio import write_json_atomic
 
 ACTIVE_STATES = ("queued", "running")
 PREVIEW_FILE = "preview.json"
@@ -72,7 +76,6 @@ class DataSpec:
 
     def build(self, image_size: int):
         """-> (train dataset, validation dataset or None), both at ``image_size``."""
-        from ssd_core.data import SyntheticDetection, load_dataset
 
         self.validate()
         if self.kind == "synthetic":

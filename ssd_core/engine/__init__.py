@@ -1,0 +1,32 @@
+"""The training engine, split by role: ``setup`` (processes, device, seeds, model, optimizer,
+loader), ``trainer`` (the Trainer: the epoch loop and the step), ``records`` (metrics records),
+``validation``, ``resume`` (the state a checkpoint needs to continue), ``runfolder`` (the files
+of a run) and ``schedule`` (the learning rate).
+
+The loop is the book's (forward -> multibox_target -> loss -> SGD step), batched and honest about
+speed: ``images_per_s`` is measured over whole steps, data loading and target assignment included.
+
+Records yielded by ``Trainer.fit`` (also appended to ``run_dir/metrics.jsonl``), all floats or
+ints unless noted: ``kind`` ("step" every ``log_every`` steps, "epoch" at each epoch end), ``step``
+(optimizer steps done), ``epoch`` (1-based epoch the record belongs to), ``epochs``,
+``steps_per_epoch``, ``total_steps``, ``loss``, ``cls_loss``, ``box_loss``, ``class_error`` and
+``box_mae`` (the book's metrics), ``positives_per_image``, ``images`` (images in the window, summed
+over processes), ``images_per_s``, ``lr``, ``elapsed`` (s of training so far), ``eta_s``,
+``world_size``; epoch records add ``epoch_time`` and, with validation data, ``val_ap50``,
+``val_map`` (left out when the validation images hold no objects) and ``val_per_class``
+({class name: AP50, None for a class without objects}). No record ever holds NaN.
+
+Run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (latest, resumable),
+``best.pt`` (best validation AP50), ``status.json`` ({"state", "message", ...}).
+
+Several processes: under ``torchrun`` (``WORLD_SIZE`` > 1) the Trainer joins a process group
+(gloo on CPU, nccl on CUDA), wraps the model in DistributedDataParallel, splits every epoch with a
+DistributedSampler, all-reduces the metrics and lets rank 0 alone write files and validate.
+BatchNorm statistics stay per process (``sync_bn=False``): each process sees ``batch_size``
+images, enough for stable statistics, and SyncBatchNorm would add a collective per BN layer
+(10 per step) - slow over gloo. Set ``sync_bn=True`` for small per-process batches on GPUs.
+"""
+
+from ssd_core.engine.trainer import Trainer
+
+__all__ = ["Trainer"]

@@ -1,0 +1,123 @@
+"""Everything a run needs before its first step: processes and device, seeds, the model, the
+optimizer and the data loader."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssd_core import device as devmod
+from ssd_core.checkpoint import Checkpoint, build_model, load_checkpoint, unwrap
+from ssd_core.config import TrainConfig
+from ssd_core.errors import CheckpointError, ConfigError
+from ssd_core.losses import init_focal_bias
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def join_process_group(config: TrainConfig, world_size: int):
+    """-> (torch.distributed or None, whether this call created the group)."""
+    if world_size <= 1:
+        return None, False
+    import torch.distributed as dist  # only under torchrun: it is slow to import
+
+    own = not dist.is_initialized()
+    if own:
+        dist.init_process_group(
+            "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+    return dist, own
+
+
+def training_device(config: TrainConfig, distributed: bool, local_rank: int) -> torch.device:
+    """The device this process trains on (one GPU per process under torchrun); on CPU the
+    allocator and thread settings are tuned."""
+    if distributed and torch.cuda.is_available() and config.device in ("auto", "cuda"):
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        return device
+    try:
+        device = devmod.resolve_device(config.device)
+    except ValueError as e:
+        raise ConfigError(str(e), field="device") from None
+    if device.type == "cpu":
+        devmod.tune_cpu_allocator()
+        devmod.configure_cpu_threads()
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_model(config: TrainConfig, class_names, device, init=None, sync_bn=False) -> nn.Module:
+    """A fresh TinySSD (focal prior bias if asked), optionally with ``init``'s weights, on
+    ``device`` in the config's memory format."""
+    model = build_model(config, len(class_names))
+    if config.loss.cls_loss == "focal":
+        init_focal_bias(model)
+    if init is not None:
+        load_init_weights(model, init, class_names)
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def load_init_weights(model: nn.Module, init, class_names) -> None:
+    """Copy a checkpoint's weights into ``model``; classes and layer shapes must match."""
+    ckpt = init if isinstance(init, Checkpoint) else load_checkpoint(init)
+    if ckpt.class_names != list(class_names):
+        raise CheckpointError(
+            f"{ckpt.path!r} was trained on classes {ckpt.class_names}, the data has "
+            f"{list(class_names)}; start from a checkpoint with the same classes.",
+            path=ckpt.path)
+    mine, theirs = model.state_dict(), unwrap(ckpt.model).state_dict()
+    bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+    if bad or set(theirs) - set(mine):
+        raise CheckpointError(
+            f"{ckpt.path!r} has a different network shape (first mismatch: "
+            f"{(bad or sorted(set(theirs) - set(mine)))[0]}); keep its base_channels, "
+            "channels and number of anchors per pixel.", path=ckpt.path)
+    model.load_state_dict(theirs)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr,
+                                weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def loader_workers(config: TrainConfig, device: torch.device) -> int:
+    """-1 means automatic: on CPU the workers compete with the convolutions for the cores."""
+    if config.num_workers >= 0:
+        return config.num_workers
+    return 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
+
+
+class SkipSampler(torch.utils.data.Sampler):
+    """The base sampler's indices minus the first ``skip`` (resuming mid-epoch)."""
+
+    def __init__(self, base, skip: int):
+        self.base, self.skip = base, skip
+
+    def __iter__(self):
+        return iter(list(self.base)[self.skip:])
+
+    def __len__(self):
+        return max(0, len(self.base) - self.skip)
