@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from ssd_core.errors import CheckpointError, InvalidImageError
+from ssd_core.resources import samples_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES_DIR = ROOT / "assets" / "samples"
+SAMPLES_DIR = samples_dir()
 INPUT_SIZES = list(range(64, 513, 32))
 DEFAULT_INPUT_SIZE = 256
 

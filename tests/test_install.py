@@ -1,0 +1,257 @@
+"""Packaging: what pyproject.toml declares matches the code, and a non-editable install (a
+wheel in a fresh virtual environment) runs the CLI, finds the shipped files and serves the app
+from a folder outside the checkout."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# Import name -> distribution name, where they differ.
+DISTRIBUTIONS = {"PIL": "pillow"}
+
+
+def _names(requirements) -> set[str]:
+    return {re.split(r"[<>=!~;\[ ]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
+
+
+def _requirements_file(name: str) -> list[str]:
+    lines = (ROOT / name).read_text().splitlines()
+    return [s for s in (line.split("#")[0].strip() for line in lines)
+            if s and not s.startswith("-r")]
+
+
+# ----------------------------------------------------------- metadata (fast, no install)
+
+
+def test_requirements_files_agree_with_pyproject():
+    project = PYPROJECT["project"]
+    assert _requirements_file("requirements.txt") == project["dependencies"]
+    assert _requirements_file("requirements-dev.txt") == project["optional-dependencies"]["dev"]
+
+
+def test_every_imported_package_is_declared():
+    local = {"ssd_core", "app", *(p.stem for p in (ROOT / "app").glob("*.py"))}
+    imported = set()
+    for path in [*(ROOT / "ssd_core").rglob("*.py"), *(ROOT / "app").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - local - set(sys.stdlib_module_names)
+    declared = _names(PYPROJECT["project"]["dependencies"])
+    missing = {DISTRIBUTIONS.get(m, m).lower() for m in third_party} - declared
+    assert not missing, f"imported but not in [project].dependencies: {sorted(missing)}"
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists its packages (assets/ is mapped to ssd_explorer_assets): a new
+    subpackage of ssd_core or app must be listed too, or a wheel would lack it."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(ROOT).parts)
+               for top in ("ssd_core", "app") for p in (ROOT / top).rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert folders - listed == set()
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"ssd_explorer_assets": "assets"}
+
+
+def test_version_has_one_source():
+    import ssd_core
+
+    assert "version" not in PYPROJECT["project"]
+    assert "version" in PYPROJECT["project"]["dynamic"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "ssd_core.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", ssd_core.__version__)
+    assert PYPROJECT["project"]["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+
+
+def test_launcher_uses_the_checkout_streamlit_config():
+    """`ssd-explorer` passes the options that .streamlit/config.toml gives `streamlit run`."""
+    from app.launch import MAIN, OPTIONS, streamlit_argv
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    flat = {f"{section}.{key}": value for section, table in config.items()
+            for key, value in table.items()}
+    assert flat == OPTIONS
+    argv = streamlit_argv(["--server.port", "9999"])
+    assert argv[:3] == ["streamlit", "run", str(MAIN)] and MAIN.is_file()
+    assert "--server.fileWatcherType=none" in argv and argv[-2:] == ["--server.port", "9999"]
+
+
+def test_resources_find_the_shipped_files():
+    from ssd_core import resources
+    from ssd_core.detection import DEFAULT_CHECKPOINT
+
+    assert resources.shipped_checkpoint() == DEFAULT_CHECKPOINT
+    assert resources.shipped_checkpoint().is_file()
+    assert resources.shipped_checkpoint().with_suffix(".config.json").is_file()
+    assert sorted(p.name for p in resources.samples_dir().glob("*.jpg"))
+    missing = resources.asset_path("no-such-file.pt")
+    assert not missing.exists() and missing.name == "no-such-file.pt"
+
+
+# ------------------------------------------------- a wheel in a fresh venv (slow, offline)
+
+
+CHECK_INSTALL = """
+import json, sys
+from pathlib import Path
+import ssd_core, app.launch
+from ssd_core import resources
+print(json.dumps({
+    "ssd_core": ssd_core.__file__, "launch": app.launch.__file__,
+    "checkpoint": str(resources.shipped_checkpoint()),
+    "checkpoint_exists": resources.shipped_checkpoint().is_file(),
+    "samples": sorted(str(p) for p in resources.samples_dir().glob("*.jpg")),
+    "sys_path": [str(Path(p or ".").resolve()) for p in sys.path],
+    "version": ssd_core.__version__,
+}))
+"""
+
+# What `streamlit run` does before the script runs (puts the script's folder on sys.path),
+# then the app's first page and its Detection page with the shipped model, in AppTest.
+CHECK_APP = """
+import sys
+import app.launch
+sys.path.insert(0, str(app.launch.MAIN.parent))
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(str(app.launch.MAIN), default_timeout=120)
+at.run()
+assert not at.exception, [e.value for e in at.exception]
+at.switch_page("views/detection.py").run()
+assert not at.exception, [e.value for e in at.exception]
+text = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning])
+assert "missing" not in text.lower(), text
+print("app ok")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    """``(bin folder, env, cwd)`` of a venv holding the project's wheel; torch and streamlit
+    come from this interpreter's site-packages (no network)."""
+    tmp = tmp_path_factory.mktemp("install")
+    src, dist, env_dir, cwd = tmp / "src", tmp / "dist", tmp / "venv", tmp / "elsewhere"
+    # Build from a copy: the checkout gets no build/ or egg-info, and uncommitted files count.
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", "runs", "build", "*.egg-info", "__pycache__", ".venv", ".pytest_cache",
+        ".ruff_cache", ".benchmarks", "test-artifacts", ".gl", ".whl"))
+    run = {"capture_output": True, "text": True, "timeout": 300}
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
+                        "--no-build-isolation", "--no-index", "-w", str(dist)], **run)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (wheel,) = dist.glob("ssd_explorer-*.whl")
+    p = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                        str(env_dir)], **run)
+    assert p.returncode == 0, p.stderr
+    bindir = env_dir / "bin"
+    # pip of this interpreter, run by the venv's python, installs into the venv; --no-index:
+    # every dependency the wheel declares must already be installed here.
+    p = subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--no-index",
+                        "--force-reinstall", "--no-deps", str(wheel)], **run)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--no-index",
+                        str(wheel)], **run)  # the dependencies are resolved (found here)
+    assert p.returncode == 0, p.stdout + p.stderr
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env["SSD_RUNS_DIR"] = str(tmp / "runs")
+    return bindir, env, cwd
+
+
+def _run(venv, *args, timeout=180):
+    bindir, env, cwd = venv
+    return subprocess.run([str(bindir / args[0]), *args[1:]], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_wheel_installs_code_and_shipped_files_outside_the_checkout(venv):
+    p = _run(venv, "python", "-c", CHECK_INSTALL)
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    prefix = str(venv[0].parent)
+    for key in ("ssd_core", "launch", "checkpoint"):
+        assert info[key].startswith(prefix) and "site-packages" in info[key], (key, info)
+    assert info["checkpoint_exists"] and info["checkpoint"].endswith("tinyssd_synthetic.pt")
+    assert len(info["samples"]) >= 1 and all(s.startswith(prefix) for s in info["samples"])
+    assert str(ROOT) not in info["sys_path"], info["sys_path"]
+    import ssd_core
+
+    assert info["version"] == ssd_core.__version__
+
+
+@pytest.mark.slow
+def test_installed_cli_detects_with_the_shipped_model(venv):
+    sample = json.loads(_run(venv, "python", "-c", CHECK_INSTALL).stdout)["samples"][0]
+    p = _run(venv, "python", "-m", "ssd_core", "detect", "shipped", sample,
+             "--draw", str(venv[2] / "out.png"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    found = json.loads(p.stdout)["detections"]
+    assert found and all(d["score"] >= 0.5 for d in found), found
+    assert (venv[2] / "out.png").is_file()
+
+
+@pytest.mark.slow
+def test_installed_app_runs_its_pages(venv):
+    p = _run(venv, "python", "-c", CHECK_APP, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "app ok" in p.stdout
+
+
+@pytest.mark.slow
+def test_console_script_serves_the_app(venv):
+    bindir, env, cwd = venv
+    assert _run(venv, "ssd-explorer", "--help").returncode == 0
+    port = _free_port()
+    proc = subprocess.Popen([str(bindir / "ssd-explorer"), "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port)],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline, body = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as r:
+                    body = r.read().decode()
+                if body == "ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body == "ok", f"no health within 60 s (exit code {proc.poll()})"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f":{port}" in out, out  # it printed its URL
