@@ -32,17 +32,21 @@ def box_area(boxes):
 def box_iou(boxes1, boxes2):
     """Pairwise IoU: ``(..., N, 4)`` and ``(..., M, 4)`` corner boxes -> ``(..., N, M)``.
 
-    Leading dimensions broadcast (one IoU matrix per image). Two boxes whose union has zero
-    area (both degenerate) get IoU 0 instead of the book's 0/0 = NaN.
+    Leading dimensions broadcast (one IoU matrix per image). The book's float operations in the
+    book's order (the same bits), computed on coordinate planes so no ``(..., N, M, 2)``
+    temporaries are built. Two boxes whose union has zero area (both degenerate) get IoU 0
+    instead of the book's 0/0 = NaN.
     """
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    upper_left = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
-    lower_right = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
-    wh = (lower_right - upper_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    return torch.where(union > 0, inter / union, torch.zeros_like(inter))
+    x1a, y1a, x2a, y2a = (v[..., :, None] for v in boxes1.unbind(-1))
+    x1b, y1b, x2b, y2b = (v[..., None, :] for v in boxes2.unbind(-1))
+    area1 = (x2a - x1a) * (y2a - y1a)
+    area2 = (x2b - x1b) * (y2b - y1b)
+    w = torch.minimum(x2a, x2b).sub_(torch.maximum(x1a, x1b)).clamp_(min=0)
+    h = torch.minimum(y2a, y2b).sub_(torch.maximum(y1a, y1b)).clamp_(min=0)
+    inter = w.mul_(h)
+    union = (area1 + area2).sub_(inter)
+    iou = inter / union
+    return iou.masked_fill_(~(union > 0), 0.0)
 
 
 def offset_boxes(anchors, assigned_bb, eps=1e-6):

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from .boxes import box_iou, offset_boxes
+from .boxes import offset_boxes
 from .errors import AnnotationError
 
 
@@ -74,52 +74,140 @@ def _check_threshold(iou_threshold):
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
 
 
-def _match(iou, valid, iou_threshold):
-    """Book assignment on ``iou (B, N, M)`` with ``valid (B, M)`` -> ``(gt_index, greedy)``.
+_CHUNK = 64  # anchors per block when looking for each object's best anchors
 
-    Step 1: every anchor whose best IoU >= threshold takes that ground truth. Step 2 (overrides):
-    repeatedly take the globally largest remaining IoU (first in row-major order on ties, like
-    ``torch.argmax``), assign that pair and discard its anchor row and ground-truth column; once
-    per valid ground truth. Stops early if anchors run out (only possible when N < M).
+
+def _anchor_iou(anchors, boxes):
+    """IoU of every object with every anchor: ``anchors (N, 4)``, ``boxes (B, M, 4)`` -> ``(B, M,
+    N)``.
+
+    The book's ``box_iou`` float operations in the same order (so the same bits), on coordinate
+    planes: no ``(B, N, M, 2)`` temporaries, and anchors are the contiguous dimension. Anchors
+    have positive area (checked), so the union is never 0 and no 0/0 guard is needed.
     """
-    batch, num_anchors, num_gt = iou.shape
+    ax1, ay1, ax2, ay2 = anchors.t().contiguous().unbind(0)  # (N,) each
+    bx1, by1, bx2, by2 = (v[..., None] for v in boxes.unbind(-1))  # (B, M, 1) each
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
+    w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
+    inter = w.mul_(h)
+    union = (area_a + area_b).sub_(inter)
+    if not bool((area_a > 0).all()):  # sides so small that the area underflows to 0
+        return torch.where(union > 0, inter / union, torch.zeros_like(inter))
+    return inter.div_(union)
+
+
+_BITS_AS = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+def _top_k_first(values, k):
+    """Positions of the ``k`` largest ``values (..., L)`` along the last dimension, equal values
+    in position order (like a stable descending sort, so ties go to the lower position)."""
+    as_int = _BITS_AS.get(values.dtype)
+    if as_int is None:  # float64: a stable sort (slower, exact)
+        return values.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+    # One int64 key per entry, (value, reversed position), unique, so topk's order is exact:
+    # the bit pattern of a float >= 0 increases with its value; negatives all map below zero.
+    bits = values.clamp(min=0).view(as_int).to(torch.int64)
+    position = torch.arange(values.shape[-1], device=values.device)
+    key = (bits << 32) | ((2**32 - 1) - position)
+    key = torch.where(values >= 0, key, (-1 - position).expand_as(key))
+    return key.topk(k, dim=-1).indices
+
+
+def _best_anchors(iou, k):
+    """For every object the ``k`` anchors of highest IoU, ties to the lower anchor index (the
+    order of the book's ``argmax``): ``iou (B, M, N)`` -> anchor indices ``(B, M, k)``.
+
+    Blocks of ``_CHUNK`` anchors are ranked by their best IoU (ties: lower block) and only the
+    ``k`` best blocks are searched: each of the k best anchors lies in one of them, because k
+    blocks ranked ahead of its own block would hold k anchors ranked ahead of it.
+    """
+    batch, slots, n = iou.shape
     device = iou.device
-    # Discarded and padding entries are -1, below any real IoU (>= 0), as in the book.
-    jaccard = iou.masked_fill(~valid[:, None, :], -1.0)
+    whole = (n // _CHUNK) * _CHUNK
+    block_max = [iou[..., :whole].reshape(batch, slots, -1, _CHUNK).amax(dim=-1)]
+    if whole < n:
+        block_max.append(iou[..., whole:].amax(dim=-1, keepdim=True))
+    block_max = torch.cat(block_max, dim=-1)  # (B, M, blocks)
+    top_blocks = _top_k_first(block_max, min(k, block_max.shape[-1]))
+    top_blocks = top_blocks.sort(dim=-1).values  # ascending block order
+    cand = (top_blocks[..., None] * _CHUNK + torch.arange(_CHUNK, device=device)).flatten(2)
+    inside = cand < n  # the last block may be short
+    cand = torch.where(inside, cand, torch.zeros_like(cand))
+    values = iou.gather(2, cand).masked_fill_(~inside, -1.0)
+    return cand.gather(2, _top_k_first(values, k))  # cand ascending: position order = index
+
+
+def _match(iou, valid, iou_threshold):
+    """Book assignment on ``iou (B, M, N)`` (0 for padding slots) with ``valid (B, M)`` ->
+    ``(gt_index (B, N), greedy (B, N))``.
+
+    Step 1: every anchor whose best IoU >= threshold takes that ground truth (first slot on
+    ties, like ``torch.max``). Step 2 (overrides): repeatedly take the globally largest
+    remaining IoU (first in the book's row-major anchor-by-object order on ties), assign that
+    pair and discard its anchor and its object; once per valid object, stopping early if anchors
+    run out (only possible when N < M).
+
+    Step 2 runs exactly on a ``(B, M * k)`` candidate set, ``k = min(M, N)``: when object g is
+    picked, fewer than k anchors have been discarded, and every remaining anchor ahead of the
+    pick in g's own order (IoU, then index) would have been picked first, so the pick is one of
+    g's k best anchors (:func:`_best_anchors`). The largest candidate, first in (anchor, object)
+    order, is then the book's pick.
+    """
+    batch, num_gt, num_anchors = iou.shape
+    device = iou.device
     gt_index = torch.full((batch, num_anchors), -1, dtype=torch.long, device=device)
     greedy = torch.zeros((batch, num_anchors), dtype=torch.bool, device=device)
     if num_gt == 0 or batch == 0:
         return gt_index, greedy
-    best_gt = jaccard.argmax(dim=2)  # argmax documents first-occurrence ties
-    above = jaccard.gather(2, best_gt[..., None])[..., 0] >= iou_threshold
-    gt_index = torch.where(above, best_gt, gt_index)
+    # Step 1. Padding slots have IoU 0 < threshold, so they never pass; a running maximum over
+    # the few slots is much faster than a reduction over a short dimension.
+    best = iou[:, 0].clone()
+    for g in range(1, num_gt):
+        torch.maximum(best, iou[:, g], out=best)
+    img, anc = torch.nonzero(best >= iou_threshold, as_tuple=True)
+    gt_index[img, anc] = iou[img, :, anc].argmax(dim=1)  # argmax: first slot on ties
 
+    # Step 2 on the candidate set, in (anchor, object) order so argmax breaks ties as the book.
+    k = min(num_gt, num_anchors)
+    cand_anchor = _best_anchors(iou, k).reshape(batch, num_gt * k)
+    cand_gt = torch.arange(num_gt, device=device).repeat_interleave(k).expand(batch, -1)
+    order = torch.argsort(cand_anchor * num_gt + cand_gt, dim=1)
+    cand_anchor = cand_anchor.gather(1, order)
+    cand_gt = cand_gt.gather(1, order)
+    cand_iou = torch.gather(iou.reshape(batch, -1), 1, cand_gt * num_anchors + cand_anchor)
+    cand_iou = cand_iou.masked_fill_(~valid.gather(1, cand_gt), -1.0)
     rows = torch.arange(batch, device=device)
-    flat = jaccard.reshape(batch, num_anchors * num_gt)
     for _ in range(int(valid.sum(dim=1).max())):
-        idx = flat.argmax(dim=1)
-        best = flat.gather(1, idx[:, None])[:, 0]
-        active = best >= 0  # this image still has an unassigned object and a free anchor
-        anc = idx // num_gt
-        gt = idx % num_gt
-        gt_index[rows, anc] = torch.where(active, gt, gt_index[rows, anc])
-        greedy[rows, anc] |= active
-        # Discard the anchor's row and the object's column (no-op rows for inactive images).
-        jaccard[rows[active], anc[active], :] = -1.0
-        jaccard[rows[active], :, gt[active]] = -1.0
+        pick = cand_iou.argmax(dim=1, keepdim=True)
+        active = cand_iou.gather(1, pick)[:, 0] >= 0  # an object and a free anchor are left
+        a = cand_anchor.gather(1, pick)[:, 0]
+        g = cand_gt.gather(1, pick)[:, 0]
+        gt_index[rows, a] = torch.where(active, g, gt_index[rows, a])
+        greedy[rows, a] |= active
+        taken = (cand_anchor == a[:, None]) | (cand_gt == g[:, None])
+        cand_iou.masked_fill_(taken & active[:, None], -1.0)
     return gt_index, greedy
+
+
+def _iou_and_match(anchors, labels, iou_threshold):
+    """Checked inputs -> ``(valid (B, M), iou (B, M, N), gt_index (B, N), greedy (B, N))``."""
+    anchors = _check_anchors(anchors)
+    valid = _check_labels(labels)
+    _check_threshold(iou_threshold)
+    # Padding rows become empty boxes at the origin: IoU 0 with every (positive-area) anchor.
+    boxes = labels[..., 1:].to(anchors.dtype) * valid[..., None]
+    iou = _anchor_iou(anchors, boxes)
+    gt_index, greedy = _match(iou, valid, iou_threshold)
+    return anchors, valid, iou, gt_index, greedy
 
 
 def match_anchors(anchors, labels, iou_threshold=0.5):
     """Assign anchors ``(N, 4)|(1, N, 4)`` to ``labels (B, M, 5)`` -> :class:`AnchorMatch`."""
-    anchors = _check_anchors(anchors)
-    valid = _check_labels(labels)
-    _check_threshold(iou_threshold)
-    boxes = labels[..., 1:].to(anchors.dtype)
-    iou = box_iou(anchors, boxes)  # (B, N, M) by broadcasting
-    iou = iou.masked_fill(~valid[:, None, :], 0.0)
-    gt_index, greedy = _match(iou, valid, iou_threshold)
-    return AnchorMatch(gt_index, greedy, iou)
+    _, _, iou, gt_index, greedy = _iou_and_match(anchors, labels, iou_threshold)
+    return AnchorMatch(gt_index, greedy, iou.transpose(1, 2))
 
 
 def assign_anchor_to_bbox(ground_truth, anchors, device=None, iou_threshold=0.5):
@@ -133,7 +221,7 @@ def assign_anchor_to_bbox(ground_truth, anchors, device=None, iou_threshold=0.5)
     anchors = _check_anchors(anchors)
     _check_boxes(ground_truth, "ground_truth", error=AnnotationError)
     _check_threshold(iou_threshold)
-    iou = box_iou(anchors, ground_truth.to(anchors.dtype))[None]
+    iou = _anchor_iou(anchors, ground_truth.to(anchors.dtype)[None])
     valid = torch.ones((1, ground_truth.shape[0]), dtype=torch.bool, device=anchors.device)
     return _match(iou, valid, iou_threshold)[0][0]
 
@@ -143,24 +231,23 @@ def multibox_target(anchors, labels, iou_threshold=0.5):
     ``(bbox_offset (B, N*4), bbox_mask (B, N*4), cls_labels (B, N) long)``.
 
     ``cls_labels`` is 0 for background and ``class + 1`` otherwise; offsets and mask are 0 for
-    background anchors. Padding rows (class < 0) are ignored.
+    background anchors. Padding rows (class < 0) are ignored. Offsets are encoded only for the
+    positive anchors (the book encodes all and multiplies by the mask).
     """
-    anchors = _check_anchors(anchors)
-    match = match_anchors(anchors, labels, iou_threshold)
-    if labels.shape[1] == 0:  # no slots at all: gather below needs one (padding) row
-        labels = labels.new_full((labels.shape[0], 1, 5), -1.0)
-    batch, num_anchors = match.gt_index.shape
-    positive = match.gt_index >= 0
-    safe = match.gt_index.clamp(min=0)
-    assigned = torch.gather(labels.to(anchors.dtype), 1, safe[..., None].expand(-1, -1, 5))
-    cls_labels = torch.where(positive, assigned[..., 0].long() + 1, torch.zeros_like(safe))
-    offsets = offset_boxes(anchors.expand(batch, -1, -1), assigned[..., 1:])
-    # where() rather than the book's multiply, so a degenerate box cannot leak NaN*0 = NaN.
-    mask = positive[..., None].expand(-1, -1, 4)
-    bbox_offset = torch.where(mask, offsets, torch.zeros_like(offsets))
+    anchors, _, _, gt_index, _ = _iou_and_match(anchors, labels, iou_threshold)
+    batch, num_anchors = gt_index.shape
+    dtype = anchors.dtype
+    positive = gt_index >= 0
+    img, anc = torch.nonzero(positive, as_tuple=True)
+    assigned = labels[img, gt_index[img, anc]].to(dtype)  # (P, 5)
+    bbox_offset = torch.zeros((batch, num_anchors, 4), dtype=dtype, device=anchors.device)
+    bbox_offset[img, anc] = offset_boxes(anchors[anc], assigned[:, 1:])
+    cls_labels = torch.zeros((batch, num_anchors), dtype=torch.long, device=anchors.device)
+    cls_labels[img, anc] = assigned[:, 0].long() + 1
+    mask = positive.to(dtype)[..., None].expand(-1, -1, 4)
     return (
         bbox_offset.reshape(batch, num_anchors * 4),
-        mask.reshape(batch, num_anchors * 4).to(anchors.dtype),
+        mask.reshape(batch, num_anchors * 4),
         cls_labels,
     )
 

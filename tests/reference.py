@@ -1,10 +1,11 @@
-"""Plain loop versions of the box algorithms, written straight from the book's description.
+"""Loop oracles: plain per-anchor / per-box loops written from the book's description.
 
-Independent of ``ssd_core`` on purpose: tests compare the vectorized code with these, and
-bench/bench_boxes.py times both. Loops run over images, anchors, ground truths and kept boxes
-like the book's PyTorch edition; the documented deviations (shared with ``ssd_core``) are:
-padding rows (class < 0) are ignored, IoU of two boxes with zero-area union is 0 (not NaN), the
-greedy step stops when no free anchor is left, and NMS sorts with ``stable=True``.
+These are test oracles, not the book's code and not a speed baseline: they loop over anchors and
+boxes one at a time and are some 300 times slower than the book's own vectorized PyTorch code,
+which lives in ``tests/book.py`` (every ratio in ``bench/`` is against that one). Independent of
+``ssd_core`` on purpose. They share ``ssd_core``'s documented deviations from the book: padding
+rows (class < 0) are ignored, IoU of two boxes with zero-area union is 0 (not NaN), the greedy
+step stops when no free anchor is left, and NMS sorts with ``stable=True``.
 """
 
 import math
@@ -42,7 +43,8 @@ def ref_multibox_prior(height, width, sizes, ratios):
 
 
 def ref_assign_anchor_to_bbox(ground_truth, anchors, iou_threshold=0.5):
-    """Book assignment for one image: ``(M, 4)``, ``(N, 4)`` -> ``(assigned (N,), greedy (N,))``.
+    """Loop oracle of the book's assignment for one image: ``(M, 4)``, ``(N, 4)`` ->
+    ``(assigned (N,), greedy (N,))``.
 
     Loops over anchors for the threshold step and over ground truths for the greedy step.
     """
@@ -83,7 +85,8 @@ def ref_offset_boxes(anchor, box, eps=1e-6):
 
 
 def ref_multibox_target(anchors, labels, iou_threshold=0.5):
-    """Book targets with a loop over images and anchors; same shapes as multibox_target."""
+    """Loop oracle of the book's targets (loops over images and anchors); multibox_target's
+    shapes."""
     anchors = anchors.reshape(-1, 4)
     num_anchors = anchors.shape[0]
     offsets, masks, classes = [], [], []
@@ -121,7 +124,7 @@ def ref_hard_negative_mask(loss, cls_labels, neg_ratio=3):
 
 
 def ref_nms(boxes, scores, iou_threshold):
-    """The book's nms loop (argsort stable): ``(K, 4)``, ``(K,)`` -> kept indices ``(k,)``."""
+    """Loop oracle of the book's nms (argsort stable): ``(K, 4)``, ``(K,)`` -> kept indices."""
     order = torch.argsort(scores, dim=-1, descending=True, stable=True)
     keep = []
     while order.numel() > 0:
@@ -161,7 +164,7 @@ def ref_per_class_nms(boxes, conf, class_id, iou_threshold):
 def ref_multibox_detection(
     cls_probs, offset_preds, anchors, nms_threshold=0.5, pos_threshold=0.009, per_class=False
 ):
-    """The book's multibox_detection, one image at a time -> ``(B, N, 6)``."""
+    """Loop oracle of the book's multibox_detection, one image at a time -> ``(B, N, 6)``."""
     anchors = anchors.reshape(-1, 4)
     num_anchors = anchors.shape[0]
     out = []

@@ -1,5 +1,7 @@
-"""ssd_core.boxes: conversions, IoU and offsets against hand-computed values and the reference."""
+"""ssd_core.boxes: conversions, IoU and offsets against hand-computed values, the loop oracles
+and (bit for bit) the book's own functions."""
 
+import pytest
 import torch
 
 from ssd_core.boxes import (
@@ -8,6 +10,13 @@ from ssd_core.boxes import (
     box_iou,
     offset_boxes,
     offset_inverse,
+)
+from tests.book import (
+    book_box_center_to_corner,
+    book_box_corner_to_center,
+    book_box_iou,
+    book_offset_boxes,
+    book_offset_inverse,
 )
 from tests.reference import ref_box_iou, ref_offset_boxes, ref_offset_inverse
 
@@ -57,3 +66,40 @@ def test_offsets_round_trip_and_reference():
     assert torch.allclose(offset_inverse(anchors, offsets), boxes, atol=1e-5)
     assert torch.allclose(offset_inverse(anchors, offsets), ref_offset_inverse(anchors, offsets))
     assert torch.allclose(offset_inverse(anchors, torch.zeros(50, 4)), anchors, atol=1e-6)
+
+
+# ------------------------------------------------ equal to the book's own functions, bit for bit
+
+
+def _positive_boxes(g, n, quantize=False):
+    xy = torch.rand(n, 2, generator=g)
+    wh = 0.01 + torch.rand(n, 2, generator=g) * 0.6
+    if quantize:  # a coarse grid: many equal IoUs
+        xy, wh = (xy * 16).floor() / 16, (wh * 16).ceil() / 16
+    return torch.cat((xy, xy + wh), dim=1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_box_iou_equals_the_books(seed):
+    g = torch.Generator().manual_seed(seed)
+    a, b = _positive_boxes(g, 300, seed % 2 == 1), _positive_boxes(g, 40, seed % 2 == 1)
+    b[:5, 2] = b[:5, 0]  # a few degenerate boxes on one side: the book's IoU is 0, not NaN
+    assert torch.equal(box_iou(a, b), book_box_iou(a, b))
+    assert torch.equal(box_iou(b, a), book_box_iou(b, a))
+    batched = box_iou(a[None, :100].expand(3, -1, -1), b[None].expand(3, -1, -1))
+    assert torch.equal(batched, book_box_iou(a[:100], b).expand(3, -1, -1))
+
+
+def test_offsets_and_conversions_equal_the_books():
+    g = torch.Generator().manual_seed(5)
+    anchors, boxes = _positive_boxes(g, 1000), _positive_boxes(g, 1000)
+    boxes[:10, 2] = boxes[:10, 0]  # zero-width boxes: the book's eps keeps the log finite
+    assert torch.equal(box_corner_to_center(boxes), book_box_corner_to_center(boxes))
+    center = box_corner_to_center(boxes)
+    assert torch.equal(box_center_to_corner(center), book_box_center_to_corner(center))
+    assert torch.equal(offset_boxes(anchors, boxes), book_offset_boxes(anchors, boxes))
+    preds = torch.randn(1000, 4, generator=g)
+    assert torch.equal(offset_inverse(anchors, preds), book_offset_inverse(anchors, preds))
+    # Batched decoding equals the book's per-image decoding.
+    batched = offset_inverse(anchors, preds.reshape(1, 1000, 4).expand(2, -1, -1))
+    assert torch.equal(batched[1], book_offset_inverse(anchors, preds))

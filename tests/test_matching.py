@@ -1,9 +1,10 @@
-"""ssd_core.matching: the book's labeling example, equality with the loop reference, errors."""
+"""ssd_core.matching: the book's labeling example, equality with the book's own functions and
+with the loop oracles, errors."""
 
 import pytest
 import torch
 
-from ssd_core.anchors import multibox_prior
+from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.errors import AnnotationError
 from ssd_core.matching import (
     assign_anchor_to_bbox,
@@ -11,6 +12,7 @@ from ssd_core.matching import (
     match_anchors,
     multibox_target,
 )
+from tests.book import book_assign_anchor_to_bbox, book_multibox_target
 from tests.reference import (
     ref_assign_anchor_to_bbox,
     ref_hard_negative_mask,
@@ -152,3 +154,80 @@ def test_bad_inputs_raise_clear_errors():
     # Padding rows may hold anything as long as their class is negative.
     padded = torch.cat((BOOK_GT, torch.tensor([[-1, 0.9, 0.9, 0.1, 0.1]])))[None]
     assert multibox_target(BOOK_ANCHORS, padded)[2].tolist() == [[0, 1, 2, 0, 2]]
+
+
+# ------------------------------------------------ equal to the book's own functions, bit for bit
+
+
+def test_book_functions_give_the_chapters_labeling_example():
+    offsets, mask, cls = book_multibox_target(BOOK_ANCHORS[None], BOOK_GT[None])
+    assert torch.equal(cls, torch.tensor([[0, 1, 2, 0, 2]]))
+    assert torch.equal(mask, torch.tensor([[0.0] * 4 + [1.0] * 8 + [0.0] * 4 + [1.0] * 4]))
+    expected = torch.tensor(
+        [[0, 0, 0, 0, 1.4, 10.0, 2.594, 7.1754, -1.2, 0.2688, 1.6824, -1.5655]
+         + [0, 0, 0, 0, -0.5714, -1.0, 0.0, 0.6258]]
+    )
+    assert torch.allclose(offsets, expected, atol=1e-4)
+    for got, book in zip(multibox_target(BOOK_ANCHORS[None], BOOK_GT[None]),
+                         (offsets, mask, cls)):
+        assert torch.equal(got, book)
+    assigned = book_assign_anchor_to_bbox(BOOK_GT[:, 1:], BOOK_ANCHORS, "cpu")
+    assert torch.equal(assign_anchor_to_bbox(BOOK_GT[:, 1:], BOOK_ANCHORS, "cpu"), assigned)
+
+
+def _tinyssd_anchors():
+    maps = [32, 16, 8, 4, 1]
+    return torch.cat([multibox_prior(torch.zeros(1, 1, s, s), TINYSSD_SIZES[i], TINYSSD_RATIOS[i])
+                      for i, s in enumerate(maps)], dim=1)
+
+
+def _objects(g, batch, slots, quantize):
+    """``(batch, slots, 5)`` objects, no padding: overlapping, duplicate, tiny and zero-width
+    boxes (the book's IoU is finite for them because every anchor has a positive area)."""
+    xy = torch.rand(batch, slots, 2, generator=g) * 0.8
+    wh = torch.rand(batch, slots, 2, generator=g) * 0.5
+    wh[torch.rand(batch, slots, generator=g) < 0.05] = 0.0
+    boxes = torch.cat((xy, xy + wh), dim=-1)
+    if quantize:  # a coarse grid: exact IoU ties between anchors and between objects
+        boxes = (boxes * 8).floor() / 8
+    if slots > 1:
+        dup = torch.rand(batch, slots, generator=g) < 0.15
+        boxes[dup] = boxes[:, :1].expand(-1, slots, -1)[dup]
+    cls = torch.randint(0, 3, (batch, slots, 1), generator=g).float()
+    return torch.cat((cls, boxes), dim=-1)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_multibox_target_equals_the_books(seed):
+    g = torch.Generator().manual_seed(seed)
+    anchors = _tinyssd_anchors() if seed < 3 else torch.cat(
+        (multibox_prior(torch.zeros(1, 1, 6, 6), [0.2, 0.3], [1, 2, 0.5]),
+         multibox_prior(torch.zeros(1, 1, 2, 2), [0.6], [1, 2])), dim=1)
+    slots = [1, 2, 5, 8, 13][seed % 5]
+    labels = _objects(g, 8 if seed < 3 else 4, slots, quantize=seed % 2 == 1)
+    book = book_multibox_target(anchors, labels)
+    for got, want in zip(multibox_target(anchors, labels), book):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    for threshold in (0.5, 0.3, 0.7):
+        for b in range(labels.shape[0]):
+            want = book_assign_anchor_to_bbox(labels[b, :, 1:], anchors[0], "cpu", threshold)
+            got = assign_anchor_to_bbox(labels[b, :, 1:], anchors[0], "cpu", threshold)
+            assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_padded_multibox_target_equals_the_book_on_each_images_objects(seed):
+    """The book takes no padding rows: each image's real objects, one image at a time."""
+    g = torch.Generator().manual_seed(100 + seed)
+    anchors = _tinyssd_anchors()
+    labels = _objects(g, 6, 8, quantize=seed % 2 == 1)
+    counts = torch.randint(1, 9, (6,), generator=g)
+    counts[0] = 8
+    for b, m in enumerate(counts.tolist()):
+        labels[b, m:] = -1.0
+    labels[1] = labels[1, torch.randperm(8, generator=g)]  # padding rows anywhere
+    got = multibox_target(anchors, labels)
+    for b in range(6):
+        real = labels[b : b + 1, labels[b, :, 0] >= 0]
+        for mine, book in zip(got, book_multibox_target(anchors, real)):
+            assert torch.equal(mine[b : b + 1], book)
