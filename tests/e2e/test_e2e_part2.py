@@ -13,7 +13,6 @@ import pytest
 from ssd_core.data import SyntheticDetection
 from ssd_core.model import feature_map_sizes
 
-from .conftest import ARTIFACTS
 from .test_pages import shot, wait_idle
 
 pytestmark = pytest.mark.e2e
@@ -107,4 +106,13 @@ def test_evaluation(page, app_url):
     no_exception(page)
     assert re.fullmatch(r"\d\.\d{3}", metric_value(page, "AP50"))
     shot(page, "evaluation")
-    assert (ARTIFACTS / "evaluation.png").exists()
+    # What the screenshot shows: drawn PR curves (with several classes a legend entry with its
+    # AP each; Plotly shows no legend for one) and the sweep with its best-F1 mark.
+    pr = page.locator(".js-plotly-plot").filter(has_text="Precision-recall (IoU 0.5)").first
+    legend = pr.locator(".legendtext").all_text_contents()
+    assert all(re.search(r"\(AP50 \d\.\d{3}\)$", t) for t in legend), legend
+    assert pr.locator("path.js-line").count() >= max(1, len(legend))
+    sweep = page.locator(".js-plotly-plot").filter(has_text="Confidence-threshold sweep").first
+    assert {"precision", "recall", "F1", "best F1"} <= set(
+        sweep.locator(".legendtext").all_text_contents())
+    assert re.search(r"best F1 \d\.\d{3} at \d\.\d{2}", sweep.text_content())
