@@ -33,8 +33,10 @@ _WHITE = (255, 255, 255)
 
 
 def _refuse(what: str) -> InvalidImageError:
+    """The refusal: ``what`` was wrong (its ``reason``), then what is accepted."""
     return InvalidImageError(f"{what} Accepted: an image file in one of {ACCEPTED_TEXT}, "
-                             "a PIL image, or a numpy array (H, W), (H, W, 3) or (H, W, 4).")
+                             "a PIL image, or a numpy array (H, W), (H, W, 3) or (H, W, 4).",
+                             reason=what)
 
 
 def _read_bytes(source, max_bytes: int) -> tuple[bytes, str]:

@@ -52,9 +52,14 @@ def _safe_name(info: zipfile.ZipInfo, label: str) -> PurePosixPath | None:
 
 
 def extract_zip(source, dest: str | os.PathLike, max_files: int = MAX_FILES,
-                max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: float = MAX_RATIO) -> Path:
-    """Extract a zip (path, bytes or binary file object) safely into ``dest``; returns ``dest``."""
-    label = Path(source).name if isinstance(source, (str, os.PathLike)) else "the uploaded zip"
+                max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: float = MAX_RATIO,
+                name: str | None = None) -> Path:
+    """Extract a zip (path, bytes or binary file object) safely into ``dest``; returns ``dest``.
+
+    ``name``: what messages call the zip (default: its file name, or "the uploaded zip").
+    """
+    label = name or (Path(source).name if isinstance(source, (str, os.PathLike))
+                     else "the uploaded zip")
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
     elif hasattr(source, "getvalue"):
@@ -123,14 +128,15 @@ def _remove_tree(path: str, owner_pid: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def temp_extract(source, owner=None, **limits) -> Path:
+def temp_extract(source, owner=None, name: str | None = None, **limits) -> Path:
     """Extract into a fresh temporary folder; returns the dataset root inside it.
 
     The folder is deleted when ``owner`` (e.g. the dataset) is garbage collected, or at exit.
+    ``name``: what messages call the zip (see :func:`extract_zip`).
     """
     tmp = tempfile.mkdtemp(prefix="ssd_dataset_")
     try:
-        extract_zip(source, tmp, **limits)
+        extract_zip(source, tmp, name=name, **limits)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

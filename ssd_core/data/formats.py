@@ -537,7 +537,8 @@ class AnnotatedDetection(DetectionDataset):
         try:
             img = load_image(self.root / rec.file)
         except InvalidImageError as e:
-            raise AnnotationError(f"{rec.file}: {e}") from None
+            raise AnnotationError(f"{rec.file}: {e}", path=self.root / rec.file,
+                                  reason=f"{rec.file}: {e.reason}") from None
         boxes = rec.boxes.clone()
         if img.size != rec.size:  # cannot happen unless the file changed after loading
             sx, sy = img.width / rec.size[0], img.height / rec.size[1]
@@ -546,10 +547,11 @@ class AnnotatedDetection(DetectionDataset):
 
 
 def load_dataset(path_or_zip, fmt: str | None = None, image_size: int = 256,
-                 augment=None) -> AnnotatedDetection:
+                 augment=None, name: str | None = None) -> AnnotatedDetection:
     """A folder, a ``.zip`` (path, bytes or file object) -> AnnotatedDetection.
 
-    fmt: "coco" | "voc" | "yolo" | "csv" or None to detect it. Raises AnnotationError.
+    fmt: "coco" | "voc" | "yolo" | "csv" or None to detect it. name: what messages call a zip
+    (default its file name; e.g. the name a user uploaded it under). Raises AnnotationError.
     """
     ds = AnnotatedDetection(Path("."), [], [], "", image_size, augment)
     if isinstance(path_or_zip, (str, os.PathLike)) and Path(path_or_zip).is_dir():
@@ -557,7 +559,7 @@ def load_dataset(path_or_zip, fmt: str | None = None, image_size: int = 256,
     elif isinstance(path_or_zip, (str, os.PathLike)) and not Path(path_or_zip).exists():
         raise AnnotationError(f"Dataset not found: {str(path_or_zip)!r}. Give a folder or a .zip.")
     else:  # a zip: extracted to a temp folder that lives as long as the dataset
-        root = temp_extract(path_or_zip, owner=ds)
+        root = temp_extract(path_or_zip, owner=ds, name=name)
     if fmt is None:
         fmt = detect_format(root)
     fmt = fmt.lower()
