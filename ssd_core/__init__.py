@@ -78,7 +78,7 @@ _EXPORTS = {
     "Augment": "data",
     # background jobs
     "JobManager": "jobs",
-    "DataSpec": "jobs",
+    "DataSpec": "runs",
     # device
     "default_device": "device",
 }

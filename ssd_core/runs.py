@@ -1,0 +1,210 @@
+"""A runs folder on disk: what a run was trained on (DataSpec), its metrics timeline and a
+snapshot of its state. Written by ssd_core.engine (metrics, checkpoints, status) and
+ssd_core.jobs (data.json, preview.json); read by the app and by JobManager after a restart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ssd_core.data import SyntheticDetection, load_dataset
+from ssd_core.errors import ConfigError
+
+ACTIVE_STATES = ("queued", "running")
+PREVIEW_FILE = "preview.json"
+CREATED_KEY = "created_ns"  # in data.json: when submit made the run (ns since the epoch)
+
+
+@dataclass
+class DataSpec:
+    """Where a job's images come from: generated (``kind="synthetic"``) or a dataset folder/zip.
+
+    A dataset on disk is split: the last ``val_fraction`` of its images (at least one, when it
+    has two or more) validate, the rest train. Synthetic validation uses its own seed.
+    """
+
+    kind: str = "synthetic"
+    n: int = 512
+    seed: int = 0
+    preset: str = "default"
+    path: str | None = None
+    fmt: str | None = None
+    val_n: int = 64
+    val_seed: int = 10_000
+    val_fraction: float = 0.1
+    augment: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        """A run's data.json -> DataSpec (the run's creation stamp stored beside it dropped)."""
+        return cls(**{k: v for k, v in d.items() if k != CREATED_KEY})
+
+    def validate(self) -> DataSpec:
+        if self.kind not in ("synthetic", "path"):
+            raise ConfigError(f"data kind must be 'synthetic' or 'path', got {self.kind!r}.")
+        if self.kind == "synthetic" and int(self.n) < 1:
+            raise ConfigError(f"The synthetic dataset needs at least 1 image, got n={self.n}.")
+        if self.kind == "path" and not self.path:
+            raise ConfigError("A dataset path is needed for data kind 'path'.")
+        if not 0 <= float(self.val_fraction) < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        return self
+
+    def build(self, image_size: int):
+        """-> (train dataset, validation dataset or None), both at ``image_size``."""
+
+        self.validate()
+        if self.kind == "synthetic":
+            train = SyntheticDetection(int(self.n), seed=int(self.seed), image_size=image_size,
+                                       preset=self.preset)
+            val = None
+            if self.val_n > 0:
+                val = SyntheticDetection(int(self.val_n), seed=int(self.val_seed),
+                                         image_size=image_size, preset=self.preset)
+        else:
+            full = load_dataset(self.path, fmt=self.fmt, image_size=image_size)
+            if len(full) == 0:
+                raise ConfigError(f"The dataset {Path(self.path).name!r} holds no images.")
+            n_val = int(len(full) * self.val_fraction)
+            if len(full) >= 2 and self.val_fraction > 0:
+                n_val = max(1, n_val)
+            train, val = Split(full, 0, len(full) - n_val), None
+            if n_val:
+                val = Split(full, len(full) - n_val, len(full))
+        if self.augment:
+            train.set_augment(True)
+        return train, val
+
+
+class Split(torch.utils.data.Dataset):
+    """Images ``start <= i < stop`` of a detection dataset, with the same interface."""
+
+    def __init__(self, base, start: int, stop: int):
+        self.base, self.start, self.stop = base, start, stop
+        self.class_names = base.class_names
+        self.image_size = base.image_size
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _at(self, i: int) -> int:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for a split of {len(self)} images")
+        return self.start + i
+
+    def sample(self, i: int):
+        return self.base.sample(self._at(i))
+
+    def __getitem__(self, i: int):
+        return self.base[self._at(i)]
+
+    def set_augment(self, augment) -> None:
+        self.base.set_augment(augment)
+
+
+@dataclass
+class JobSnapshot:
+    """A copy of one run's state, safe to read from any thread."""
+
+    run_id: str
+    path: Path
+    state: str  # queued | running | stopping | finished | stopped | failed | interrupted
+    message: str
+    queue_position: int | None
+    records: list
+    config: dict
+    preview: dict | None
+    created: float
+
+    @property
+    def last_step(self) -> dict | None:
+        return next((r for r in reversed(self.records) if r.get("kind") == "step"), None)
+
+    @property
+    def epochs(self) -> list[dict]:
+        return [r for r in self.records if r.get("kind") == "epoch"]
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the planned steps done, in [0, 1]."""
+        last = self.records[-1] if self.records else None
+        if not last or not last.get("total_steps"):
+            return 1.0 if self.state == "finished" else 0.0
+        return min(1.0, last["step"] / last["total_steps"])
+
+    @property
+    def checkpoint(self) -> Path | None:
+        for name in ("best.pt", "checkpoint.pt"):
+            if (self.path / name).exists():
+                return self.path / name
+        return None
+
+    @property
+    def resumable(self) -> bool:
+        return self.state in ("stopped", "interrupted", "failed") and (
+            self.path / "checkpoint.pt").exists()
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def created_time(path: Path) -> float:
+    """When the run was made, in seconds: the stamp submit wrote into data.json. (The folder's
+    ctime moves with every file written into it, config.json is written again when training
+    starts, and file times are coarse: two runs queued in the same millisecond can share one.)
+    A run folder without the stamp (made by the CLI or an older version) falls back to its
+    data.json's, then its config.json's time."""
+    stamp = (read_json(path / "data.json", {}) or {}).get(CREATED_KEY)
+    if isinstance(stamp, int):
+        return stamp / 1e9
+    for name in ("data.json", "config.json"):
+        try:
+            return (path / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """``metrics.jsonl`` -> list of records; a torn last line (crash mid-write) is skipped.
+
+    A run that crashed and resumed from its last checkpoint logs some steps twice: the ones
+    after the checkpoint that died with the process, then the same steps again. Only the
+    timeline that led to the model is kept: a record drops the earlier ones it rewinds over
+    (a larger step, or the same step and kind)."""
+    records: list[dict] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        append_record(records, rec)
+    return records
+
+
+def append_record(records: list[dict], rec: dict) -> None:
+    """Append ``rec`` to a run's timeline, first dropping the records it rewinds over (see
+    read_metrics): the live list of a resumed job and the file on disk stay the same."""
+    step = rec.get("step")
+    if isinstance(step, (int, float)):
+        while records and _rewound(records[-1], step, rec.get("kind")):
+            records.pop()
+    records.append(rec)
+
+
+def _rewound(old: dict, step, kind) -> bool:
+    s = old.get("step")
+    return isinstance(s, (int, float)) and (s > step or (s == step and old.get("kind") == kind))
