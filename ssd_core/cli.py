@@ -6,7 +6,7 @@ line ``error: ...`` to stderr and exit with status 2; no traceback.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ssd_core import data
 from ssd_core.checkpoint import load_checkpoint
+from ssd_core.cli_args import build_parser
 from ssd_core.config import FIELDS, TrainConfig
 from ssd_core.detection import Detector
 from ssd_core.device import resolve_device
@@ -25,163 +26,6 @@ from ssd_core.errors import SSDError
 from ssd_core.evaluate import evaluate_model
 from ssd_core.images import load_image
 from ssd_core.resources import shipped_checkpoint
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows "(default: X)" except where the default is None (config overrides say theirs)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _parse_list(kind):
-    def parse(text: str):
-        try:
-            return [kind(t.strip()) for t in text.split(",") if t.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated values, got {text!r}") from None
-    parse.__name__ = f"list of {kind.__name__}"
-    return parse
-
-
-def _parse_scales(text: str):
-    """'0.1,0.17;0.29,0.37;...' -> one list of numbers per scale."""
-    try:
-        scales = [[float(t) for t in part.split(",") if t.strip()] for part in text.split(";")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers, commas within a scale and ';' between scales, got {text!r}"
-        ) from None
-    return scales
-
-
-_parse_scales.__name__ = "per-scale lists"
-
-
-# How a setting of each kind is read from the command line (default: a float).
-_PARSERS = {"int": int, "base_channels": _parse_list(int), "class_names": _parse_list(str),
-            "anchor_sizes": _parse_scales, "anchor_ratios": _parse_scales, "num_classes": int,
-            "device": str}
-
-
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One --option per setting (ssd_core.config.FIELDS: its help, choices and default); unset
-    options (None) keep the base config's value."""
-    g = p.add_argument_group("training settings (TrainConfig and LossConfig fields)")
-    for spec in FIELDS.values():
-        flag = "--" + spec.name.replace("_", "-")
-        default = spec.default
-        text = spec.help
-        if default is not None:
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            text += f" [default: {shown}]"
-        if spec.kind == "bool":
-            g.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
-                           default=None, help=text)
-        elif spec.choices is not None:
-            g.add_argument(flag, dest=spec.name, choices=spec.choices, default=None, help=text)
-        else:
-            kind = _PARSERS.get(spec.name, _PARSERS.get(spec.kind, float))
-            g.add_argument(flag, dest=spec.name, type=kind, default=None, help=text)
-
-
-def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
-    g = p.add_argument_group("data")
-    src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", metavar="PATH",
-                     help="dataset folder or .zip (COCO, VOC, YOLO or CSV, detected automatically)")
-    src.add_argument("--synthetic", type=int, metavar="N",
-                     help="use N generated synthetic images instead of a dataset")
-    g.add_argument("--format", dest="fmt", choices=["coco", "voc", "yolo", "csv"],
-                   help="dataset format of --data (default: detect)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic images")
-    g.add_argument("--preset", default="default", choices=["default", "book"],
-                   help="synthetic preset ('book': one class, like the chapter's Pikachu set)")
-    if val:
-        g.add_argument("--val-data", metavar="PATH", help="validation dataset folder or .zip")
-        g.add_argument("--val-synthetic", type=int, metavar="N", default=0,
-                       help="validate on N synthetic images (another seed than training)")
-        g.add_argument("--augment", action="store_true",
-                       help="box-aware augmentation (flip, zoom out, crop, colour) in training")
-
-
-CHECKPOINT_HELP = "checkpoint file (.pt) saved by SSD Explorer, or 'shipped' for the pretrained " \
-                  "model in assets/"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m ssd_core",
-        description="SSD Explorer command line: train TinySSD, evaluate and run checkpoints, "
-                    "generate synthetic datasets.",
-        formatter_class=_Formatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    t = sub.add_parser(
-        "train", help="train TinySSD (runs unchanged under torchrun for several processes)",
-        formatter_class=_Formatter,
-        description="Train TinySSD with the book's loop. Writes OUT/config.json, "
-                    "OUT/metrics.jsonl, OUT/checkpoint.pt (latest, resumable), OUT/best.pt "
-                    "(best validation AP50) and OUT/status.json. Ctrl-C stops after the current "
-                    "step and saves a checkpoint; --resume continues from it.")
-    _add_data_options(t, val=True)
-    t.add_argument("--out", metavar="DIR", help="run folder (default: runs/<date-time>)")
-    t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
-                   help="continue a run: from CHECKPOINT, or OUT/checkpoint.pt when no path "
-                        "is given; its settings are kept unless overridden here")
-    t.add_argument("--init", metavar="CHECKPOINT",
-                   help="start a new run from CHECKPOINT's weights (fresh optimizer and "
-                        "schedule), e.g. assets/tinyssd_synthetic.pt to fine-tune the shipped "
-                        "model; its settings are the starting point unless overridden here")
-    t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
-    t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
-    _add_config_options(t)
-
-    e = sub.add_parser("eval", help="AP table of a checkpoint on a dataset",
-                       formatter_class=_Formatter,
-                       description="Evaluate a checkpoint: AP at IoU 0.5 and COCO mAP "
-                                   "(0.50:0.95), per class and overall.")
-    e.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    _add_data_options(e, val=False)
-    e.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    e.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
-    e.add_argument("--pos-threshold", type=float, default=0.009,
-                   help="minimum class probability for a detection")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-
-    d = sub.add_parser("detect", help="detect objects in images with a checkpoint",
-                       formatter_class=_Formatter,
-                       description="Run a checkpoint on images. Prints JSON (one entry per "
-                                   "image, boxes in pixels of the original image) unless "
-                                   "--json is given.")
-    d.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    d.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s)")
-    d.add_argument("--conf", type=float, default=0.5, help="minimum score of a kept box")
-    d.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
-    d.add_argument("--per-class", action="store_true", help="NMS within each class only")
-    d.add_argument("--json", metavar="FILE", help="write the JSON here instead of stdout")
-    d.add_argument("--draw", metavar="OUT.png",
-                   help="save the image with its boxes drawn (several images: OUT-<name>.png)")
-    d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-
-    s = sub.add_parser("synth", help="write a synthetic dataset in a standard format",
-                       formatter_class=_Formatter,
-                       description="Generate synthetic detection images and write them as a "
-                                   "COCO, VOC, YOLO or CSV dataset.")
-    s.add_argument("--format", dest="fmt", required=True, choices=["coco", "voc", "yolo", "csv"],
-                   help="annotation format")
-    s.add_argument("--n", type=int, default=500, help="number of images")
-    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    s.add_argument("--seed", type=int, default=0, help="random seed")
-    s.add_argument("--preset", default="default", choices=["default", "book"],
-                   help="synthetic preset")
-    s.add_argument("--image-size", type=int, default=256, help="image side in pixels")
-    return parser
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -254,12 +98,14 @@ class _Progress:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_train(args) -> int:
+def _train_setup(args):
+    """-> (config, run folder, resume checkpoint path or None, init Checkpoint or None): the
+    base settings (an --init or --resume checkpoint's, a --config file's, or the defaults)
+    with the command line's options over them."""
     overrides = {name: getattr(args, name) for name in FIELDS
                  if getattr(args, name, None) is not None}
     if "base_channels" in overrides:
         overrides["base_channels"] = tuple(overrides["base_channels"])
-
     resume = init = None
     out = Path(args.out) if args.out else None
     if args.resume is not None and args.init:
@@ -275,8 +121,7 @@ def cmd_train(args) -> int:
             resume = out / "checkpoint.pt"
         else:
             raise UsageError("--resume without a path needs --out (the run folder to resume).")
-        if out is None:
-            out = resume.parent
+        out = out or resume.parent
         base = load_checkpoint(resume).config.flat()
     elif args.config:
         if not Path(args.config).exists():
@@ -285,9 +130,11 @@ def cmd_train(args) -> int:
     else:
         base = TrainConfig().flat()
     config = TrainConfig.from_dict({**base, **overrides})
-    if out is None:
-        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    return config, out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"), resume, init
 
+
+def _train_data(args, config: TrainConfig):
+    """-> (training set, validation set or None) as the data options say."""
     train_data = _dataset(args, config.input_size)
     if getattr(args, "augment", False) and hasattr(train_data, "set_augment"):
         train_data.set_augment(True)
@@ -297,18 +144,43 @@ def cmd_train(args) -> int:
     elif args.val_synthetic:
         val_data = _dataset(args, config.input_size, synthetic=args.val_synthetic,
                             seed=args.data_seed + 1_000_003)
+    return train_data, val_data
 
+
+def cmd_train(args) -> int:
+    config, out, resume, init = _train_setup(args)
+    train_data, val_data = _train_data(args, config)
     trainer = Trainer(config, train_data, val_data, run_dir=out, resume=resume, init=init)
     progress = _Progress(args.quiet or not trainer.is_main)
     if trainer.is_main:
         progress.line(f"training TinySSD on {len(train_data)} images ({len(trainer.class_names)} "
                       f"classes) -> {out}" + (f", resuming {resume}" if resume else "")
                       + (f", starting from the weights of {args.init}" if init else ""))
+    with _stop_on_signals(trainer):
+        for r in trainer.fit():
+            if not trainer.is_main:
+                continue
+            if r["kind"] == "epoch":
+                progress.line(_epoch_line(r))
+            else:
+                progress.step(r)
+    if trainer.is_main:
+        progress.line(f"{trainer.state}: {trainer.message}; checkpoint {out / 'checkpoint.pt'}")
+    if trainer.world_size > 1:  # every process reports, so a launcher can see all of them ran
+        images = sum(r["images"] for r in trainer.history if r["kind"] == "step")
+        print(f"[rank {trainer.rank}/{trainer.world_size}] {trainer.state}: {trainer.step} steps,"
+              f" {images} images (all ranks) on {trainer.device}", file=sys.stderr, flush=True)
+    return 0
 
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer):
+    """Ctrl-C / SIGTERM ask the trainer to stop after the current step (a second Ctrl-C
+    aborts at once)."""
     interrupted = []
 
     def on_signal(signum, frame):
-        if interrupted:  # second Ctrl-C: give up at once
+        if interrupted:
             raise KeyboardInterrupt
         interrupted.append(signum)
         trainer.stop()
@@ -318,23 +190,10 @@ def cmd_train(args) -> int:
     old = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        for r in trainer.fit():
-            if not trainer.is_main:
-                continue
-            if r["kind"] == "epoch":
-                progress.line(_epoch_line(r))
-            else:
-                progress.step(r)
+        yield
     finally:
         signal.signal(signal.SIGINT, old)
         signal.signal(signal.SIGTERM, old_term)
-    if trainer.is_main:
-        progress.line(f"{trainer.state}: {trainer.message}; checkpoint {out / 'checkpoint.pt'}")
-    if trainer.world_size > 1:  # every process reports, so a launcher can see all of them ran
-        images = sum(r["images"] for r in trainer.history if r["kind"] == "step")
-        print(f"[rank {trainer.rank}/{trainer.world_size}] {trainer.state}: {trainer.step} steps,"
-              f" {images} images (all ranks) on {trainer.device}", file=sys.stderr, flush=True)
-    return 0
 
 
 def _checkpoint_path(name: str) -> str:

@@ -1,0 +1,174 @@
+"""The argument parser of ``python -m ssd_core``: one subcommand per job and one --option per
+training setting, with help, choices and defaults read from ssd_core.config.FIELDS."""
+
+from __future__ import annotations
+
+import argparse
+
+from ssd_core.config import FIELDS
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows "(default: X)" except where the default is None (config overrides say theirs)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parse_list(kind):
+    def parse(text: str):
+        try:
+            return [kind(t.strip()) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated values, got {text!r}") from None
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+def _parse_scales(text: str):
+    """'0.1,0.17;0.29,0.37;...' -> one list of numbers per scale."""
+    try:
+        scales = [[float(t) for t in part.split(",") if t.strip()] for part in text.split(";")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers, commas within a scale and ';' between scales, got {text!r}"
+        ) from None
+    return scales
+
+
+_parse_scales.__name__ = "per-scale lists"
+
+
+# How a setting of each kind is read from the command line (default: a float).
+_PARSERS = {"int": int, "base_channels": _parse_list(int), "class_names": _parse_list(str),
+            "anchor_sizes": _parse_scales, "anchor_ratios": _parse_scales, "num_classes": int,
+            "device": str}
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One --option per setting (ssd_core.config.FIELDS: its help, choices and default); unset
+    options (None) keep the base config's value."""
+    g = p.add_argument_group("training settings (TrainConfig and LossConfig fields)")
+    for spec in FIELDS.values():
+        flag = "--" + spec.name.replace("_", "-")
+        default = spec.default
+        text = spec.help
+        if default is not None:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            text += f" [default: {shown}]"
+        if spec.kind == "bool":
+            g.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=text)
+        elif spec.choices is not None:
+            g.add_argument(flag, dest=spec.name, choices=spec.choices, default=None, help=text)
+        else:
+            kind = _PARSERS.get(spec.name, _PARSERS.get(spec.kind, float))
+            g.add_argument(flag, dest=spec.name, type=kind, default=None, help=text)
+
+
+def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
+    g = p.add_argument_group("data")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="PATH",
+                     help="dataset folder or .zip (COCO, VOC, YOLO or CSV, detected automatically)")
+    src.add_argument("--synthetic", type=int, metavar="N",
+                     help="use N generated synthetic images instead of a dataset")
+    g.add_argument("--format", dest="fmt", choices=["coco", "voc", "yolo", "csv"],
+                   help="dataset format of --data (default: detect)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic images")
+    g.add_argument("--preset", default="default", choices=["default", "book"],
+                   help="synthetic preset ('book': one class, like the chapter's Pikachu set)")
+    if val:
+        g.add_argument("--val-data", metavar="PATH", help="validation dataset folder or .zip")
+        g.add_argument("--val-synthetic", type=int, metavar="N", default=0,
+                       help="validate on N synthetic images (another seed than training)")
+        g.add_argument("--augment", action="store_true",
+                       help="box-aware augmentation (flip, zoom out, crop, colour) in training")
+
+
+CHECKPOINT_HELP = "checkpoint file (.pt) saved by SSD Explorer, or 'shipped' for the pretrained " \
+                  "model in assets/"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssd_core",
+        description="SSD Explorer command line: train TinySSD, evaluate and run checkpoints, "
+                    "generate synthetic datasets.",
+        formatter_class=_Formatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_eval, _add_detect, _add_synth):
+        add(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
+    t = sub.add_parser(
+        "train", help="train TinySSD (runs unchanged under torchrun for several processes)",
+        formatter_class=_Formatter,
+        description="Train TinySSD with the book's loop. Writes OUT/config.json, "
+                    "OUT/metrics.jsonl, OUT/checkpoint.pt (latest, resumable), OUT/best.pt "
+                    "(best validation AP50) and OUT/status.json. Ctrl-C stops after the current "
+                    "step and saves a checkpoint; --resume continues from it.")
+    _add_data_options(t, val=True)
+    t.add_argument("--out", metavar="DIR", help="run folder (default: runs/<date-time>)")
+    t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
+                   help="continue a run: from CHECKPOINT, or OUT/checkpoint.pt when no path "
+                        "is given; its settings are kept unless overridden here")
+    t.add_argument("--init", metavar="CHECKPOINT",
+                   help="start a new run from CHECKPOINT's weights (fresh optimizer and "
+                        "schedule), e.g. assets/tinyssd_synthetic.pt to fine-tune the shipped "
+                        "model; its settings are the starting point unless overridden here")
+    t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
+    t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
+    _add_config_options(t)
+
+
+def _add_eval(sub) -> None:
+    e = sub.add_parser("eval", help="AP table of a checkpoint on a dataset",
+                       formatter_class=_Formatter,
+                       description="Evaluate a checkpoint: AP at IoU 0.5 and COCO mAP "
+                                   "(0.50:0.95), per class and overall.")
+    e.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    _add_data_options(e, val=False)
+    e.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    e.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
+    e.add_argument("--pos-threshold", type=float, default=0.009,
+                   help="minimum class probability for a detection")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def _add_detect(sub) -> None:
+    d = sub.add_parser("detect", help="detect objects in images with a checkpoint",
+                       formatter_class=_Formatter,
+                       description="Run a checkpoint on images. Prints JSON (one entry per "
+                                   "image, boxes in pixels of the original image) unless "
+                                   "--json is given.")
+    d.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    d.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s)")
+    d.add_argument("--conf", type=float, default=0.5, help="minimum score of a kept box")
+    d.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold")
+    d.add_argument("--per-class", action="store_true", help="NMS within each class only")
+    d.add_argument("--json", metavar="FILE", help="write the JSON here instead of stdout")
+    d.add_argument("--draw", metavar="OUT.png",
+                   help="save the image with its boxes drawn (several images: OUT-<name>.png)")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def _add_synth(sub) -> None:
+    s = sub.add_parser("synth", help="write a synthetic dataset in a standard format",
+                       formatter_class=_Formatter,
+                       description="Generate synthetic detection images and write them as a "
+                                   "COCO, VOC, YOLO or CSV dataset.")
+    s.add_argument("--format", dest="fmt", required=True, choices=["coco", "voc", "yolo", "csv"],
+                   help="annotation format")
+    s.add_argument("--n", type=int, default=500, help="number of images")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--preset", default="default", choices=["default", "book"],
+                   help="synthetic preset")
+    s.add_argument("--image-size", type=int, default=256, help="image side in pixels")
