@@ -148,8 +148,33 @@ def evaluate_detections(
         COCO_IOU_THRESHOLDS if iou_thresholds is None else iou_thresholds, dtype=np.float64
     )
     i50 = int(np.argmin(np.abs(thresholds - 0.5)))
+    scores_by_class, tp_by_class, num_gt = _collect_matches(
+        detections, ground_truths, num_classes, thresholds)
+    per_class, pr_curves = {}, {}
+    ap_table = []  # (T,) per class with ground truths
+    for c, name in enumerate(names):
+        if num_gt[c] == 0:
+            per_class[name] = {"ap50": float("nan"), "map": float("nan"), "num_gt": 0}
+            continue
+        ap, curve = _class_ap(scores_by_class[c], tp_by_class[c], int(num_gt[c]),
+                              len(thresholds), i50)
+        ap_table.append(ap)
+        per_class[name] = {
+            "ap50": float(ap[i50]), "map": float(ap.mean()), "num_gt": int(num_gt[c])
+        }
+        pr_curves[name] = curve
+    if ap_table:
+        ap_per_iou = np.stack(ap_table).mean(axis=0)
+        ap50, mean_ap = float(ap_per_iou[i50]), float(ap_per_iou.mean())
+    else:
+        ap_per_iou = np.full(len(thresholds), np.nan)
+        ap50 = mean_ap = float("nan")
+    return EvalResult(ap50, mean_ap, per_class, pr_curves, thresholds, ap_per_iou)
 
-    # Per class: lists of scores (D_i,) and TP flags (T, D_i) from every image.
+
+def _collect_matches(detections, ground_truths, num_classes: int, thresholds):
+    """Match every image -> per class: lists of scores (D_i,) and TP flags (T, D_i), and the
+    number of ground truths per class (C,)."""
     scores_by_class = [[] for _ in range(num_classes)]
     tp_by_class = [[] for _ in range(num_classes)]
     num_gt = np.zeros(num_classes, dtype=np.int64)
@@ -168,38 +193,24 @@ def evaluate_detections(
                                                     thresholds):
             tp_by_class[c].append(tp)
             scores_by_class[c].append(d_scores_np[det_idx])
+    return scores_by_class, tp_by_class, num_gt
 
-    per_class, pr_curves = {}, {}
-    ap_table = []  # (T,) per class with ground truths
-    for c, name in enumerate(names):
-        if num_gt[c] == 0:
-            per_class[name] = {"ap50": float("nan"), "map": float("nan"), "num_gt": 0}
-            continue
-        if scores_by_class[c]:
-            scores = np.concatenate(scores_by_class[c])
-            tp = np.concatenate(tp_by_class[c], axis=1)
-            order = np.argsort(-scores, kind="stable")
-            scores, tp = scores[order], tp[:, order]
-        else:
-            scores, tp = np.zeros(0), np.zeros((len(thresholds), 0), dtype=bool)
-        tp_cum = np.cumsum(tp, axis=1)
-        fp_cum = np.cumsum(~tp, axis=1)
-        recall = tp_cum / num_gt[c]
-        precision = tp_cum / np.maximum(tp_cum + fp_cum, 1)
-        ap = _all_point_ap(recall, precision) if scores.size else np.zeros(len(thresholds))
-        ap_table.append(ap)
-        per_class[name] = {
-            "ap50": float(ap[i50]), "map": float(ap.mean()), "num_gt": int(num_gt[c])
-        }
-        pr_curves[name] = (recall[i50], precision[i50], scores)
 
-    if ap_table:
-        ap_per_iou = np.stack(ap_table).mean(axis=0)
-        ap50, mean_ap = float(ap_per_iou[i50]), float(ap_per_iou.mean())
+def _class_ap(scores_list, tp_list, num_gt: int, num_thresholds: int, i50: int):
+    """One class's AP at every threshold (T,) and its (recall, precision, scores) at IoU 0.5."""
+    if scores_list:
+        scores = np.concatenate(scores_list)
+        tp = np.concatenate(tp_list, axis=1)
+        order = np.argsort(-scores, kind="stable")
+        scores, tp = scores[order], tp[:, order]
     else:
-        ap_per_iou = np.full(len(thresholds), np.nan)
-        ap50 = mean_ap = float("nan")
-    return EvalResult(ap50, mean_ap, per_class, pr_curves, thresholds, ap_per_iou)
+        scores, tp = np.zeros(0), np.zeros((num_thresholds, 0), dtype=bool)
+    tp_cum = np.cumsum(tp, axis=1)
+    fp_cum = np.cumsum(~tp, axis=1)
+    recall = tp_cum / num_gt
+    precision = tp_cum / np.maximum(tp_cum + fp_cum, 1)
+    ap = _all_point_ap(recall, precision) if scores.size else np.zeros(num_thresholds)
+    return ap, (recall[i50], precision[i50], scores)
 
 
 @torch.no_grad()
