@@ -48,6 +48,27 @@ def _voc_xml(file: str, size, boxes, labels, names) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+def _add_coco(coco: dict, i: int, file: str, size, boxes, labels) -> None:
+    """Append image ``i`` and its objects to a COCO dict (bbox = x, y, width, height)."""
+    w, h = size
+    coco["images"].append({"id": i + 1, "file_name": file, "width": w, "height": h})
+    for (x1, y1, x2, y2), lab in zip(boxes.tolist(), labels.tolist()):
+        coco["annotations"].append({
+            "id": len(coco["annotations"]) + 1, "image_id": i + 1, "category_id": lab + 1,
+            "bbox": [_num(x1), _num(y1), _num(x2 - x1), _num(y2 - y1)],
+            "area": _num((x2 - x1) * (y2 - y1)), "iscrowd": 0})
+
+
+def _yolo_lines(size, boxes, labels) -> str:
+    """YOLO label lines: class cx cy w h, normalized by the image size."""
+    w, h = size
+    lines = []
+    for (x1, y1, x2, y2), lab in zip(boxes.tolist(), labels.tolist()):
+        cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h
+        lines.append(f"{lab} {cx:.8f} {cy:.8f} {(x2 - x1) / w:.8f} {(y2 - y1) / h:.8f}\n")
+    return "".join(lines)
+
+
 def export_dataset(ds, out_dir, fmt: str, progress=None) -> Path:
     """Write ``ds`` (anything with sample/class_names/len) to ``out_dir`` in ``fmt``; returns it.
 
@@ -73,31 +94,19 @@ def export_dataset(ds, out_dir, fmt: str, progress=None) -> Path:
     for i in range(n):
         img, boxes, labels = ds.sample(i)
         stem = f"{i:0{width}d}"
-        file = f"{stem}.png"
-        img.save(img_dir / file, compress_level=1)
-        w, h = img.size
+        img.save(img_dir / f"{stem}.png", compress_level=1)
         if fmt == "coco":
-            coco["images"].append({"id": i + 1, "file_name": file, "width": w, "height": h})
-            for box, lab in zip(boxes.tolist(), labels.tolist()):
-                x1, y1, x2, y2 = box
-                coco["annotations"].append({
-                    "id": len(coco["annotations"]) + 1, "image_id": i + 1,
-                    "category_id": lab + 1, "bbox": [_num(x1), _num(y1), _num(x2 - x1),
-                                                     _num(y2 - y1)],
-                    "area": _num((x2 - x1) * (y2 - y1)), "iscrowd": 0})
+            _add_coco(coco, i, f"{stem}.png", img.size, boxes, labels)
         elif fmt == "voc":
-            xml = _voc_xml(file, (w, h), boxes, labels, names)
+            xml = _voc_xml(f"{stem}.png", img.size, boxes, labels, names)
             (out / "Annotations" / f"{stem}.xml").write_bytes(xml)
         elif fmt == "yolo":
-            lines = []
-            for (x1, y1, x2, y2), lab in zip(boxes.tolist(), labels.tolist()):
-                cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h
-                lines.append(f"{lab} {cx:.8f} {cy:.8f} {(x2 - x1) / w:.8f} {(y2 - y1) / h:.8f}\n")
-            (out / "labels" / f"{stem}.txt").write_text("".join(lines), encoding="utf-8")
+            (out / "labels" / f"{stem}.txt").write_text(
+                _yolo_lines(img.size, boxes, labels), encoding="utf-8")
         else:
             no_rows += len(labels) == 0
             for box, lab in zip(boxes.tolist(), labels.tolist()):
-                csv_lines.append(",".join([file, str(lab)] + [str(_num(v)) for v in box]))
+                csv_lines.append(",".join([f"{stem}.png", str(lab)] + [str(_num(v)) for v in box]))
         if progress is not None:
             progress(i + 1, n)
     if fmt == "coco":
