@@ -14,25 +14,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_core.data import SyntheticDetection
-from ssd_core.errors import CheckpointError, ConfigError, TrainingDiverged
-from ssd_core.train import (
-    CHECKPOINT_FORMAT,
+from ssd_core import (
+    LossConfig,
+    SyntheticDetection,
     TrainConfig,
     Trainer,
     build_model,
     load_checkpoint,
     save_checkpoint,
+    write_json_atomic,
 )
-
-# A small TinySSD (same structure, fewer channels) at 64x64 keeps a step ~10 ms.
-TINY = dict(input_size=64, batch_size=4, epochs=1, log_every=1, base_channels=(8, 16, 16),
-            channels=16, optimizer="adam", lr=3e-3, normalize="positives")
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return SyntheticDetection(24, seed=3, image_size=64, preset="book")
+from ssd_core.checkpoint import CHECKPOINT_FORMAT
+from ssd_core.errors import CheckpointError, ConfigError, TrainingDiverged
+from tests.helpers import tiny_config
 
 
 def losses(records, kind="step"):
@@ -50,9 +44,9 @@ def test_config_defaults_are_the_books():
     c = TrainConfig()
     assert (c.optimizer, c.lr, c.weight_decay, c.batch_size, c.epochs, c.input_size) == (
         "sgd", 0.2, 5e-4, 32, 20, 256)
-    assert (c.cls_loss, c.box_loss, c.normalize) == ("ce", "l1", "mean")
-    loss = c.loss_config()
-    assert (loss.cls_loss, loss.box_loss, loss.normalize) == ("ce", "l1", "mean")
+    assert (c.loss.cls_loss, c.loss.box_loss, c.loss.normalize) == ("ce", "l1", "mean")
+    flat = c.flat()
+    assert (flat["cls_loss"], flat["box_loss"], flat["normalize"]) == ("ce", "l1", "mean")
 
 
 @pytest.mark.parametrize("field,value,words", [
@@ -69,12 +63,12 @@ def test_config_defaults_are_the_books():
 ])
 def test_config_rejects_bad_values(field, value, words):
     with pytest.raises(ConfigError, match=words):
-        TrainConfig(**{field: value})
+        TrainConfig.from_dict({field: value})  # flat names: loss settings too
 
 
 def test_config_json_round_trip_and_unknown_keys():
     c = TrainConfig(lr=0.05, schedule="cosine", warmup_steps=5, base_channels=(8, 16, 32),
-                    class_names=["a", "b"], num_classes=2, cls_loss="focal")
+                    class_names=["a", "b"], num_classes=2, loss=LossConfig(cls_loss="focal"))
     back = TrainConfig.from_json(c.to_json())
     assert back == c and back.base_channels == (8, 16, 32)
     with pytest.raises(ConfigError, match="Unknown training setting.*learning_rate"):
@@ -90,7 +84,7 @@ def test_training_drives_loss_down_and_ap_up(tmp_path):
     train = SyntheticDetection(64, seed=0, image_size=128, preset="book")
     val = SyntheticDetection(16, seed=1, image_size=128, preset="book")
     cfg = TrainConfig(input_size=128, batch_size=8, epochs=10, val_every=5, log_every=4,
-                      optimizer="adam", lr=3e-3, normalize="positives",
+                      optimizer="adam", lr=3e-3, loss=LossConfig(normalize="positives"),
                       val_pos_threshold=0.05)  # fewer candidates: faster NMS, same AP ranking
     trainer = Trainer(cfg, train, val, run_dir=tmp_path)
     records = list(trainer.fit())
@@ -121,15 +115,15 @@ def test_training_drives_loss_down_and_ap_up(tmp_path):
 
 
 def test_same_seed_same_losses_other_seed_differs(tiny_data):
-    a = losses(Trainer(TrainConfig(**TINY, seed=7), tiny_data).fit())
-    b = losses(Trainer(TrainConfig(**TINY, seed=7), tiny_data).fit())
-    c = losses(Trainer(TrainConfig(**TINY, seed=8), tiny_data).fit())
+    a = losses(Trainer(tiny_config(seed=7), tiny_data).fit())
+    b = losses(Trainer(tiny_config(seed=7), tiny_data).fit())
+    c = losses(Trainer(tiny_config(seed=8), tiny_data).fit())
     assert len(a) == 6 and a == b
     assert a != c
 
 
 def test_schedules_warmup_and_cosine(tiny_data):
-    cfg = TrainConfig(**{**TINY, "epochs": 2}, schedule="cosine", warmup_steps=4)
+    cfg = tiny_config(epochs=2, schedule="cosine", warmup_steps=4)
     lrs = [r["lr"] for r in Trainer(cfg, tiny_data).fit() if r["kind"] == "step"]
     # lr after step s: warmup (s+1)/4 for s < 4, then cosine down to 0 at step 12.
     assert lrs[:3] == pytest.approx([2 / 4 * 3e-3, 3 / 4 * 3e-3, 3e-3])
@@ -141,7 +135,7 @@ def test_schedules_warmup_and_cosine(tiny_data):
 
 
 def test_stop_from_another_thread_then_resume_matches_uninterrupted(tiny_data, tmp_path):
-    cfg = TrainConfig(**{**TINY, "epochs": 2})  # 6 steps per epoch, 12 in all
+    cfg = tiny_config(epochs=2)  # 6 steps per epoch, 12 in all
     full = list(Trainer(cfg, tiny_data).fit())
 
     trainer = Trainer(cfg, tiny_data, run_dir=tmp_path)
@@ -169,9 +163,9 @@ def test_stop_from_another_thread_then_resume_matches_uninterrupted(tiny_data, t
 
 
 def test_resume_needs_a_resumable_checkpoint(tiny_data, tmp_path):
-    model = build_model(TrainConfig(**TINY, num_classes=1))
-    save_checkpoint(tmp_path / "w.pt", model, TrainConfig(**TINY, num_classes=1), ["banana"])
-    trainer = Trainer(TrainConfig(**TINY), tiny_data, resume=tmp_path / "w.pt")
+    model = build_model(tiny_config(num_classes=1))
+    save_checkpoint(tmp_path / "w.pt", model, tiny_config(num_classes=1), ["banana"])
+    trainer = Trainer(tiny_config(), tiny_data, resume=tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="no optimizer state"):
         next(trainer.fit())
 
@@ -180,7 +174,7 @@ def test_resume_needs_a_resumable_checkpoint(tiny_data, tmp_path):
 
 
 def test_nan_guard_raises_and_keeps_last_good_checkpoint(tiny_data, tmp_path):
-    cfg = TrainConfig(**TINY)
+    cfg = tiny_config()
     list(Trainer(cfg, tiny_data, run_dir=tmp_path).fit())
     good = sha(tmp_path / "checkpoint.pt")
 
@@ -206,14 +200,14 @@ def test_nan_in_the_data_is_caught(tiny_data):
             return (img * float("nan") if i == 5 else img), target
 
     with pytest.raises(TrainingDiverged, match="NaN/inf"):
-        list(Trainer(TrainConfig(**TINY), Poisoned()).fit())
+        list(Trainer(tiny_config(), Poisoned()).fit())
 
 
 # ---------------------------------------------------------------- checkpoints
 
 
 def test_checkpoint_round_trip(tmp_path):
-    cfg = TrainConfig(**TINY, num_classes=2, class_names=["cat", "dog"])
+    cfg = tiny_config(num_classes=2, class_names=["cat", "dog"])
     model = build_model(cfg)
     path = save_checkpoint(tmp_path / "m.pt", model, cfg, ["cat", "dog"], {"val_ap50": 0.5})
     ck = load_checkpoint(path)
@@ -227,7 +221,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_anchor_settings_reach_the_model_and_survive_a_checkpoint(tmp_path):
     sizes = [[0.1, 0.17], [0.29, 0.373], [0.48, 0.567], [0.67, 0.759], [0.86, 0.95]]
-    cfg = TrainConfig(**TINY, num_classes=1, anchor_sizes=sizes, anchor_ratios=[[1, 3]] * 5)
+    cfg = tiny_config(num_classes=1, anchor_sizes=sizes, anchor_ratios=[[1, 3]] * 5)
     model = build_model(cfg)
     assert model.sizes == sizes and model.ratios == [[1, 3]] * 5
     assert model.num_anchors == [3] * 5  # len(sizes) + len(ratios) - 1
@@ -240,7 +234,7 @@ def test_anchor_settings_reach_the_model_and_survive_a_checkpoint(tmp_path):
 
 
 def test_init_starts_a_new_run_from_weights(tiny_data, tmp_path):
-    cfg = TrainConfig(**TINY)
+    cfg = tiny_config()
     first = Trainer(cfg, tiny_data, run_dir=tmp_path / "a")
     list(first.fit())
     weights = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
@@ -249,7 +243,7 @@ def test_init_starts_a_new_run_from_weights(tiny_data, tmp_path):
     second._setup()  # weights in, nothing trained yet
     for k, v in weights.model.state_dict().items():
         assert torch.equal(second.model.state_dict()[k].cpu(), v)
-    assert second.step == 0 and second.start_epoch == 0
+    assert second.step == 0 and second.progress.start_epoch == 0
     with pytest.raises(ConfigError, match="not both"):
         Trainer(cfg, tiny_data, resume=tmp_path / "w.pt", init=tmp_path / "w.pt")
     other = Trainer(cfg.replace(channels=8), tiny_data, init=tmp_path / "w.pt")
@@ -267,7 +261,7 @@ def test_missing_and_corrupt_checkpoints_are_refused(tmp_path):
     junk.write_bytes(b"\x00not a checkpoint" * 50)
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         load_checkpoint(junk)
-    cfg = TrainConfig(**TINY, num_classes=1)
+    cfg = tiny_config(num_classes=1)
     good = save_checkpoint(tmp_path / "good.pt", build_model(cfg), cfg, ["x"])
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
@@ -280,7 +274,7 @@ def test_missing_and_corrupt_checkpoints_are_refused(tmp_path):
 
 
 def test_weights_that_do_not_fit_are_refused(tmp_path):
-    cfg = TrainConfig(**TINY, num_classes=1)
+    cfg = tiny_config(num_classes=1)
     path = save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg, ["x"])
     payload = torch.load(path, weights_only=True)
     payload["config"] = cfg.replace(channels=32).to_json()  # describes a wider network
@@ -301,7 +295,7 @@ class _Evil:
 
 def test_pickled_payload_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned.txt"
-    cfg = TrainConfig(**TINY, num_classes=1)
+    cfg = tiny_config(num_classes=1)
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_json(),
                "class_names": ["x"], "metrics": "{}", "model": build_model(cfg).state_dict(),
                "extra": _Evil(marker)}
@@ -319,8 +313,6 @@ def test_pickled_payload_is_refused_without_running_it(tmp_path):
 def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
     """Not the temp file's 0600: a runs folder shared by replicas run as other users stays
     readable."""
-    from ssd_core.train import write_json_atomic
-
     plain = tmp_path / "plain.txt"
     plain.write_text("a file made the ordinary way")
     write_json_atomic(tmp_path / "status.json", {"state": "finished"})
