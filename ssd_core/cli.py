@@ -162,6 +162,8 @@ def cmd_train(args) -> int:
                 continue
             if r["kind"] == "epoch":
                 progress.line(_epoch_line(r))
+                if args.stop_after_epoch is not None and r["epoch"] >= args.stop_after_epoch:
+                    trainer.stop()
             else:
                 progress.step(r)
     if trainer.is_main:

@@ -124,6 +124,9 @@ def _add_train(sub) -> None:
                         "model; its settings are the starting point unless overridden here")
     t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
     t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
+    t.add_argument("--stop-after-epoch", type=int, metavar="N",
+                   help="stop (with a resumable checkpoint) once epoch N is done, without "
+                        "changing the planned schedule; --resume continues from there")
     _add_config_options(t)
 
 
