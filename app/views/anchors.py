@@ -3,15 +3,19 @@
 import math
 
 import figures
+import images
 import numpy as np
-import state
 import streamlit as st
-import torch
+import urlstate
 
-from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, anchors_per_pixel, multibox_prior
-from ssd_core.model import feature_map_sizes
+from ssd_core.anchors import (
+    NUM_SCALES,
+    TINYSSD_RATIOS,
+    TINYSSD_SIZES,
+    anchor_layout,
+    layout_anchors,
+)
 
-NUM_SCALES = 5
 SCALE_KEY, CELL_KEY = "anchors.scale", "anchors.cell"
 ROW_KEY, COL_KEY = "anchors.row", "anchors.col"
 
@@ -41,10 +45,11 @@ def parse_numbers(text: str, what: str) -> list[float]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def scale_anchors(side: int, sizes: tuple, ratios: tuple) -> np.ndarray:
-    """Anchors ``(side*side*a, 4)`` (normalized corners) of one ``side x side`` feature map."""
-    fmap = torch.empty((1, 1, side, side))
-    return multibox_prior(fmap, list(sizes), list(ratios))[0].numpy()
+def anchors_for(input_size: int, specs: tuple):
+    """``(layout, anchors (N, 4) normalized corners)`` for per-scale ``(sizes, ratios)``."""
+    layout = anchor_layout(sizes=[list(s) for s, _ in specs],
+                           ratios=[list(r) for _, r in specs], input_size=input_size)
+    return layout, layout_anchors(layout)[0].numpy()
 
 
 def shape_labels(sizes, ratios) -> list[str]:
@@ -75,6 +80,126 @@ def on_chart_select():
     st.session_state[CELL_KEY] = True
 
 
+def spec_inputs() -> tuple[list[tuple], list[str]]:
+    """The sizes and ratios text inputs -> (per scale ``(sizes, ratios)``, error messages); a
+    scale whose text does not parse keeps the book's values."""
+    specs, errors = [], []
+    for i in range(NUM_SCALES):
+        c1, c2 = st.columns(2)
+        s_text = urlstate.bind(c1.text_input, f"anchors.s{i}", _fmt(TINYSSD_SIZES[i]),
+                               f"Scale {i + 1} sizes", omit_default=True)
+        r_text = urlstate.bind(c2.text_input, f"anchors.r{i}", _fmt(TINYSSD_RATIOS[i]),
+                               f"Scale {i + 1} ratios", omit_default=True)
+        try:
+            sizes_i = parse_numbers(s_text, f"Scale {i + 1} sizes")
+            ratios_i = parse_numbers(r_text, f"Scale {i + 1} ratios")
+        except ValueError as e:
+            errors.append(f"{e}. Using the book's values for scale {i + 1}.")
+            sizes_i, ratios_i = list(TINYSSD_SIZES[i]), list(TINYSSD_RATIOS[i])
+        specs.append((tuple(sizes_i), tuple(ratios_i)))
+    return specs, errors
+
+
+def cell_choice(side: int) -> tuple[int, int] | None:
+    """The "highlight one cell" checkbox and its row / column sliders -> (row, col) or None."""
+    if not urlstate.bind(st.checkbox, CELL_KEY, False, "Highlight one feature-map cell"):
+        return None
+    if side == 1:
+        st.session_state[ROW_KEY] = st.session_state[COL_KEY] = 0
+        for key in (ROW_KEY, COL_KEY):
+            urlstate.write(key)
+        st.caption("This scale has a single 1×1 cell.")
+        return 0, 0
+    row, col = (urlstate.bind(st.slider, key, side // 2, label, 0, side - 1,
+                              valid=lambda v: v >= 0, fit=lambda v: min(int(v), side - 1))
+                for key, label in ((ROW_KEY, "Cell row"), (COL_KEY, "Cell column")))
+    return int(row), int(col)
+
+
+def controls():
+    """The left column -> (picked image, input size, per-scale specs, scale choice, cell)."""
+    picked = images.pick_image("anchors")
+    size = urlstate.input_size_select("anchors.size")
+    with st.expander("Sizes and ratios per scale (book defaults)", expanded=False):
+        specs, errors = spec_inputs()
+        st.button("Reset to book defaults", on_click=reset_defaults)
+    for msg in errors:
+        st.error(msg)
+    layout, _ = anchors_for(size, tuple(specs))
+    options = ["all"] + [str(i + 1) for i in range(NUM_SCALES)]
+    choice = urlstate.bind(
+        st.radio, SCALE_KEY, "all", "Scale", options, valid=lambda v: v in options,
+        horizontal=True, format_func=lambda v: "all" if v == "all"
+        else f"{v} ({layout[int(v) - 1].width}²)")
+    cell = None if choice == "all" else cell_choice(layout[int(choice) - 1].width)
+    return picked, size, specs, choice, cell
+
+
+def box_groups(layout, anchors, px, choice: str, cell):
+    """Line groups ``(name, boxes px, colour)`` of the shown scales, and the highlighted cell's
+    anchors (one scale only)."""
+    groups, highlight = [], []
+    if choice == "all":
+        for s in layout:
+            groups.append((f"scale {s.scale + 1}: {s.width}×{s.width}×{s.per_pixel} = "
+                           f"{s.stop - s.start}", anchors[s.start:s.stop] * px,
+                           figures.SCALE_COLOURS[s.scale]))
+        return groups, highlight
+    s = layout[int(choice) - 1]
+    boxes = anchors[s.start:s.stop] * px
+    labels = shape_labels(s.sizes, s.ratios)
+    for j, label in enumerate(labels):
+        groups.append((label, boxes[j::s.per_pixel], figures.colour(j)))
+    if cell is not None:
+        start = (cell[0] * s.width + cell[1]) * s.per_pixel
+        for j, label in enumerate(labels):
+            highlight.append((f"cell {cell}: {label}", boxes[start + j][None], figures.colour(j)))
+    return groups, highlight
+
+
+def centre_points(s, w: int, h: int):
+    """One scale's cell centres in display pixels, their [scale, row, col] and hover texts."""
+    rows, cols = np.divmod(np.arange(s.height * s.width), s.width)
+    centres = np.stack([(cols + 0.5) / s.width * w, (rows + 0.5) / s.height * h], axis=1)
+    data = np.stack([np.full(len(rows), s.scale), rows, cols], axis=1)
+    return centres, data, [f"scale {s.scale + 1}, cell ({r}, {c})" for r, c in zip(rows, cols)]
+
+
+def anchor_chart(picked, layout, anchors, choice: str, cell) -> None:
+    image = picked.image
+    if image is None:
+        st.info("Showing a blank canvas instead. Upload another image or pick a sample.")
+        image = images.gradient_image()
+    disp = image.copy()
+    disp.thumbnail((768, 768))
+    w, h = disp.size
+    groups, highlight = box_groups(layout, anchors, np.array([w, h, w, h], np.float64), choice,
+                                   cell)
+    # One scale only: the centres of all 1365 cells would hide the image.
+    centres, data, text = (None, None, None) if choice == "all" else centre_points(
+        layout[int(choice) - 1], w, h)
+    fig = figures.anchors_figure(disp, groups, centres=centres, highlight=highlight,
+                                 centre_data=data, centre_text=text, height=620)
+    st.plotly_chart(fig, key="anchor_chart", on_select=on_chart_select,
+                    selection_mode="points", width="stretch")
+    st.caption(f"Image: {picked.desc} ({image.size[0]}×{image.size[1]}). Anchors are "
+               "normalized, so they cover any image; the input size sets how many cells each "
+               "scale has.")
+
+
+def anchor_counts(layout) -> None:
+    st.subheader("Anchor count")
+    m = st.columns(NUM_SCALES + 1)
+    for s in layout:
+        side, a = s.width, s.per_pixel
+        m[s.scale].metric(f"Scale {s.scale + 1}", s.stop - s.start,
+                          help=f"{side}×{side} cells × {a} anchors", border=True)
+        m[s.scale].caption(f"{side}×{side} × {a}")
+    total = layout[-1].stop
+    m[-1].metric("Total anchors", total, border=True)
+    st.caption(f"Book defaults at 256×256: (32² + 16² + 8² + 4² + 1²) × 4 = 5444. Now: {total}.")
+
+
 st.title("Anchors")
 st.markdown(
     "Every cell of each of TinySSD's five feature maps is the centre of "
@@ -83,118 +208,10 @@ st.markdown(
     "see them alone, as the book's `display_anchors` does. With one scale shown, click a white "
     "anchor centre to pick its cell."
 )
-
 left, right = st.columns([1, 2.3])
 with left:
-    image, desc, _ = state.image_picker("anchors")
-    size = state.input_size_select("anchors.size")
-    sides = feature_map_sizes(size)
-
-    with st.expander("Sizes and ratios per scale (book defaults)", expanded=False):
-        specs, errors = [], []
-        for i in range(NUM_SCALES):
-            state.qp_init(f"anchors.s{i}", _fmt(TINYSSD_SIZES[i]))
-            state.qp_init(f"anchors.r{i}", _fmt(TINYSSD_RATIOS[i]))
-            c1, c2 = st.columns(2)
-            s_text = c1.text_input(f"Scale {i + 1} sizes", key=f"anchors.s{i}")
-            r_text = c2.text_input(f"Scale {i + 1} ratios", key=f"anchors.r{i}")
-            try:
-                sizes_i = parse_numbers(s_text, f"Scale {i + 1} sizes")
-                ratios_i = parse_numbers(r_text, f"Scale {i + 1} ratios")
-            except ValueError as e:
-                errors.append(f"{e}. Using the book's values for scale {i + 1}.")
-                sizes_i, ratios_i = list(TINYSSD_SIZES[i]), list(TINYSSD_RATIOS[i])
-            specs.append((tuple(sizes_i), tuple(ratios_i)))
-            defaults = ((f"anchors.s{i}", TINYSSD_SIZES[i]), (f"anchors.r{i}", TINYSSD_RATIOS[i]))
-            for key, default in defaults:
-                if st.session_state[key] != _fmt(default):
-                    state.qp_sync(key)
-                else:
-                    state.qp_drop(key)
-        st.button("Reset to book defaults", on_click=reset_defaults)
-    for msg in errors:
-        st.error(msg)
-
-    scale_options = ["all"] + [str(i + 1) for i in range(NUM_SCALES)]
-    state.qp_init(SCALE_KEY, "all", str, lambda v: v in scale_options)
-    scale_choice = st.radio(
-        "Scale", scale_options, key=SCALE_KEY, horizontal=True,
-        format_func=lambda v: "all" if v == "all" else f"{v} ({sides[int(v) - 1]}²)",
-    )
-    state.qp_sync(SCALE_KEY)
-
-    cell = None
-    if scale_choice != "all":
-        k = int(scale_choice) - 1
-        side = sides[k]
-        state.qp_init(CELL_KEY, False, state.as_bool)
-        on = st.checkbox("Highlight one feature-map cell", key=CELL_KEY)
-        state.qp_sync(CELL_KEY)
-        if on:
-            for key in (ROW_KEY, COL_KEY):
-                state.qp_init(key, side // 2, int, lambda v: v >= 0)
-                st.session_state[key] = min(int(st.session_state[key]), side - 1)
-            if side > 1:
-                row = st.slider("Cell row", 0, side - 1, key=ROW_KEY)
-                col = st.slider("Cell column", 0, side - 1, key=COL_KEY)
-            else:
-                row = col = 0
-                st.caption("This scale has a single 1×1 cell.")
-            state.qp_sync(ROW_KEY, COL_KEY)
-            cell = (int(row), int(col))
-
-# Anchors of every scale (cached; pure function of side, sizes, ratios).
-per_scale = [scale_anchors(s, sz, rt) for s, (sz, rt) in zip(sides, specs)]
-counts = [len(a) for a in per_scale]
-total = sum(counts)
-
+    picked, size, specs, scale_choice, cell = controls()
+layout, anchors = anchors_for(size, tuple(specs))
 with right:
-    if image is None:
-        st.info("Showing a blank canvas instead. Upload another image or pick a sample.")
-        image = state.gradient_image()
-    disp = image.copy()
-    disp.thumbnail((768, 768))
-    w, h = disp.size
-    scale_px = np.array([w, h, w, h], dtype=np.float64)
-
-    groups, centres, cdata, ctext, highlight = [], [], [], [], []
-    shown = range(NUM_SCALES) if scale_choice == "all" else [int(scale_choice) - 1]
-    for k in shown:
-        a = anchors_per_pixel(*specs[k])
-        boxes = per_scale[k] * scale_px
-        side = sides[k]
-        rows_, cols_ = np.divmod(np.arange(side * side), side)
-        centres.append(np.stack([(cols_ + 0.5) / side * w, (rows_ + 0.5) / side * h], axis=1))
-        cdata.append(np.stack([np.full(side * side, k), rows_, cols_], axis=1))
-        ctext += [f"scale {k + 1}, cell ({r}, {c})" for r, c in zip(rows_, cols_)]
-        if scale_choice == "all":
-            groups.append((f"scale {k + 1}: {side}×{side}×{a} = {len(boxes)}", boxes,
-                           figures.SCALE_COLOURS[k]))
-        else:
-            for j, label in enumerate(shape_labels(*specs[k])):
-                groups.append((label, boxes[j::a], figures.colour(j)))
-            if cell is not None:
-                start = (cell[0] * side + cell[1]) * a
-                for j, label in enumerate(shape_labels(*specs[k])):
-                    highlight.append((f"cell {cell}: {label}", boxes[start + j][None],
-                                      figures.colour(j)))
-    single = scale_choice != "all"  # centres of all 1365 cells would hide the image
-    fig = figures.anchors_figure(
-        disp, groups, centres=np.concatenate(centres) if single else None, highlight=highlight,
-        centre_data=np.concatenate(cdata) if single else None,
-        centre_text=ctext if single else None, height=620,
-    )
-    st.plotly_chart(fig, key="anchor_chart", on_select=on_chart_select,
-                    selection_mode="points", width="stretch")
-    st.caption(f"Image: {desc} ({image.size[0]}×{image.size[1]}). Anchors are normalized, so "
-               "they cover any image; the input size sets how many cells each scale has.")
-
-st.subheader("Anchor count")
-m = st.columns(NUM_SCALES + 1)
-for k in range(NUM_SCALES):
-    a = anchors_per_pixel(*specs[k])
-    m[k].metric(f"Scale {k + 1}", counts[k], help=f"{sides[k]}×{sides[k]} cells × {a} anchors",
-                border=True)
-    m[k].caption(f"{sides[k]}×{sides[k]} × {a}")
-m[-1].metric("Total anchors", total, border=True)
-st.caption(f"Book defaults at 256×256: (32² + 16² + 8² + 4² + 1²) × 4 = 5444. Now: {total}.")
+    anchor_chart(picked, layout, anchors, scale_choice, cell)
+anchor_counts(layout)

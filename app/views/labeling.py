@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import figures
+import images
+import models
 import numpy as np
 import pandas as pd
-import state
 import streamlit as st
 import torch
 import torch.nn.functional as F
+import urlstate
 
+from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
+from ssd_core.images import image_to_tensor
 from ssd_core.matching import hard_negative_mask, match_anchors, multibox_target
 
 COLUMNS = ["class", "x1", "y1", "x2", "y2"]
@@ -17,15 +23,51 @@ LOSS_IOU = "overlap: max IoU with any object (near misses are hardest)"
 LOSS_NET = "cross-entropy of an untrained TinySSD (random weights, seed 0)"
 
 
-def default_table(extra: dict, size: tuple[int, int], class_names: list[str]) -> pd.DataFrame:
+class Settings(NamedTuple):
+    size: int
+    iou: float
+    mining: bool
+    neg_ratio: int
+    loss_kind: str
+
+
+class Assignment(NamedTuple):
+    """Per anchor ``(N,)``: matched object or -1, taken greedily?, class label (0 background);
+    ``iou (N, M)`` and the offset targets ``(N, 4)``."""
+
+    gt_index: np.ndarray
+    greedy: np.ndarray
+    cls_labels: torch.Tensor
+    iou: np.ndarray
+    offsets: np.ndarray
+
+
+def default_table(picked, size: tuple[int, int], class_names: list[str]) -> pd.DataFrame:
     """The synthetic sample's own boxes, or one centred box for any other image."""
-    if "boxes" in extra:
+    if picked.boxes is not None:
         rows = [[class_names[int(c)], *map(float, b)] for b, c in
-                zip(extra["boxes"], extra["labels"])]
+                zip(picked.boxes, picked.labels)]
     else:
         w, h = size
         rows = [[class_names[0], 0.3 * w, 0.3 * h, 0.7 * w, 0.7 * h]]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row_box(r, w: int, h: int) -> tuple[list[float] | None, str | None]:
+    """One table row's box clipped to the image, normalized -> (box or None, problem)."""
+    try:
+        x1, y1, x2, y2 = (float(getattr(r, c)) for c in COLUMNS[1:])
+    except (TypeError, ValueError):
+        return None, "x1, y1, x2, y2 must all be numbers (pixels)"
+    if not all(np.isfinite([x1, y1, x2, y2])):
+        return None, "x1, y1, x2, y2 must all be filled in (pixels)"
+    if not (x1 < x2 and y1 < y2):
+        return None, "need x1 < x2 and y1 < y2 (top-left, then bottom-right)"
+    x1, x2 = max(0.0, x1), min(float(w), x2)
+    y1, y2 = max(0.0, y1), min(float(h), y2)
+    if not (x1 < x2 and y1 < y2):
+        return None, f"the box lies outside the {w}×{h} image"
+    return [x1 / w, y1 / h, x2 / w, y2 / h], None
 
 
 def table_to_labels(df: pd.DataFrame, size: tuple[int, int], class_names: list[str]):
@@ -39,23 +81,11 @@ def table_to_labels(df: pd.DataFrame, size: tuple[int, int], class_names: list[s
         if r[0] not in class_names:
             errors.append(f"row {i}: choose a class ({', '.join(class_names)})")
             continue
-        try:
-            x1, y1, x2, y2 = (float(v) for v in values)
-        except (TypeError, ValueError):
-            errors.append(f"row {i}: x1, y1, x2, y2 must all be numbers (pixels)")
+        box, problem = _row_box(r, w, h)
+        if problem:
+            errors.append(f"row {i}: {problem}")
             continue
-        if not all(np.isfinite([x1, y1, x2, y2])):
-            errors.append(f"row {i}: x1, y1, x2, y2 must all be filled in (pixels)")
-            continue
-        if not (x1 < x2 and y1 < y2):
-            errors.append(f"row {i}: need x1 < x2 and y1 < y2 (top-left, then bottom-right)")
-            continue
-        x1, x2 = max(0.0, x1), min(float(w), x2)
-        y1, y2 = max(0.0, y1), min(float(h), y2)
-        if not (x1 < x2 and y1 < y2):
-            errors.append(f"row {i}: the box lies outside the {w}×{h} image")
-            continue
-        rows.append([class_names.index(r[0]), x1 / w, y1 / h, x2 / w, y2 / h])
+        rows.append([class_names.index(r[0]), *box])
         kept.append(i)
     labels = torch.tensor(rows, dtype=torch.float32).reshape(1, -1, 5)
     return labels, kept, errors
@@ -65,18 +95,170 @@ def table_to_labels(df: pd.DataFrame, size: tuple[int, int], class_names: list[s
 def untrained_logits(png: bytes, input_size: int) -> np.ndarray:
     """Class logits ``(N, C+1)`` of the untrained seeded TinySSD for one image (cached: the
     sliders on this page never rerun the network)."""
-    from ssd_core.images import image_to_tensor
-
-    model, _, _ = state.load_model(None)
-    x = image_to_tensor(state.open_png(png).convert("RGB"), input_size)[None]
+    det = models.detector(models.UNTRAINED)
+    x = image_to_tensor(images.open_png(png).convert("RGB"), input_size)[None]
     with torch.no_grad():
-        _, cls_preds, _ = model(x)
-    return cls_preds[0].numpy()
+        _, cls_preds, _ = det.model(x.to(det.device))
+    return cls_preds[0].cpu().numpy()
 
 
-def anchor_shape(k: int, a: int) -> str:
-    sizes, ratios = ["s1", "s2"], ["r=2", "r=0.5"]
-    return f"{sizes[k]}, r=1" if k < 2 else f"s1, {ratios[k - 2]}" if a == 4 else f"#{k}"
+def anchor_shape(info: dict, num_sizes: int) -> str:
+    """"s2, r=1": which of its scale's sizes (s1, s2, ...) and which ratio an anchor has
+    (``info`` from locate_anchor; the first ``num_sizes`` shapes of a cell are the sizes)."""
+    size = info["shape"] + 1 if info["shape"] < num_sizes else 1
+    return f"s{size}, r={info['ratio']:g}"
+
+
+def controls() -> tuple:
+    """The left column -> (picked image, :class:`Settings`)."""
+    picked = images.pick_image("labeling")
+    if picked.png is None:
+        st.info("Using a blank canvas until a readable image is chosen.")
+        picked = images.Picked(images.png_bytes(images.gradient_image()), "gradient")
+    size = urlstate.input_size_select("labeling.size", label="Input size (sets the anchors)")
+    thr = urlstate.bind(st.slider, "labeling.iou", 0.5, "IoU threshold", 0.05, 0.95, step=0.05,
+                        valid=lambda v: 0.05 <= v <= 0.95,
+                        help="Anchors with IoU ≥ this with an object become positives.")
+    mining = urlstate.bind(st.toggle, "labeling.hnm", False, "Hard negative mining",
+                           help="Keep only the hardest negatives: neg_ratio per positive.")
+    ratio, loss_kind = 3, LOSS_IOU
+    if mining:
+        ratio = urlstate.bind(st.slider, "labeling.ratio", 3,
+                              "neg_ratio (negatives kept per positive)", 1, 10,
+                              valid=lambda v: 1 <= v <= 10)
+        loss_kind = st.radio("Stand-in per-anchor loss for ranking negatives",
+                             [LOSS_IOU, LOSS_NET], key="labeling.loss")
+    return picked, Settings(size, thr, mining, ratio, loss_kind)
+
+
+def ground_truth(picked, image) -> tuple[torch.Tensor, list[str]]:
+    """The editable ground-truth table -> (labels (1, M, 5) normalized, the objects' names)."""
+    class_names = picked.class_names or ["banana", "ring", "star"]
+    w, h = image.size
+    st.subheader("Ground truth (pixels; edit, add or delete rows)")
+    table = st.data_editor(
+        default_table(picked, (w, h), class_names), key=f"labeling.gt.{picked.desc}.{w}x{h}",
+        num_rows="dynamic", width="stretch", hide_index=True,
+        column_config={
+            "class": st.column_config.SelectboxColumn("class", options=class_names,
+                                                      required=True),
+            **{c: st.column_config.NumberColumn(c, format="%.1f", step=1.0)
+               for c in COLUMNS[1:]},
+        },
+    )
+    labels, _, errors = table_to_labels(table, (w, h), class_names)
+    for msg in errors:
+        st.error(f"Ground-truth table, {msg}. That row is ignored until it is fixed.")
+    names = [f"{j + 1}. {class_names[int(c)]}" for j, c in enumerate(labels[0, :, 0].tolist())]
+    return labels, names
+
+
+def assign(anchors: torch.Tensor, labels: torch.Tensor, thr: float) -> Assignment:
+    """The book's assignment of ``anchors (N, 4)`` to the ground truth at IoU ``thr``."""
+    n = len(anchors)
+    if labels.shape[1] == 0:
+        return Assignment(np.full(n, -1), np.zeros(n, dtype=bool),
+                          torch.zeros((1, n), dtype=torch.long), np.zeros((n, 0)),
+                          np.zeros((n, 4)))
+    match = match_anchors(anchors, labels, thr)
+    bbox_offset, _, cls_labels = multibox_target(anchors, labels, thr)
+    return Assignment(match.gt_index[0].numpy(), match.greedy[0].numpy(), cls_labels,
+                      match.iou[0].numpy(), bbox_offset[0].reshape(-1, 4).numpy())
+
+
+def kept_negatives(a: Assignment, settings: Settings, png: bytes) -> np.ndarray | None:
+    """The negatives hard negative mining keeps ``(N,)`` bool, ranked by the stand-in loss."""
+    if not settings.mining:
+        return None
+    if settings.loss_kind == LOSS_IOU:
+        per_anchor = torch.from_numpy(a.iou.max(axis=1) if a.iou.shape[1]
+                                      else np.zeros(len(a.gt_index)))
+    else:
+        logits = torch.from_numpy(untrained_logits(png, settings.size))
+        per_anchor = F.cross_entropy(logits, a.cls_labels[0], reduction="none")
+    return hard_negative_mask(per_anchor[None].float(), a.cls_labels, settings.neg_ratio)[0].numpy()
+
+
+def count_metrics(a: Assignment, kept, settings: Settings) -> None:
+    positive = a.gt_index >= 0
+    n_pos = int(positive.sum())
+    m = st.columns(4 if settings.mining else 3)
+    m[0].metric("Positives", n_pos, border=True,
+                help="Anchors labelled with an object (class + offsets).")
+    m[1].metric("Greedy best anchors", int((positive & a.greedy).sum()), border=True,
+                help="One per object: taken first, whatever its IoU.")
+    m[2].metric("Negatives (background)", len(positive) - n_pos, border=True)
+    if settings.mining:
+        m[3].metric("Kept negatives", int(kept.sum()), border=True,
+                    help=f"At most neg_ratio × positives = {settings.neg_ratio} × {n_pos}.")
+
+
+def picture(image, desc, anchors_np, labels, names, a: Assignment, kept, settings) -> None:
+    """Metrics and the image with the objects, their positive anchors and kept negatives."""
+    disp = image.copy()
+    disp.thumbnail((768, 768))
+    dw, dh = disp.size
+    px = np.array([dw, dh, dw, dh], dtype=np.float64)
+    positive = a.gt_index >= 0
+    positives = [(anchors_np[positive & a.greedy & (a.gt_index == j)] * px,
+                  anchors_np[positive & ~a.greedy & (a.gt_index == j)] * px)
+                 for j in range(len(names))]
+    negatives = anchors_np[kept] * px if kept is not None else None
+    count_metrics(a, kept, settings)
+    fig = figures.labeling_figure(disp, labels[0, :, 1:].numpy() * px, names, positives,
+                                  negatives, height=600)
+    st.plotly_chart(fig, key="labeling_chart", width="stretch")
+    ranked = "max IoU" if settings.loss_kind == LOSS_IOU else "the untrained network"
+    st.caption(f"Image: {desc}. Thick dashed: each object's greedy best anchor; dotted: anchors "
+               f"with IoU ≥ {settings.iou:g}; colours follow the objects." +
+               (f" Grey: the negatives hard negative mining keeps, ranked by {ranked}'s loss."
+                if settings.mining else ""))
+    if settings.mining:
+        st.info(f"Stand-in loss: {settings.loss_kind}. A real detector ranks negatives by its "
+                "own class loss during training; here nothing is trained yet.",
+                icon=":material/info:")
+
+
+def heatmaps(layout, a: Assignment, names) -> None:
+    """Per scale, the best IoU of each cell's anchors with one chosen object."""
+    st.subheader("IoU with one object, per scale")
+    obj = st.selectbox("Object", range(len(names)), format_func=lambda j: names[j],
+                       key="labeling.obj")
+    grids, titles = [], []
+    for s in layout:
+        block = a.iou[s.start:s.stop, obj].reshape(s.height, s.width, s.per_pixel).max(axis=2)
+        grids.append(block)
+        titles.append(f"scale {s.scale + 1} ({s.height}×{s.width}): max {block.max():.2f}")
+    st.plotly_chart(figures.iou_heatmaps_figure(grids, titles), key="iou_heatmaps",
+                    width="stretch")
+    st.caption("Each cell shows the best IoU among its anchors with the chosen object: small "
+               "objects light up the fine scales, large ones the coarse scales.")
+
+
+def positives_table(layout, a: Assignment, names) -> None:
+    st.subheader("Positive anchors and their targets")
+    st.latex(r"\left(\frac{\frac{x_b - x_a}{w_a} - \mu_x}{\sigma_x},\ "
+             r"\frac{\frac{y_b - y_a}{h_a} - \mu_y}{\sigma_y},\ "
+             r"\frac{\log\frac{w_b}{w_a} - \mu_w}{\sigma_w},\ "
+             r"\frac{\log\frac{h_b}{h_a} - \mu_h}{\sigma_h}\right),\quad "
+             r"\mu = 0,\ \sigma_x = \sigma_y = 0.1,\ \sigma_w = \sigma_h = 0.2")
+    idx = np.flatnonzero(a.gt_index >= 0)
+    if not len(idx):
+        st.info("No positive anchors: add a ground-truth box.")
+        return
+    rows = []
+    for i in idx:
+        info, j, t = locate_anchor(layout, i), int(a.gt_index[i]), a.offsets[i]
+        rows.append({
+            "anchor": int(i), "scale": info["scale"] + 1,
+            "cell (row, col)": f"({info['row']}, {info['col']})",
+            "shape": anchor_shape(info, len(layout[info["scale"]].sizes)), "object": names[j],
+            "IoU": float(a.iou[i, j]), "match": "greedy" if a.greedy[i] else "threshold",
+            "t_x": t[0], "t_y": t[1], "t_w": t[2], "t_h": t[3],
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("IoU", "t_x", "t_y", "t_w", "t_h")})
 
 
 st.title("Labeling")
@@ -86,145 +268,19 @@ st.markdown(
     "with some object reaches the threshold takes that object. All the rest are background "
     "(negatives)."
 )
-
 left, right = st.columns([1, 2.3])
 with left:
-    image, desc, extra = state.image_picker(
-        "labeling", sources=["Synthetic sample", "Shipped sample", "Upload", "Blank canvas"])
-    if image is None:
-        st.info("Using a blank canvas until a readable image is chosen.")
-        image, desc, extra = state.gradient_image(), "gradient", {}
-    size = state.input_size_select("labeling.size", label="Input size (sets the anchors)")
-    state.qp_init("labeling.iou", 0.5, float, lambda v: 0.05 <= v <= 0.95)
-    thr = st.slider("IoU threshold", 0.05, 0.95, step=0.05, key="labeling.iou",
-                    help="Anchors with IoU ≥ this with an object become positives.")
-    state.qp_sync("labeling.iou")
-    state.qp_init("labeling.hnm", False, state.as_bool)
-    hnm = st.toggle("Hard negative mining", key="labeling.hnm",
-                    help="Keep only the hardest negatives: neg_ratio per positive.")
-    state.qp_sync("labeling.hnm")
-    if hnm:
-        state.qp_init("labeling.ratio", 3, int, lambda v: 1 <= v <= 10)
-        neg_ratio = st.slider("neg_ratio (negatives kept per positive)", 1, 10,
-                              key="labeling.ratio")
-        state.qp_sync("labeling.ratio")
-        loss_kind = st.radio("Stand-in per-anchor loss for ranking negatives",
-                             [LOSS_IOU, LOSS_NET], key="labeling.loss")
-
-class_names = extra.get("class_names") or ["banana", "ring", "star"]
-w, h = image.size
-st.subheader("Ground truth (pixels; edit, add or delete rows)")
-table = st.data_editor(
-    default_table(extra, (w, h), class_names), key=f"labeling.gt.{desc}.{w}x{h}",
-    num_rows="dynamic", width="stretch", hide_index=True,
-    column_config={
-        "class": st.column_config.SelectboxColumn("class", options=class_names, required=True),
-        **{c: st.column_config.NumberColumn(c, format="%.1f", step=1.0) for c in COLUMNS[1:]},
-    },
-)
-labels, kept_rows, errors = table_to_labels(table, (w, h), class_names)
-for msg in errors:
-    st.error(f"Ground-truth table, {msg}. That row is ignored until it is fixed.")
-
-anchors_np, layout = state.tinyssd_anchors(size)
-anchors = torch.from_numpy(anchors_np)
-num_anchors = len(anchors)
-if labels.shape[1] == 0:
-    with right:
-        st.warning("No valid ground-truth box: every anchor is background. Add a row below.")
-    gt_index = np.full(num_anchors, -1)
-    greedy = np.zeros(num_anchors, dtype=bool)
-    iou = np.zeros((num_anchors, 0))
-    cls_labels = torch.zeros((1, num_anchors), dtype=torch.long)
-    offsets = np.zeros((num_anchors, 4))
-else:
-    match = match_anchors(anchors, labels, thr)
-    gt_index, greedy, iou = match.gt_index[0].numpy(), match.greedy[0].numpy(), match.iou[0].numpy()
-    bbox_offset, _, cls_labels = multibox_target(anchors, labels, thr)
-    offsets = bbox_offset[0].reshape(-1, 4).numpy()
-
-positive = gt_index >= 0
-n_pos, n_greedy = int(positive.sum()), int((positive & greedy).sum())
-kept_neg = None
-if hnm:
-    if loss_kind == LOSS_IOU:
-        per_anchor = torch.from_numpy(iou.max(axis=1) if iou.shape[1] else np.zeros(num_anchors))
-    else:
-        logits = torch.from_numpy(untrained_logits(state.png_bytes(image), size))
-        per_anchor = F.cross_entropy(logits, cls_labels[0], reduction="none")
-    kept_neg = hard_negative_mask(per_anchor[None].float(), cls_labels, neg_ratio)[0].numpy()
-
-# ---- the picture
-disp = image.copy()
-disp.thumbnail((768, 768))
-dw, dh = disp.size
-px = np.array([dw, dh, dw, dh], dtype=np.float64)
-gt_px = labels[0, :, 1:].numpy() * px
-names = [f"{j + 1}. {class_names[int(c)]}" for j, c in enumerate(labels[0, :, 0].tolist())]
-positives = [((anchors_np[positive & greedy & (gt_index == j)]) * px,
-              (anchors_np[positive & ~greedy & (gt_index == j)]) * px) for j in range(len(names))]
-negatives = anchors_np[kept_neg] * px if kept_neg is not None else None
-
+    picked, settings = controls()
+image = picked.image
+labels, names = ground_truth(picked, image)
+layout = anchor_layout(input_size=settings.size)
+anchors = layout_anchors(layout)[0]
+assignment = assign(anchors, labels, settings.iou)
+kept = kept_negatives(assignment, settings, picked.png)
 with right:
-    m = st.columns(4 if hnm else 3)
-    m[0].metric("Positives", n_pos, border=True,
-                help="Anchors labelled with an object (class + offsets).")
-    m[1].metric("Greedy best anchors", n_greedy, border=True,
-                help="One per object: taken first, whatever its IoU.")
-    m[2].metric("Negatives (background)", num_anchors - n_pos, border=True)
-    if hnm:
-        m[3].metric("Kept negatives", int(kept_neg.sum()), border=True,
-                    help=f"At most neg_ratio × positives = {neg_ratio} × {n_pos}.")
-    fig = figures.labeling_figure(disp, gt_px, names, positives, negatives, height=600)
-    st.plotly_chart(fig, key="labeling_chart", width="stretch")
-    st.caption(f"Image: {desc}. Thick dashed: each object's greedy best anchor; dotted: anchors "
-               f"with IoU ≥ {thr:g}; colours follow the objects." +
-               (" Grey: the negatives hard negative mining keeps, ranked by "
-                f"{'max IoU' if loss_kind == LOSS_IOU else 'the untrained network'}'s loss."
-                if hnm else ""))
-    if hnm:
-        st.info(f"Stand-in loss: {loss_kind}. A real detector ranks negatives by its own class "
-                "loss during training; here nothing is trained yet.", icon=":material/info:")
-
-# ---- per-object IoU heatmaps
-if len(names):
-    st.subheader("IoU with one object, per scale")
-    obj = st.selectbox("Object", range(len(names)), format_func=lambda j: names[j],
-                       key="labeling.obj")
-    grids, titles = [], []
-    for k, (start, side, a) in enumerate(layout):
-        block = iou[start:start + side * side * a, obj].reshape(side, side, a).max(axis=2)
-        grids.append(block)
-        titles.append(f"scale {k + 1} ({side}×{side}): max {block.max():.2f}")
-    st.plotly_chart(figures.iou_heatmaps_figure(grids, titles), key="iou_heatmaps",
-                    width="stretch")
-    st.caption("Each cell shows the best IoU among its anchors with the chosen object: small "
-               "objects light up the fine scales, large ones the coarse scales.")
-
-# ---- positives table
-st.subheader("Positive anchors and their targets")
-st.latex(r"\left(\frac{\frac{x_b - x_a}{w_a} - \mu_x}{\sigma_x},\ "
-         r"\frac{\frac{y_b - y_a}{h_a} - \mu_y}{\sigma_y},\ "
-         r"\frac{\log\frac{w_b}{w_a} - \mu_w}{\sigma_w},\ "
-         r"\frac{\log\frac{h_b}{h_a} - \mu_h}{\sigma_h}\right),\quad "
-         r"\mu = 0,\ \sigma_x = \sigma_y = 0.1,\ \sigma_w = \sigma_h = 0.2")
-idx = np.flatnonzero(positive)
-if len(idx):
-    scale_of = np.searchsorted([s for s, _, _ in layout], idx, side="right") - 1
-    rows = []
-    for i, k in zip(idx, scale_of):
-        start, side, a = layout[k]
-        cell, shape = divmod(int(i - start), a)
-        j = int(gt_index[i])
-        rows.append({
-            "anchor": int(i), "scale": int(k + 1), "cell (row, col)": str(divmod(cell, side)),
-            "shape": anchor_shape(shape, a), "object": names[j], "IoU": float(iou[i, j]),
-            "match": "greedy" if greedy[i] else "threshold",
-            "t_x": offsets[i, 0], "t_y": offsets[i, 1], "t_w": offsets[i, 2],
-            "t_h": offsets[i, 3],
-        })
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("IoU", "t_x", "t_y", "t_w", "t_h")})
-else:
-    st.info("No positive anchors: add a ground-truth box.")
+    if not names:
+        st.warning("No valid ground-truth box: every anchor is background. Add a row below.")
+    picture(image, picked.desc, anchors.numpy(), labels, names, assignment, kept, settings)
+if names:
+    heatmaps(layout, assignment, names)
+positives_table(layout, assignment, names)

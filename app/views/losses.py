@@ -2,10 +2,12 @@
 
 import figures
 import numpy as np
-import state
 import streamlit as st
 import torch
+import urlstate
 
+from ssd_core.anchors import anchor_layout, layout_anchors
+from ssd_core.data import SyntheticDetection, detection_collate
 from ssd_core.losses import (
     cross_entropy_curve,
     focal_loss,
@@ -14,6 +16,7 @@ from ssd_core.losses import (
     smooth_l1,
     smooth_l1_grad,
 )
+from ssd_core.matching import multibox_target
 
 X = torch.linspace(-2, 2, 401)
 P = torch.linspace(0.005, 0.995, 199)
@@ -46,14 +49,9 @@ def parse_values(text: str, what: str, lo: float, hi: float, allow_zero: bool) -
 def sample_balance(n_images: int = 8, preset: str = "default") -> tuple[int, int, int]:
     """(positives, negatives, images) over the first synthetic samples, labelled with
     ``multibox_target`` against TinySSD's 5444 anchors (IoU threshold 0.5)."""
-    from ssd_core.data import SyntheticDetection, detection_collate
-    from ssd_core.matching import multibox_target
-    from ssd_core.model import TinySSD
-
     ds = SyntheticDetection(n_images, seed=0, image_size=256, preset=preset)
     _, targets = detection_collate([ds[i] for i in range(n_images)])
-    anchors = TinySSD(num_classes=3).anchors_for(
-        [(s, s) for s in (32, 16, 8, 4, 1)], torch.device("cpu"))
+    anchors = layout_anchors(anchor_layout(input_size=256))
     _, _, cls_labels = multibox_target(anchors, targets)
     pos = int((cls_labels > 0).sum())
     return pos, int(cls_labels.numel()) - pos, n_images
@@ -73,13 +71,9 @@ def smooth_l1_section():
     st.markdown("Large σ: close to L1. Small σ: quadratic over a wider range, so small offset "
                 "errors get small gradients instead of a constant ±1.")
     c1, c2 = st.columns([3, 1])
-    state.qp_init("losses.sigmas", "10, 1, 0.5")
-    text = c1.text_input("σ values", key="losses.sigmas", help="Comma-separated, each in "
-                         "(0, 100]; the chapter uses 10, 1, 0.5.")
-    state.qp_sync("losses.sigmas")
-    state.qp_init("losses.grad", False, state.as_bool)
-    show_grad = c2.toggle("Show gradients", key="losses.grad")
-    state.qp_sync("losses.grad")
+    text = urlstate.bind(c1.text_input, "losses.sigmas", "10, 1, 0.5", "σ values",
+                         help="Comma-separated, each in (0, 100]; the chapter uses 10, 1, 0.5.")
+    show_grad = urlstate.bind(c2.toggle, "losses.grad", False, "Show gradients")
     try:
         sigmas = parse_values(text, "σ", 0, 100, allow_zero=False)
     except ValueError as e:
@@ -105,17 +99,12 @@ def focal_section():
     st.markdown("$p_j$ is the predicted probability of the true class. Raising γ shrinks the "
                 "loss of examples the model already gets right (p near 1).")
     c1, c2, c3 = st.columns([3, 2, 1])
-    state.qp_init("losses.gammas", "0, 1, 5")
-    text = c1.text_input("γ values", key="losses.gammas",
+    text = urlstate.bind(c1.text_input, "losses.gammas", "0, 1, 5", "γ values",
                          help="Comma-separated, each in [0, 10]; the chapter uses 0, 1, 5.")
-    state.qp_sync("losses.gammas")
-    state.qp_init("losses.alpha", 1.0, float, lambda v: 0.05 <= v <= 1)
-    alpha = c2.slider("α", 0.05, 1.0, step=0.05, key="losses.alpha",
-                      help="Class weight; the chapter's curves use 1, RetinaNet uses 0.25.")
-    state.qp_sync("losses.alpha")
-    state.qp_init("losses.logy", False, state.as_bool)
-    log_y = c3.toggle("log y", key="losses.logy")
-    state.qp_sync("losses.logy")
+    alpha = urlstate.bind(c2.slider, "losses.alpha", 1.0, "α", 0.05, 1.0, step=0.05,
+                          valid=lambda v: 0.05 <= v <= 1,
+                          help="Class weight; the chapter's curves use 1, RetinaNet uses 0.25.")
+    log_y = urlstate.bind(c3.toggle, "losses.logy", False, "log y")
     try:
         gammas = parse_values(text, "γ", 0, 10, allow_zero=True)
     except ValueError as e:
@@ -147,10 +136,10 @@ def imbalance_section():
         "multiplies each loss by (1 − p)^γ, so easy negatives fade out; hard negative mining "
         "(Labeling page) is the other remedy."
     )
-    state.qp_init("losses.pbg", 0.95, float, lambda v: 0.5 <= v <= 0.999)
-    p_bg = st.slider("Probability the model gives the background class on a typical negative",
-                     0.5, 0.999, step=0.001, key="losses.pbg", format="%.3f")
-    state.qp_sync("losses.pbg")
+    p_bg = urlstate.bind(st.slider, "losses.pbg", 0.95,
+                         "Probability the model gives the background class on a typical "
+                         "negative", 0.5, 0.999, step=0.001, format="%.3f",
+                         valid=lambda v: 0.5 <= v <= 0.999)
     p_pos = 0.5
     table = {"loss": [], "from negatives": [], "from positives": [], "share of negatives": []}
     for name, g, a in (("cross-entropy", 0.0, 1.0), ("focal γ=2", 2.0, 1.0),

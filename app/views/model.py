@@ -3,92 +3,95 @@
 from __future__ import annotations
 
 import figures
+import images
+import models
 import numpy as np
 import pandas as pd
-import state
 import streamlit as st
 import torch
+import urlstate
 
 from ssd_core.images import image_to_tensor
 from ssd_core.model import describe
 
 
 @st.cache_data(show_spinner="Running the network once ...", max_entries=8)
-def feature_maps(png: bytes, input_size: int, checkpoint: str | None) -> list[np.ndarray]:
+def feature_maps(png: bytes, input_size: int, model_key: str, _det) -> list[np.ndarray]:
     """Each block's output ``(C_i, h_i, w_i)`` for one image (cached per image, size, model)."""
-    model, _, _ = state.load_model(checkpoint)
-    x = image_to_tensor(state.open_png(png).convert("RGB"), input_size)[None]
+    x = image_to_tensor(images.open_png(png).convert("RGB"), input_size)[None]
     with torch.no_grad():
-        return [f[0].float().numpy() for f in model.feature_maps(x)]
+        return [f[0].float().cpu().numpy() for f in _det.model.feature_maps(x.to(_det.device))]
+
+
+def blocks_table(rows, size: int) -> None:
+    """describe()'s rows as a table, the totals, and what the input size changes."""
+    table = pd.DataFrame([{
+        "block": r["name"],
+        "output (C, H, W)": "×".join(map(str, r["output_shape"])),
+        "anchors / pixel": r["anchors_per_pixel"],
+        "anchors": r["num_anchors"],
+        "sizes": ", ".join(f"{s:g}" for s in r["sizes"]),
+        "ratios": ", ".join(f"{s:g}" for s in r["ratios"]),
+        "receptive field (px)": r["receptive_field"],
+        "stride (px)": r["stride"],
+        "parameters": r["params"],
+    } for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch")
+    c = st.columns(3)
+    c[0].metric("Anchors", f"{sum(r['num_anchors'] for r in rows):,}", border=True)
+    c[1].metric("Parameters", f"{sum(r['params'] for r in rows):,}", border=True)
+    c[2].metric("Input", f"{size}×{size}", border=True)
+    side0, smallest = rows[0]["output_shape"][1], rows[0]["sizes"][0]
+    st.markdown(
+        f"At {size}×{size} the finest map is {side0}×{side0} (an anchor centre every "
+        f"{rows[0]['stride']} px) and the smallest anchor is {smallest:g} × {size} = "
+        f"{smallest * size:.0f} px. Anchor sizes are fractions of the image, so a larger input "
+        "does not change which object sizes the anchors fit; it gives more cells (more, denser "
+        "anchors) and more pixels per object for the convolutions, while each block's receptive "
+        "field, fixed in pixels by its layers, covers a smaller part of the image."
+    )
 
 
 st.title("Model")
-model, class_names, note, ckpt = state.model_or_untrained()
-st.caption(f"Showing: **{note}** · classes: {', '.join(class_names)}. "
+det, choice, note = models.active_or_untrained()
+st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. "
            "A checkpoint trained on the Training page replaces it here.")
 
-size = state.input_size_select("model.size", help="The chapter's problem: a larger input gives "
-                               "larger feature maps, more (and relatively smaller) anchors.")
-rows = describe(model, size)
+size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger input "
+                                  "gives larger feature maps, more (and relatively smaller) "
+                                  "anchors.")
+rows = describe(det.model, size)
 st.plotly_chart(figures.tinyssd_diagram(rows, size), key="model_diagram", width="stretch")
-table = pd.DataFrame([{
-    "block": r["name"],
-    "output (C, H, W)": "×".join(map(str, r["output_shape"])),
-    "anchors / pixel": r["anchors_per_pixel"],
-    "anchors": r["num_anchors"],
-    "sizes": ", ".join(f"{s:g}" for s in r["sizes"]),
-    "ratios": ", ".join(f"{s:g}" for s in r["ratios"]),
-    "receptive field (px)": r["receptive_field"],
-    "stride (px)": r["stride"],
-    "parameters": r["params"],
-} for r in rows])
-st.dataframe(table, hide_index=True, width="stretch")
-total_params = sum(r["params"] for r in rows)
-total_anchors = sum(r["num_anchors"] for r in rows)
-c = st.columns(3)
-c[0].metric("Anchors", f"{total_anchors:,}", border=True)
-c[1].metric("Parameters", f"{total_params:,}", border=True)
-c[2].metric("Input", f"{size}×{size}", border=True)
-side0, smallest = rows[0]["output_shape"][1], rows[0]["sizes"][0]
-st.markdown(
-    f"At {size}×{size} the finest map is {side0}×{side0} (an anchor centre every "
-    f"{rows[0]['stride']} px) and the smallest anchor is {smallest:g} × {size} = "
-    f"{smallest * size:.0f} px. Anchor sizes are fractions of the image, so a larger input "
-    "does not change which object sizes the anchors fit; it gives more cells (more, denser "
-    "anchors) and more pixels per object for the convolutions, while each block's receptive "
-    "field, fixed in pixels by its layers, covers a smaller part of the image."
-)
+blocks_table(rows, size)
 
 st.subheader("Feature-map activations")
 top = st.columns([1, 2.3])
 with top[0]:
-    image, desc, _ = state.image_picker("model")
-    if image is None:
-        image, desc = state.gradient_image(), "gradient"
-fmaps = feature_maps(state.png_bytes(image), size, ckpt)
+    picked = images.pick_image("model")
+    if picked.png is None:
+        picked = images.Picked(images.png_bytes(images.gradient_image()), "gradient")
+image = picked.image
+fmaps = feature_maps(picked.png, size, models.model_key(choice), det)
 with top[1]:
     # st.image would scale a wide image to 260 px itself and fail on one that ends up under a
     # pixel tall (a 4000×10 strip): scale it here, at least 1 px tall.
     w, h = image.size
     shown = image.resize((260, max(1, round(h * 260 / w)))) if w > 260 else image
-    st.image(shown, caption=f"{desc} (the network sees it at {size}×{size})", width=260)
+    st.image(shown, caption=f"{picked.desc} (the network sees it at {size}×{size})", width=260)
 
 
 @st.fragment
-def activations(fmaps, desc):
+def activations(fmaps, block_names: list[str], desc: str, size: int) -> None:
     """Block / channel choices rerun only this part, never the network (fmaps is cached)."""
     left, right = st.columns([1, 2.3])
     with left:
-        state.qp_init("model.block", 0, int, lambda v: 0 <= v < len(fmaps))
-        blk = st.radio("Block", range(len(fmaps)), key="model.block",
-                       format_func=lambda i: f"{i}: {rows[i]['name']}")
-        state.qp_sync("model.block")
+        blk = urlstate.bind(st.radio, "model.block", 0, "Block", range(len(fmaps)),
+                            valid=lambda v: 0 <= v < len(fmaps),
+                            format_func=lambda i: f"{i}: {block_names[i]}")
         fmap = fmaps[blk]
         n_ch = fmap.shape[0]
-        state.qp_init("model.channels", 32, int, lambda v: v >= 1)
-        st.session_state["model.channels"] = min(st.session_state["model.channels"], n_ch)
-        k = st.slider("Channels shown", 1, n_ch, key="model.channels")
-        state.qp_sync("model.channels")
+        k = urlstate.bind(st.slider, "model.channels", 32, "Channels shown", 1, n_ch,
+                          valid=lambda v: v >= 1, fit=lambda v: min(v, n_ch))
         order = st.radio("Order", ["by channel index", "most active first"],
                          key="model.order", horizontal=True)
     idx = np.arange(n_ch)
@@ -105,4 +108,4 @@ def activations(fmaps, desc):
                    "min-max normalised on its own (yellow = most active).")
 
 
-activations(fmaps, desc)
+activations(fmaps, [r["name"] for r in rows], picked.desc, size)

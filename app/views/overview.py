@@ -1,8 +1,9 @@
 """Overview: SSD in a few sentences, the TinySSD diagram, links to every page."""
 
 import figures
-import state
 import streamlit as st
+import urlstate
+from pages import PAGES
 
 from ssd_core.model import TinySSD, describe
 
@@ -23,7 +24,7 @@ st.markdown(
     "decodes the offsets and removes duplicates with non-maximum suppression."
 )
 
-size = state.input_size_select("overview.size")
+size = urlstate.input_size_select("overview.size")
 rows = describe(_book_model(), size)
 st.plotly_chart(figures.tinyssd_diagram(rows, size), width="stretch", key="diagram")
 total = sum(r["num_anchors"] for r in rows)
@@ -32,15 +33,7 @@ st.caption(f"TinySSD at {size}×{size}: ({sides}) × 4 = **{total}** anchors per
            "(the chapter: 5444 at 256).")
 
 st.subheader("Explore")
-# (page, label, icon); part 2 appends its pages here
-LINKS = [
-    ("views/anchors.py", "Anchors: the five scales of anchor boxes", ":material/grid_on:"),
-    ("views/labeling.py", "Labeling: how anchors become training targets", ":material/label:"),
-    ("views/losses.py", "Losses: smooth-L1 and focal loss, interactive", ":material/show_chart:"),
-    ("views/model.py", "Model: blocks, shapes, receptive fields, activations",
-     ":material/account_tree:"),
-]
 cols = st.columns(2)
-for i, (path, label, icon) in enumerate(LINKS):
+for i, p in enumerate(PAGES):
     with cols[i % 2]:
-        st.page_link(path, label=label, icon=icon)
+        st.page_link(p.path, label=f"{p.title}: {p.summary}", icon=p.icon)

@@ -6,25 +6,28 @@ still running); this page only submits, stops and resumes jobs and polls their s
 made the active model of the Detection and Evaluation pages.
 """
 
-import hashlib
+import json
 import re
 import time
 from pathlib import Path
 
 import figures
-import state
+import images
+import jobs
+import models
 import streamlit as st
+import urlstate
 
-from ssd_core.data import FORMATS, PRESETS
+from ssd_core import DataSpec, TrainConfig
+from ssd_core.config import FIELDS, choices, help_text
+from ssd_core.data import FORMATS, PRESETS, load_dataset
 from ssd_core.errors import ConfigError, SSDError
-from ssd_core.jobs import DataSpec
-from ssd_core.train import OPTIMIZERS, TrainConfig
 
 POLL_S = 1.0
 LIVE = ("queued", "running", "stopping")
 RUN_KEY = "training.run"
 FORM_OPEN_KEY = "training.form_open"
-BOOK = TrainConfig()  # the chapter's defaults fill the form
+CHOICE_LABELS = {"ce": "cross-entropy", "l1": "L1", "smooth_l1": "smooth-L1"}
 
 
 def _eta(seconds) -> str:
@@ -51,29 +54,15 @@ def job_message(text: str) -> str:
     return text
 
 
-def save_upload(data: bytes) -> Path:
-    """Keep an uploaded dataset zip where the job can read it: ``<runs>/_uploads/<sha1>.zip``."""
-    folder = state.runs_dir() / "_uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
-    if not path.exists():
-        path.write_bytes(data)
-    return path
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def preview_image(run_path: str):
     """PNG bytes of the fixed validation image a run's preview detections refer to."""
-    import json
-
-    from ssd_core.train import TrainConfig as Cfg
-
     root = Path(run_path)
     spec = DataSpec.from_dict(json.loads((root / "data.json").read_text()))
-    cfg = Cfg.from_dict(json.loads((root / "config.json").read_text()))
+    cfg = TrainConfig.from_dict(json.loads((root / "config.json").read_text()))
     train, val = spec.build(cfg.input_size)
     data = val if val is not None and len(val) else train
-    return state._png(data.sample(0)[0])
+    return images.png_bytes(data.sample(0)[0])
 
 
 def log_every(num_images: int, batch_size: int) -> int:
@@ -82,12 +71,13 @@ def log_every(num_images: int, batch_size: int) -> int:
     return max(1, min(10, steps // 5))
 
 
-def start_job(spec: DataSpec, form: dict, num_images: int) -> None:
+def start_job(spec: DataSpec, name: str, settings: dict, num_images: int) -> None:
+    """Queue a run with the form's (flat) settings; the page then follows it."""
     try:
-        config = TrainConfig(**form["config"], log_every=log_every(
-            num_images, form["config"]["batch_size"]))
-        run_id = state.job_manager().submit(config, spec, form["name"] or None)
-    except (ConfigError, SSDError) as e:
+        config = TrainConfig.from_dict(
+            {**settings, "log_every": log_every(num_images, settings["batch_size"])})
+        run_id = jobs.job_manager().submit(config, spec, name or None)
+    except SSDError as e:
         st.error(f"The run could not start: {e}")
         return
     st.session_state[RUN_KEY] = run_id
@@ -95,85 +85,112 @@ def start_job(spec: DataSpec, form: dict, num_images: int) -> None:
     st.query_params["run"] = run_id
 
 
+def number(box, name: str, key: str, label: str, lo, hi, step=None, **kw):
+    """A number input for the setting ``name``, with its default and help from ssd_core.config."""
+    return box.number_input(label, lo, hi, FIELDS[name].default, step, key=key,
+                            help=help_text(name), **kw)
+
+
+def choice(widget, name: str, key: str, label: str, **kw):
+    """A radio or selectbox over the setting's choices in ssd_core.config."""
+    return widget(label, list(choices(name)), key=key, help=help_text(name),
+                  format_func=lambda v: CHOICE_LABELS.get(v, v), **kw)
+
+
+def optimisation_inputs() -> dict:
+    st.markdown("**Optimisation**")
+    return {
+        "epochs": number(st, "epochs", "training.epochs", "Epochs", 1, 1000),
+        "batch_size": number(st, "batch_size", "training.batch", "Batch size", 1, 1024),
+        "lr": number(st, "lr", "training.lr", "Learning rate", 1e-6, 10.0, format="%.4g"),
+        "optimizer": choice(st.selectbox, "optimizer", "training.optimizer", "Optimizer"),
+        "schedule": choice(st.selectbox, "schedule", "training.schedule", "LR schedule"),
+        "input_size": st.select_slider("Input size", urlstate.INPUT_SIZES,
+                                       FIELDS["input_size"].default, key="training.input_size",
+                                       help=help_text("input_size")),
+    }
+
+
+def loss_inputs() -> dict:
+    st.markdown("**Loss**")
+    out = {"cls_loss": choice(st.radio, "cls_loss", "training.cls_loss", "Class loss",
+                              horizontal=True)}
+    g1, g2 = st.columns(2)
+    out["focal_gamma"] = number(g1, "focal_gamma", "training.gamma", "Focal γ", 0.0, 10.0, 0.5)
+    out["focal_alpha"] = number(g2, "focal_alpha", "training.alpha", "Focal α", 0.01, 1.0, 0.05)
+    out["box_loss"] = choice(st.radio, "box_loss", "training.box_loss", "Box loss",
+                             horizontal=True)
+    out["smooth_l1_sigma"] = number(st, "smooth_l1_sigma", "training.sigma", "Smooth-L1 σ",
+                                    0.01, 100.0)
+    w1, w2 = st.columns(2)
+    out["cls_weight"] = number(w1, "cls_weight", "training.cls_weight", "Class weight",
+                               0.0, 100.0)
+    out["box_weight"] = number(w2, "box_weight", "training.box_weight", "Box weight",
+                               0.0, 100.0)
+    out["normalize"] = choice(st.radio, "normalize", "training.normalize", "Loss normalisation",
+                              horizontal=True)
+    out["hard_negative_mining"] = st.checkbox(
+        f"Hard negative mining ({FIELDS['neg_ratio'].default:g}:1)",
+        FIELDS["hard_negative_mining"].default, key="training.hnm",
+        help=help_text("hard_negative_mining"))
+    return out
+
+
+def data_inputs(upload) -> dict:
+    """The Data column: synthetic settings, or the uploaded zip's format and split."""
+    st.markdown("**Data**")
+    if upload is None:
+        d = {"preset": st.selectbox("Synthetic preset", list(PRESETS), key="training.preset",
+                                    help="default: bananas, rings and stars, 1-6 per image; "
+                                         "book: one banana per image, like the chapter."),
+             "n": st.number_input("Training images", 1, 100_000, 512, key="training.n"),
+             "val_n": st.number_input("Validation images", 0, 10_000, 64, key="training.val_n"),
+             "seed": st.number_input("Data seed", 0, 2**31 - 1, 0, key="training.seed")}
+    else:
+        d = {"fmt": st.selectbox("Format", ["auto", *FORMATS], key="training.fmt"),
+             "val_fraction": st.slider("Validation fraction", 0.0, 0.5, 0.1, 0.05,
+                                       key="training.val_fraction")}
+    d["augment"] = st.checkbox("Augment (flip, crop, colour)", False, key="training.augment")
+    d["name"] = st.text_input("Run name (optional)", key="training.name", max_chars=40)
+    return d
+
+
+def data_spec(upload, d: dict, input_size: int):
+    """``(DataSpec, number of training images)``; an uploaded zip is checked now, so a bad one
+    is an error here rather than a failed job (None after its st.error)."""
+    if upload is None:
+        return DataSpec("synthetic", n=int(d["n"]), seed=int(d["seed"]), preset=d["preset"],
+                        val_n=int(d["val_n"]), augment=d["augment"]), int(d["n"])
+    path = jobs.save_upload(upload.getvalue())
+    fmt = None if d["fmt"] == "auto" else d["fmt"]
+    try:
+        ds = load_dataset(path, fmt=fmt, image_size=input_size, name=upload.name)
+        if len(ds) < 2:
+            raise ConfigError("the dataset needs at least 2 images (train + validation)")
+    except (ValueError, RuntimeError) as e:
+        st.error(f"That dataset could not be used: {e}")
+        return None
+    return DataSpec("path", path=str(path), fmt=fmt, val_fraction=float(d["val_fraction"]),
+                    augment=d["augment"]), len(ds)
+
+
 def config_form(upload) -> None:
-    """The training form: the chapter's defaults; submitting queues a job."""
+    """The training form, filled with the chapter's defaults; submitting queues a job."""
     with st.form("training.form"):
         c1, c2, c3 = st.columns(3)
         with c1:
-            st.markdown("**Data**")
-            if upload is None:
-                preset = st.selectbox("Synthetic preset", list(PRESETS), key="training.preset",
-                                      help="default: bananas, rings and stars, 1-6 per image; "
-                                           "book: one banana per image, like the chapter.")
-                n = st.number_input("Training images", 1, 100_000, 512, key="training.n")
-                val_n = st.number_input("Validation images", 0, 10_000, 64, key="training.val_n")
-                seed = st.number_input("Data seed", 0, 2**31 - 1, 0, key="training.seed")
-            else:
-                fmt = st.selectbox("Format", ["auto", *FORMATS], key="training.fmt")
-                val_fraction = st.slider("Validation fraction", 0.0, 0.5, 0.1, 0.05,
-                                         key="training.val_fraction")
-            augment = st.checkbox("Augment (flip, crop, colour)", False, key="training.augment")
-            name = st.text_input("Run name (optional)", key="training.name", max_chars=40)
+            d = data_inputs(upload)
         with c2:
-            st.markdown("**Optimisation**")
-            epochs = st.number_input("Epochs", 1, 1000, BOOK.epochs, key="training.epochs")
-            batch = st.number_input("Batch size", 1, 1024, BOOK.batch_size,
-                                    key="training.batch")
-            lr = st.number_input("Learning rate", 1e-6, 10.0, BOOK.lr, format="%.4g",
-                                 key="training.lr", help="The book: 0.2 with SGD; Adam: ~1e-3.")
-            opt = st.selectbox("Optimizer", list(OPTIMIZERS), key="training.optimizer")
-            size = st.select_slider("Input size", state.INPUT_SIZES, BOOK.input_size,
-                                    key="training.input_size")
+            settings = optimisation_inputs()
         with c3:
-            st.markdown("**Loss**")
-            cls_loss = st.radio("Class loss", ["ce", "focal"], horizontal=True,
-                                key="training.cls_loss",
-                                format_func={"ce": "cross-entropy", "focal": "focal"}.get)
-            g1, g2 = st.columns(2)
-            gamma = g1.number_input("Focal γ", 0.0, 10.0, BOOK.focal_gamma, 0.5,
-                                    key="training.gamma")
-            alpha = g2.number_input("Focal α", 0.01, 1.0, BOOK.focal_alpha, 0.05,
-                                    key="training.alpha")
-            box_loss = st.radio("Box loss", ["l1", "smooth_l1"], horizontal=True,
-                                key="training.box_loss",
-                                format_func={"l1": "L1", "smooth_l1": "smooth-L1"}.get)
-            sigma = st.number_input("Smooth-L1 σ", 0.01, 100.0, BOOK.smooth_l1_sigma,
-                                    key="training.sigma")
-            w1, w2 = st.columns(2)
-            cls_w = w1.number_input("Class weight", 0.0, 100.0, BOOK.cls_weight,
-                                    key="training.cls_weight")
-            box_w = w2.number_input("Box weight", 0.0, 100.0, BOOK.box_weight,
-                                    key="training.box_weight")
-            hnm = st.checkbox("Hard negative mining (3:1)", BOOK.hard_negative_mining,
-                              key="training.hnm")
+            settings.update(loss_inputs())
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:
         return
-    form = {"name": name, "config": dict(
-        epochs=int(epochs), batch_size=int(batch), lr=float(lr), optimizer=opt,
-        input_size=int(size), cls_loss=cls_loss, focal_gamma=float(gamma),
-        focal_alpha=float(alpha), box_loss=box_loss, smooth_l1_sigma=float(sigma),
-        cls_weight=float(cls_w), box_weight=float(box_w), hard_negative_mining=bool(hnm))}
-    if upload is None:
-        spec = DataSpec("synthetic", n=int(n), seed=int(seed), preset=preset, val_n=int(val_n),
-                        augment=augment)
-        num_images = int(n)
-    else:
-        from ssd_core.data import load_dataset
-
-        path = save_upload(upload.getvalue())
-        try:  # check it now, so a bad zip is an error here rather than a failed job
-            ds = load_dataset(path, fmt=None if fmt == "auto" else fmt, image_size=int(size))
-            if len(ds) < 2:
-                raise ConfigError("the dataset needs at least 2 images (train + validation)")
-        except (ValueError, RuntimeError) as e:  # name the user's file, not the saved copy
-            st.error(f"That dataset could not be used: "
-                     f"{str(e).replace(path.name, upload.name)}")
-            return
-        spec = DataSpec("path", path=str(path), fmt=None if fmt == "auto" else fmt,
-                        val_fraction=float(val_fraction), augment=augment)
-        num_images = len(ds)
-    start_job(spec, form, num_images)
+    checked = data_spec(upload, d, int(settings["input_size"]))
+    if checked is not None:
+        spec, num_images = checked
+        start_job(spec, d["name"], settings, num_images)
 
 
 def metrics_row(snap) -> None:
@@ -196,13 +213,13 @@ def preview(snap) -> None:
                    "image appear here.")
         return
     try:
-        image = state.open_png(preview_image(str(snap.path)))
+        image = images.open_png(preview_image(str(snap.path)))
     except (OSError, ValueError, RuntimeError) as e:
         st.caption(f"The preview image could not be rebuilt ({e}).")
         return
     w, h = image.size
     scale = [w, h, w, h]
-    dets = [r for r in p.get("detections", [])]
+    dets = p.get("detections", [])
     gts = p.get("ground_truth", [])
     names = p.get("class_names", [])
     boxes = [[v * s for v, s in zip(r[2:6], scale)] for r in dets]
@@ -216,17 +233,17 @@ def preview(snap) -> None:
 
 
 def run_controls(snap) -> None:
-    jobs = state.job_manager()
+    manager = jobs.job_manager()
     b = st.columns(4)
     if snap.state in ("queued", "running") and b[0].button("Stop", key="training.stop",
                                                             icon=":material/stop:"):
-        jobs.stop(snap.run_id)
+        manager.stop(snap.run_id)
         st.rerun()
     if snap.resumable and b[0].button("Resume", key="training.resume",
                                       icon=":material/play_arrow:"):
         try:
-            jobs.resume(snap.run_id)
-        except (ConfigError, SSDError) as e:
+            manager.resume(snap.run_id)
+        except SSDError as e:
             st.error(str(e))
         st.rerun()
     ckpt = snap.checkpoint
@@ -238,16 +255,16 @@ def run_controls(snap) -> None:
         if b[2].button("Use for detection", key="training.use",
                        icon=":material/center_focus_strong:",
                        help="Make this checkpoint the active model (Detection, Evaluation)."):
-            st.session_state["active_checkpoint"] = str(ckpt)
+            st.session_state[models.ACTIVE_KEY] = str(ckpt)
             st.rerun()
-        if state.active_checkpoint() == str(ckpt):
+        if models.active_checkpoint() == str(ckpt):
             b[3].success("Active model")
 
 
 def run_panel(run_id: str, was_live: bool) -> None:
     """One run: status, progress, controls, curves, preview. Polled while the job is live."""
     try:
-        snap = state.job_manager().snapshot(run_id)
+        snap = jobs.job_manager().snapshot(run_id)
     except ConfigError as e:
         st.warning(str(e))
         return
@@ -261,7 +278,7 @@ def run_panel(run_id: str, was_live: bool) -> None:
     st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {message}")
     if snap.state == "queued" and snap.queue_position:
         st.info(f"Queued: position {snap.queue_position} in line. The server trains "
-                f"{state.job_manager().max_running} model(s) at a time "
+                f"{jobs.job_manager().max_running} model(s) at a time "
                 "(SSD_MAX_TRAINING_JOBS).")
     if snap.state == "failed":
         st.error(f"Training failed: {message}")
@@ -284,29 +301,25 @@ def run_panel(run_id: str, was_live: bool) -> None:
         preview(snap)
 
 
-def runs_section(runs) -> None:
+
+def runs_section(listed) -> None:
     """The selected run (live while it trains) and the comparison of finished runs."""
-    ids = [r.run_id for r in runs]
+    ids = [r.run_id for r in listed]
     # Static labels (no state): a selectbox keeps showing an option's first label.
     labels = {r.run_id: f"{r.run_id} · {r.config.get('epochs')} epochs, "
-                        f"{r.config.get('input_size')} px" for r in runs}
-    if RUN_KEY not in st.session_state and st.query_params.get("run") in ids:
-        st.session_state[RUN_KEY] = st.query_params["run"]
-    if st.session_state.get(RUN_KEY) not in ids:
-        st.session_state[RUN_KEY] = ids[0]
-    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=labels.get)
-    if st.query_params.get("run") != run_id:
-        st.query_params["run"] = run_id
-
+                        f"{r.config.get('input_size')} px" for r in listed}
+    run_id = urlstate.bind(st.selectbox, RUN_KEY, ids[0], "Run", ids, valid=lambda v: v in ids,
+                           fit=lambda v: v if v in ids else ids[0], format_func=labels.get)
     # The same snapshot as the label: if the job ends after this, the fragment sees it and
     # reruns the page once (a fresh snapshot here could miss that and leave a stale label).
-    live = next(r for r in runs if r.run_id == run_id).state in LIVE
+    live = next(r for r in listed if r.run_id == run_id).state in LIVE
     st.fragment(run_every=POLL_S if live else None)(run_panel)(run_id, live)
-    compare(runs)
+    compare(listed)
 
 
-def compare(runs) -> None:
-    done = [r for r in runs if r.records]
+def compare(listed) -> None:
+    """Curves and settings of finished runs side by side."""
+    done = [r for r in listed if r.records]
     if len(done) < 2:
         return
     st.subheader("Compare runs")
@@ -318,30 +331,19 @@ def compare(runs) -> None:
     st.plotly_chart(figures.training_curves_figure(
         {i: by_id[i].records for i in chosen}, height=560), width="stretch",
         key="compare_curves")
-    st.dataframe([{"run": i, "state": by_id[i].state,
-                   "epochs": by_id[i].config.get("epochs"),
-                   "lr": by_id[i].config.get("lr"),
-                   "cls loss": by_id[i].config.get("cls_loss"),
-                   "box loss": by_id[i].config.get("box_loss"),
-                   "val AP50": (by_id[i].epochs[-1].get("val_ap50")
-                                if by_id[i].epochs else None),
-                   "created": time.strftime("%Y-%m-%d %H:%M",
-                                            time.localtime(by_id[i].created))}
-                  for i in chosen], hide_index=True, width="stretch")
+    rows = []
+    for i in chosen:
+        run, cfg = by_id[i], jobs.flat_settings(by_id[i].config)
+        rows.append({"run": i, "state": run.state, "epochs": cfg.get("epochs"),
+                     "lr": cfg.get("lr"), "cls loss": cfg.get("cls_loss"),
+                     "box loss": cfg.get("box_loss"),
+                     "val AP50": run.epochs[-1].get("val_ap50") if run.epochs else None,
+                     "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created))})
+    st.dataframe(rows, hide_index=True, width="stretch")
 
 
-st.title("Training")
-st.markdown(
-    "Train the chapter's TinySSD: every step labels the anchors (`multibox_target`), computes "
-    "the class and box losses and takes an optimizer step. The job runs in the background on "
-    "the server; leave or reload the page and it keeps going. Curves show the book's **class "
-    "error** and **box MAE** next to the losses, and each epoch validates (AP50, mAP).")
-
-jobs = state.job_manager()
-# Decided once per session: a newcomer sees the form open even when classmates' runs fill the
-# list below; a session that came for a run (?run=...) or has started one sees it closed.
-st.session_state.setdefault(FORM_OPEN_KEY, "run" not in st.query_params)
-with st.expander("New run", expanded=st.session_state[FORM_OPEN_KEY]):
+def new_run() -> None:
+    """The "New run" expander: synthetic data or an uploaded zip, then the form."""
     source = st.radio("Data", ["Synthetic", "Upload a dataset (.zip)"], horizontal=True,
                       key="training.data")
     upload = None
@@ -351,14 +353,28 @@ with st.expander("New run", expanded=st.session_state[FORM_OPEN_KEY]):
             "(labels/*.txt + classes.txt) or the book's banana CSV", type=["zip"],
             key="training.zip")
         if upload is None:
-            state.upload_hint("Upload a .zip to train on it, or switch to synthetic data.")
+            images.upload_hint("Upload a .zip to train on it, or switch to synthetic data.")
     if source == "Synthetic" or upload is not None:
         config_form(upload)
 
+
+st.title("Training")
+st.markdown(
+    "Train the chapter's TinySSD: every step labels the anchors (`multibox_target`), computes "
+    "the class and box losses and takes an optimizer step. The job runs in the background on "
+    "the server; leave or reload the page and it keeps going. Curves show the book's **class "
+    "error** and **box MAE** next to the losses, and each epoch validates (AP50, mAP).")
+
+# Decided once per session: a newcomer sees the form open even when classmates' runs fill the
+# list below; a session that came for a run (?run=...) or has started one sees it closed.
+st.session_state.setdefault(FORM_OPEN_KEY, "run" not in st.query_params)
+with st.expander("New run", expanded=st.session_state[FORM_OPEN_KEY]):
+    new_run()
+
 # st.stop() is avoided on purpose: under st.navigation it can drop the sidebar and page menu.
-runs = jobs.list_runs()
-if runs:
-    runs_section(runs)
+listed_runs = jobs.job_manager().list_runs()
+if listed_runs:
+    runs_section(listed_runs)
 else:
     st.info("No runs yet: start one above (tiny settings such as 64 px, 64 images and 2 epochs "
             "finish in under a minute on a CPU).")

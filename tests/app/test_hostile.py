@@ -438,7 +438,7 @@ def test_training_on_a_dataset_with_a_corrupt_image_fails_with_a_message(
     """The annotations check passes (it reads image headers only); the tiny job fails on its
     first batch. The page says which image and why, without a traceback, also when the image
     was decoded in a DataLoader worker (as on a GPU server, whose error text carries one)."""
-    from ssd_core.train import Trainer
+    from ssd_core import Trainer
 
     if workers:
         setup = Trainer._setup

@@ -25,7 +25,10 @@ def test_overview_and_sidebar():
     assert "none yet" in [m.value for m in at.sidebar.markdown]
     assert any(m.value.startswith("**CPU") or m.value.startswith("**CUDA")
                for m in at.sidebar.markdown)
-    assert len(at.get("page_link")) == 4
+    # every page of the registry (app/pages.py), each once
+    assert sorted(link.proto.label.split(":")[0] for link in at.get("page_link")) == sorted([
+        "Overview", "Anchors", "Labeling", "Losses", "Model", "Training", "Detection",
+        "Evaluation"])
     at.select_slider(key="overview.size").set_value(320).run()
     assert any(str(total([40, 20, 10, 5, 1])) in c.value for c in at.caption)
     assert at.query_params["size"] == "320"

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ssd_core.jobs import read_metrics
-from ssd_core.train import load_checkpoint
+from ssd_core import load_checkpoint
 
 from .conftest import app_on_page
 

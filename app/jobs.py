@@ -1,0 +1,46 @@
+"""The runs folder and its one JobManager, shared by every session of the server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from ssd_core import JobManager
+
+CHECKOUT_RUNS = Path(__file__).resolve().parent.parent / "runs"
+
+
+def runs_dir() -> Path:
+    """The runs folder: ``$SSD_RUNS_DIR`` if set, else ``runs/`` next to ``app/`` (gitignored)."""
+    return Path(os.environ.get("SSD_RUNS_DIR") or CHECKOUT_RUNS)
+
+
+@st.cache_resource(show_spinner=False)
+def _job_manager(path: str) -> JobManager:
+    return JobManager(path)  # reads SSD_MAX_TRAINING_JOBS (1 by default)
+
+
+def job_manager() -> JobManager:
+    """The process-wide JobManager of the current runs folder: every session and every browser
+    refresh sees the same jobs (the worker threads live as long as the server)."""
+    return _job_manager(str(runs_dir()))
+
+
+def save_upload(data: bytes) -> Path:
+    """Keep an uploaded dataset zip where a job can read it, once per content:
+    ``<runs>/_uploads/<sha1>.zip`` (the Training and Evaluation pages share it)."""
+    path = runs_dir() / "_uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return path
+
+
+def flat_settings(config: dict) -> dict:
+    """A run's config.json as one flat dict (nested loss settings lifted to the top level;
+    older runs' files are flat already)."""
+    loss = config.get("loss")
+    return {**config, **loss} if isinstance(loss, dict) else dict(config)
