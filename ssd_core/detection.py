@@ -64,8 +64,13 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
     """
     batch, n = valid.shape
     device = boxes.device
-    # One padding slot at index n so gathered "empty" positions point at a harmless box.
+    # Slot n is an empty box at the origin: its IoU with any box is 0, or 0/0 = NaN with another
+    # empty box, and ``iou > threshold`` is False for both, so gathered padding positions never
+    # suppress and are never suppressed (no masks in the pair computations). An IoU whose union
+    # is 0 is 0 (no suppression) everywhere in ssd_core; NaN > threshold gives the same answer.
     boxes_p = torch.cat((boxes, boxes.new_zeros(batch, 1, 4)), dim=1)
+    x1, y1, x2, y2 = boxes_p.unbind(-1)
+    planes = torch.stack((x1, y1, x2, y2, (x2 - x1) * (y2 - y1)))  # (5, B, N+1), with areas
     groups_p = None
     if groups is not None:
         groups_p = torch.cat((groups, groups.new_full((batch, 1), -1)), dim=1)
@@ -74,26 +79,32 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
     rows = torch.arange(batch, device=device)[:, None]
 
     def gather(idx):
-        b = boxes_p.gather(1, idx[..., None].expand(-1, -1, 4))
-        g = None if groups_p is None else groups_p.gather(1, idx)
-        return b, g
+        p = planes.gather(2, idx[None].expand(5, -1, -1))
+        return p, None if groups_p is None else groups_p.gather(1, idx)
 
-    def suppression(b1, g1, m1, b2, g2, m2):
-        # ``<=`` negated, as in the book: a NaN IoU would count as overlapping.
-        s = ~(_pair_iou(b1, b2) <= iou_threshold)
-        s &= m1[:, :, None] & m2[:, None, :]
+    def suppression(first, g1, second, g2):
+        """``[b, j, i]``: box j of ``first`` would remove box i of ``second``."""
+        ax1, ay1, ax2, ay2, area_a = (v[..., :, None] for v in first)
+        bx1, by1, bx2, by2, area_b = (v[..., None, :] for v in second)
+        # The book's box_iou operations in its order (same bits), on coordinate planes.
+        w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+        h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
+        inter = w.mul_(h)
+        union = (area_a + area_b).sub_(inter)
+        s = inter.div_(union) > iou_threshold
         if g1 is not None:
             s &= g1[:, :, None] == g2[:, None, :]
         return s
 
+    upper = torch.ones((chunk, chunk), dtype=torch.bool, device=device).triu(1)
     while bool(alive[:, :n].any()):
         live = alive[:, :n]
         head = live & (live.cumsum(dim=1) <= chunk)
         ci = _compact(head, n)  # (B, C) positions of this chunk
         cmask = ci < n
-        cb, cg = gather(ci)
-        s = suppression(cb, cg, cmask, cb, cg, cmask)
-        s &= torch.ones(s.shape[1:], dtype=torch.bool, device=device).triu(1)
+        cp, cg = gather(ci)
+        size = ci.shape[1]
+        s = suppression(cp, cg, cp, cg) & upper[:size, :size]
         k = _resolve_chunk(s) & cmask
         keep[rows, ci] = k
         alive[rows, ci] = False
@@ -102,31 +113,14 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
         if not bool(rest.any()):
             break
         ri = _compact(rest, n)
-        rmask = ri < n
-        kept_local = _compact(k, ci.shape[1])  # chunk slots that were kept
-        kmask = kept_local < ci.shape[1]
+        kept_local = _compact(k, size)  # chunk slots that were kept
         ki = torch.cat((ci, ci.new_full((batch, 1), n)), dim=1).gather(1, kept_local)
-        kb, kg = gather(ki)
-        rb, rg = gather(ri)
-        removed = suppression(kb, kg, kmask, rb, rg, rmask).any(dim=1)
+        kp, kg = gather(ki)
+        rp, rg = gather(ri)
+        removed = suppression(kp, kg, rp, rg).any(dim=1)
         alive[rows, ri] = alive[rows, ri] & ~removed
         alive[:, n] = False
     return keep[:, :n]
-
-
-def _pair_iou(boxes1, boxes2):
-    """``box_iou`` for ``(B, C, 4)`` x ``(B, R, 4)`` with the same float operations, written on
-    coordinate planes (no ``(B, C, R, 2)`` temporaries) because it dominates NMS time."""
-    x1a, y1a, x2a, y2a = (v[..., None] for v in boxes1.unbind(-1))
-    x1b, y1b, x2b, y2b = (v[..., None, :] for v in boxes2.unbind(-1))
-    area_a = (x2a - x1a) * (y2a - y1a)
-    area_b = (x2b - x1b) * (y2b - y1b)
-    w = (torch.minimum(x2a, x2b) - torch.maximum(x1a, x1b)).clamp_(min=0)
-    h = (torch.minimum(y2a, y2b) - torch.maximum(y1a, y1b)).clamp_(min=0)
-    inter = w.mul_(h)
-    union = (area_a + area_b).sub_(inter)
-    iou = inter / union
-    return iou.masked_fill_(~(union > 0), 0.0)
 
 
 def _check_boxes_scores(boxes, scores):
@@ -140,13 +134,17 @@ def _check_boxes_scores(boxes, scores):
         )
 
 
-def nms(boxes, scores, iou_threshold):
+def nms(boxes, scores, iou_threshold, groups=None):
     """Book greedy NMS: ``boxes (K, 4)``, ``scores (K,)`` -> kept indices ``(k,)`` long,
-    highest score first (ties: lower index first)."""
+    highest score first (ties: lower index first). ``groups (K,)``: boxes of different groups
+    (e.g. classes) never suppress each other, i.e. NMS within each group."""
     _check_boxes_scores(boxes, scores)
+    if groups is not None and (not torch.is_tensor(groups) or groups.shape != scores.shape):
+        raise ValueError(f"nms: groups must be a tensor of shape (K,) = ({boxes.shape[0]},)")
     order = torch.argsort(scores, descending=True, stable=True)
     valid = torch.ones((1, boxes.shape[0]), dtype=torch.bool, device=boxes.device)
-    keep = _nms_sorted(boxes[order][None], valid, iou_threshold)[0]
+    grouped = None if groups is None else groups[order][None].long()
+    keep = _nms_sorted(boxes[order][None], valid, iou_threshold, grouped)[0]
     return order[keep]
 
 
@@ -343,12 +341,7 @@ class Detector:
         idx = torch.nonzero(conf >= conf_threshold).flatten()
         boxes, scores, labels = raw.boxes[idx], conf[idx], cls[idx]
         if apply_nms and len(idx):
-            if per_class:
-                # Boxes of different classes never overlap once shifted apart by class id.
-                shifted = boxes + labels[:, None].to(boxes.dtype) * 4.0
-                keep = nms(shifted, scores, nms_threshold)
-            else:
-                keep = nms(boxes, scores, nms_threshold)
+            keep = nms(boxes, scores, nms_threshold, groups=labels if per_class else None)
         else:
             keep = torch.argsort(scores, descending=True, stable=True)
         idx, boxes, scores, labels = idx[keep], boxes[keep], scores[keep], labels[keep]

@@ -1,11 +1,14 @@
-"""ssd_core.detection: the book's prediction example, equality with the loop reference."""
+"""ssd_core.detection: the book's prediction example, equality with the book's own functions and
+with the loop oracles."""
 
 import pytest
 import torch
 
-from ssd_core.anchors import multibox_prior
+from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
+from ssd_core.boxes import offset_inverse
 from ssd_core.detection import multibox_detection, nms
-from tests.reference import ref_multibox_detection, ref_nms
+from tests.book import book_multibox_detection, book_nms
+from tests.reference import ref_multibox_detection, ref_nms, ref_per_class_nms
 
 BOOK_ANCHORS = torch.tensor(
     [
@@ -82,6 +85,12 @@ def _anchors():
     )
 
 
+def _tinyssd_anchors():
+    maps = [32, 16, 8, 4, 1]
+    return torch.cat([multibox_prior(torch.zeros(1, 1, s, s), TINYSSD_SIZES[i], TINYSSD_RATIOS[i])
+                      for i, s in enumerate(maps)], dim=1)
+
+
 def _probs(g, batch, classes, n, trained_like):
     logits = torch.randn(batch, classes + 1, n, generator=g) * 3
     if trained_like:  # almost every anchor is confidently background
@@ -148,3 +157,68 @@ def test_bad_inputs_raise_clear_errors():
         multibox_detection(BOOK_PROBS[None], torch.zeros(1, 12), BOOK_ANCHORS[None])
     with pytest.raises(ValueError, match=r"anchors must have shape \(1, N, 4\)"):
         multibox_detection(BOOK_PROBS[None], torch.zeros(1, 16), BOOK_ANCHORS[None, :3])
+
+
+# ------------------------------------------------ equal to the book's own functions, bit for bit
+
+
+def test_book_functions_give_the_chapters_prediction_example():
+    book = book_multibox_detection(BOOK_PROBS[None], torch.zeros(1, 16), BOOK_ANCHORS[None], 0.5)
+    expected = torch.tensor([[0, 0.9, 0.1, 0.08, 0.52, 0.92], [1, 0.9, 0.55, 0.2, 0.9, 0.88],
+                             [-1, 0.8, 0.08, 0.2, 0.56, 0.95], [-1, 0.7, 0.15, 0.3, 0.62, 0.91]])
+    assert torch.allclose(book[0], expected, atol=1e-6)
+    mine = multibox_detection(BOOK_PROBS[None], torch.zeros(1, 16), BOOK_ANCHORS[None], 0.5,
+                              pos_threshold=0.009999999)
+    assert torch.equal(mine, book)
+    scores = BOOK_PROBS[1:].max(0).values
+    assert torch.equal(nms(BOOK_ANCHORS, scores, 0.5), book_nms(BOOK_ANCHORS, scores, 0.5))
+
+
+def _distinct(scores):
+    """Nudge tied scores apart (the book's argsort is not stable, so ties have no one order)."""
+    order = torch.argsort(scores, stable=True)
+    s = scores[order]
+    while bool((s[1:] == s[:-1]).any()):
+        tie = torch.cat((torch.tensor([False]), s[1:] == s[:-1]))
+        s = torch.where(tie, torch.nextafter(s, torch.tensor(2.0)), s)
+    return torch.empty_like(scores).scatter_(0, order, s)
+
+
+def _book_inputs(g, batch, classes, n, trained_like):
+    probs = _probs(g, batch, classes, n, trained_like)
+    for b in range(batch):  # the anchors' best class scores all differ
+        conf, cls = probs[b, 1:].max(dim=0)
+        probs[b, 1:].scatter_(0, cls[None], _distinct(conf)[None])
+    return probs, torch.randn(batch, n * 4, generator=g) * 0.3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_equals_the_books(seed):
+    g = torch.Generator().manual_seed(seed)
+    anchors = _tinyssd_anchors()[0] if seed < 2 else _anchors()[0]
+    n = anchors.shape[0]
+    boxes = offset_inverse(anchors, torch.randn(n, 4, generator=g) * 0.5)
+    scores = _distinct(torch.rand(n, generator=g))
+    for threshold in (0.5, 0.3, 0.7, 0.0, 1.0):
+        assert torch.equal(nms(boxes, scores, threshold), book_nms(boxes, scores, threshold))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_multibox_detection_equals_the_books(seed):
+    g = torch.Generator().manual_seed(seed)
+    anchors = _tinyssd_anchors() if seed < 2 else _anchors()
+    n = anchors.shape[1]
+    probs, offsets = _book_inputs(g, 3, [1, 3][seed % 2], n, trained_like=seed % 3 != 2)
+    threshold = [0.5, 0.3, 0.7][seed % 3]
+    pos = [0.009999999, 0.009, 0.2][seed % 3]
+    got = multibox_detection(probs, offsets, anchors, threshold, pos_threshold=pos)
+    assert torch.equal(got, book_multibox_detection(probs, offsets, anchors, threshold, pos))
+
+
+def test_nms_groups_is_per_class_nms():
+    g = torch.Generator().manual_seed(9)
+    boxes = _random_boxes(g, 300, quantize=False)
+    scores = (torch.rand(300, generator=g) * 5).round() / 5
+    labels = torch.randint(0, 3, (300,), generator=g)
+    assert torch.equal(nms(boxes, scores, 0.5, groups=labels),
+                       ref_per_class_nms(boxes, scores, labels, 0.5))

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ssd_core import TrainConfig, save_checkpoint
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.detection import Detector, multibox_detection
 from ssd_core.errors import CheckpointError, InvalidImageError
 from ssd_core.model import TinySSD
-from ssd_core.train import TrainConfig, save_checkpoint
 
 
 class FixedNet(nn.Module):
