@@ -27,19 +27,22 @@ from ssd_core.config import TrainConfig
 from ssd_core.detection import predict_batch
 from ssd_core.engine import Trainer
 from ssd_core.errors import ConfigError, SSDError
-from ssd_core.fileio import write_json_atomic
+from ssd_core.fileio import append_json_line, write_json_atomic
 
 # DataSpec, JobSnapshot and read_metrics are part of this module's interface too.
 from ssd_core.runs import (  # noqa: F401
     ACTIVE_STATES,
     CREATED_KEY,
     PREVIEW_FILE,
+    PREVIEWS_FILE,
     DataSpec,
     JobSnapshot,
+    append_preview,
     append_record,
     created_time,
     read_json,
     read_metrics,
+    read_previews,
 )
 
 
@@ -52,6 +55,7 @@ class _Job:
         self.state, self.message = "queued", "waiting for a free training slot"
         self.records: list[dict] = []
         self.preview: dict | None = None
+        self.previews: list[dict] = []
         self.trainer: Trainer | None = None
         self.stop_requested = False
         self.thread: threading.Thread | None = None
@@ -155,7 +159,7 @@ class JobManager:
                 return JobSnapshot(run_id, job.path, job.state, job.message, pos,
                                    list(job.records), job.config.to_dict(),
                                    dict(job.preview) if job.preview else None,
-                                   job.created)
+                                   job.created, list(job.previews))
         return self._snapshot_from_disk(self.runs_dir / run_id)
 
     def list_runs(self) -> list[JobSnapshot]:
@@ -184,7 +188,8 @@ class JobManager:
         return JobSnapshot(path.name, path, state, message, None,
                            read_metrics(path / "metrics.jsonl"),
                            read_json(path / "config.json", {}) or {},
-                           read_json(path / PREVIEW_FILE), created_time(path))
+                           read_json(path / PREVIEW_FILE), created_time(path),
+                           read_previews(path / PREVIEWS_FILE))
 
     @staticmethod
     def _owner_alive(path: Path) -> bool:
@@ -245,6 +250,7 @@ class JobManager:
         trainer = Trainer(job.config, train, val, run_dir=job.path, resume=job.resume)
         if job.resume is not None:
             job.records = read_metrics(job.path / "metrics.jsonl")
+            job.previews = read_previews(job.path / PREVIEWS_FILE)
         with self._lock:
             job.trainer = trainer
             if job.stop_requested:
@@ -260,7 +266,9 @@ class JobManager:
                 preview = self._preview(trainer, preview_data, rec)
                 with self._lock:
                     job.preview = preview
+                    append_preview(job.previews, preview)
                 write_json_atomic(job.path / PREVIEW_FILE, preview)
+                append_json_line(job.path / PREVIEWS_FILE, preview)
 
     @staticmethod
     def _preview(trainer: Trainer, data, rec: dict) -> dict:

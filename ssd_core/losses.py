@@ -173,26 +173,33 @@ def bbox_eval(bbox_preds, bbox_labels, bbox_masks) -> float:
 
 def metric_sums(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> torch.Tensor:
     """The sums behind the book's metrics, on the inputs' device (no host sync) -> float tensor
-    ``(correct anchors, anchors, abs offset error, offset entries, positive anchors)``."""
+    ``(correct anchors, anchors, abs offset error, offset entries, positive anchors, correct
+    positive anchors)``. The last one gives the object-only accuracy: the book's class error
+    counts the thousands of background anchors too, so it looks small while nothing is found."""
     with torch.no_grad():
+        correct = cls_preds.argmax(dim=-1) == cls_labels
+        positive = cls_labels > 0
         return torch.stack([
-            (cls_preds.argmax(dim=-1) == cls_labels).sum().float(),
+            correct.sum().float(),
             cls_labels.new_tensor(cls_labels.numel(), dtype=torch.float32),
             torch.abs((bbox_labels - bbox_preds) * bbox_masks).sum().float(),
             bbox_labels.new_tensor(bbox_labels.numel(), dtype=torch.float32),
-            (cls_labels > 0).sum().float(),
+            positive.sum().float(),
+            (correct & positive).sum().float(),
         ])
 
 
 def batch_metrics(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> dict:
     """Book metrics of one batch as floats: class_error (over all anchors), box_mae (over all
-    N*4 entries, as the book divides by bbox_labels.numel()), positives_per_image."""
-    correct, anchors, abs_err, offsets, positives = metric_sums(
+    N*4 entries, as the book divides by bbox_labels.numel()), positives_per_image, and
+    object_accuracy (over positive anchors only; None without any)."""
+    correct, anchors, abs_err, offsets, positives, correct_pos = metric_sums(
         cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks).tolist()  # one device sync
     return {
         "class_error": 1.0 - correct / max(1.0, anchors),
         "box_mae": abs_err / max(1.0, offsets),
         "positives_per_image": positives / max(1, cls_labels.shape[0]),
+        "object_accuracy": correct_pos / positives if positives else None,
     }
 
 

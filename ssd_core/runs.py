@@ -5,7 +5,7 @@ ssd_core.jobs (data.json, preview.json); read by the app and by JobManager after
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,7 +14,8 @@ from ssd_core.data import SyntheticDetection, load_dataset
 from ssd_core.errors import ConfigError
 
 ACTIVE_STATES = ("queued", "running")
-PREVIEW_FILE = "preview.json"
+PREVIEW_FILE = "preview.json"  # the latest epoch's detections on the fixed image
+PREVIEWS_FILE = "previews.jsonl"  # every epoch's, for the training replay
 CREATED_KEY = "created_ns"  # in data.json: when submit made the run (ns since the epoch)
 
 
@@ -118,6 +119,7 @@ class JobSnapshot:
     config: dict
     preview: dict | None
     created: float
+    previews: list = field(default_factory=list)  # one per epoch, oldest first
 
     @property
     def last_step(self) -> dict | None:
@@ -208,3 +210,31 @@ def append_record(records: list[dict], rec: dict) -> None:
 def _rewound(old: dict, step, kind) -> bool:
     s = old.get("step")
     return isinstance(s, (int, float)) and (s > step or (s == step and old.get("kind") == kind))
+
+
+def read_previews(path: Path) -> list[dict]:
+    """``previews.jsonl`` -> one preview per epoch, oldest first (torn lines skipped; a resumed
+    run's re-done epochs replace the ones lost with the crash, as in read_metrics)."""
+    previews: list[dict] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return previews
+    for line in lines:
+        try:
+            p = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(p, dict):
+            append_preview(previews, p)
+    return previews
+
+
+def append_preview(previews: list[dict], preview: dict) -> None:
+    """Append an epoch's preview, first dropping any of the same or a later epoch."""
+    epoch = preview.get("epoch")
+    if isinstance(epoch, (int, float)):
+        while previews and isinstance(previews[-1].get("epoch"), (int, float)) \
+                and previews[-1]["epoch"] >= epoch:
+            previews.pop()
+    previews.append(preview)

@@ -10,7 +10,7 @@ from ssd_core.losses import metric_sums
 # Sums kept per window/epoch; all-reduced across processes as one tensor. A step's tensor has
 # two more entries after these: the stop request and the non-finite-loss flag.
 SUMS = ("loss", "cls_loss", "box_loss", "correct", "anchors", "abs_err", "offsets",
-        "positives", "images", "batches")
+        "positives", "correct_positives", "images", "batches")
 _IDX = {k: i for i, k in enumerate(SUMS)}
 
 
@@ -44,6 +44,9 @@ def make_record(kind: str, s: torch.Tensor, seconds: float, **fields) -> dict:
         "class_error": 1.0 - v[_IDX["correct"]] / max(1.0, v[_IDX["anchors"]]),
         "box_mae": v[_IDX["abs_err"]] / max(1.0, v[_IDX["offsets"]]),
         "positives_per_image": v[_IDX["positives"]] / max(1.0, images),
+        # the book's class error over positive anchors only: no record holds NaN, so 0 objects
+        # give 0.0 here
+        "object_accuracy": v[_IDX["correct_positives"]] / max(1.0, v[_IDX["positives"]]),
         "images": int(images),
         "images_per_s": images / seconds if seconds > 0 else 0.0,
         **{k: fields[k] for k in ("lr", "elapsed", "eta_s", "world_size")},
