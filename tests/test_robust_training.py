@@ -16,14 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_core.data import SyntheticDetection
+from ssd_core import DataSpec, JobManager, TrainConfig, Trainer, load_checkpoint
 from ssd_core.data.dataset import DetectionDataset
 from ssd_core.errors import ConfigError, TrainingDiverged
-from ssd_core.jobs import DataSpec, JobManager, read_metrics
-from ssd_core.train import TrainConfig, Trainer, load_checkpoint
+from ssd_core.jobs import read_metrics
+from tests.helpers import tiny_config, tiny_set
 
-TINY = dict(input_size=64, batch_size=4, epochs=1, log_every=1, base_channels=(8, 16, 16),
-            channels=16, optimizer="adam", lr=3e-3, normalize="positives")
 # The values the app plots; each must be a finite number, or None / absent.
 PLOTTED = ("loss", "cls_loss", "box_loss", "class_error", "box_mae", "val_ap50", "val_map")
 
@@ -44,9 +42,9 @@ class NoObjects(DetectionDataset):
         return img, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)
 
 
-def assert_finite_records(records) -> None:
+def assert_finite_records(records, allow_empty: bool = False) -> None:
     """Every number in every record is finite; the plotted ones are numbers or None."""
-    assert records, "expected at least one metrics record"
+    assert records or allow_empty, "expected at least one metrics record"
     for rec in records:
         for key in PLOTTED:
             v = rec.get(key)
@@ -60,11 +58,11 @@ def assert_finite_records(records) -> None:
             assert ap is None or math.isfinite(ap), (name, ap)
 
 
-def fit(config: TrainConfig, train, val, run_dir: Path):
+def fit(config: TrainConfig, train, val, run_dir: Path, resume=None):
     """Run Trainer.fit to its end -> (error or None, records yielded, records on disk, status)."""
     records, error = [], None
     try:
-        for rec in Trainer(config, train, val, run_dir=run_dir).fit():
+        for rec in Trainer(config, train, val, run_dir=run_dir, resume=resume).fit():
             records.append(rec)
     except TrainingDiverged as e:
         error = e
@@ -82,28 +80,64 @@ def assert_diverged_clearly(error, status) -> None:
 # ---------------------------------------------------------------- learning rate far too high
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("lr", [100.0, 1e30])
-def test_huge_learning_rate_trains_or_stops_with_a_clear_message(optimizer, lr, tmp_path):
-    cfg = TrainConfig(**{**TINY, "optimizer": optimizer, "lr": lr, "epochs": 2})
-    train = SyntheticDetection(8, seed=3, image_size=64, preset="book")
-    val = SyntheticDetection(4, seed=4, image_size=64, preset="book")
-    error, records, disk, status = fit(cfg, train, val, tmp_path)
-    if error is not None:
-        assert_diverged_clearly(error, status)
-    else:
-        assert status["state"] == "finished", status
-        assert records[-1]["kind"] == "epoch" and records[-1]["step"] == 4
-    if lr == 1e30:  # no network survives this: it must be reported, not plotted
-        assert error is not None
+# Far too high, with outcomes that do not hang on luck: SGD moves the weights by lr times the
+# gradient, so at lr 100 the network's outputs overflow within two steps and at 1e30 the first
+# loss is already inf; Adam moves each weight by about lr at most per step, so 4 steps at lr 100
+# leave large but finite weights (BatchNorm keeps the activations in range): a huge, finite loss.
+DIVERGING = [("sgd", 100.0), ("sgd", 1e30), ("adam", 1e30)]
+
+
+@pytest.mark.parametrize("optimizer, lr", DIVERGING)
+def test_huge_learning_rate_stops_with_a_clear_message(optimizer, lr, tmp_path):
+    """From scratch: stopped within the first epoch, before any checkpoint, nothing NaN kept."""
+    cfg = tiny_config(optimizer=optimizer, lr=lr, epochs=2)
+    error, records, disk, status = fit(cfg, tiny_set(8), tiny_set(4, seed=4), tmp_path)
+    assert isinstance(error, TrainingDiverged)
+    assert_diverged_clearly(error, status)
+    msg = str(error)
+    assert "(epoch 1)" in msg, msg
+    hint = f"learning rate {lr:g} is probably too high for {optimizer.upper()} - try {lr / 10:g}"
+    assert hint in msg, msg
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "best.pt").exists()
+    assert_finite_records(records, allow_empty=True)
+    assert_finite_records(disk, allow_empty=True)
+    assert disk == records  # what the app reads back is what the trainer yielded
+
+
+@pytest.mark.parametrize("optimizer, lr", DIVERGING)
+def test_diverging_after_a_good_epoch_keeps_its_checkpoint(optimizer, lr, tmp_path):
+    """Resumed from a good epoch at a huge learning rate: the run fails naming the last good
+    checkpoint, which is left byte for byte as it was and still loads as a finite model."""
+    train, val = tiny_set(8), tiny_set(4, seed=4)
+    error, _, _, status = fit(tiny_config(), train, val, tmp_path)  # 1 epoch = 2 steps
+    assert error is None and status["state"] == "finished", status
+    checkpoint = tmp_path / "checkpoint.pt"
+    good = checkpoint.read_bytes()
+
+    wild = tiny_config(optimizer=optimizer, lr=lr, epochs=3)
+    error, records, disk, status = fit(wild, train, val, tmp_path, resume=checkpoint)
+    assert isinstance(error, TrainingDiverged)
+    assert_diverged_clearly(error, status)
+    assert f"the last good checkpoint is {checkpoint}." in str(error), str(error)
+    assert checkpoint.read_bytes() == good
+    ck = load_checkpoint(checkpoint)
+    assert ck.train_state["step"] == 2
+    assert all(bool(torch.isfinite(p).all()) for p in ck.model.parameters())
+    assert_finite_records(records, allow_empty=True)
+    assert_finite_records(disk)  # the good epoch's records, and no NaN after them
+
+
+def test_adam_at_learning_rate_100_still_trains(tmp_path):
+    cfg = tiny_config(lr=100.0, epochs=2)
+    error, records, disk, status = fit(cfg, tiny_set(8), tiny_set(4, seed=4), tmp_path)
+    assert error is None and status["state"] == "finished", (error, status)
+    assert records[-1]["kind"] == "epoch" and records[-1]["step"] == 4
+    assert max(r["loss"] for r in records) > 1e3  # far off, yet finite
     assert_finite_records(records)
     assert_finite_records(disk)
-    if error is None:
-        assert disk == records  # what the app reads back is what the trainer yielded
-    # A diverged model never overwrites a checkpoint: whatever is on disk loads and is finite.
-    if (tmp_path / "checkpoint.pt").exists():
-        model = load_checkpoint(tmp_path / "checkpoint.pt").model
-        assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    assert disk == records  # what the app reads back is what the trainer yielded
+    model = load_checkpoint(tmp_path / "checkpoint.pt").model
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def test_weights_turning_nan_in_the_last_step_are_reported_not_validated(tmp_path, monkeypatch):
@@ -120,8 +154,8 @@ def test_weights_turning_nan_in_the_last_step_are_reported_not_validated(tmp_pat
         return out
 
     monkeypatch.setattr(Trainer, "_train_step", poisoned)
-    train = SyntheticDetection(4, seed=3, image_size=64, preset="book")
-    error, records, disk, status = fit(TrainConfig(**TINY), train, train, tmp_path)
+    train = tiny_set(4)
+    error, records, disk, status = fit(tiny_config(), train, train, tmp_path)
     assert_diverged_clearly(error, status)
     assert "weights" in str(error)
     assert_finite_records(records)
@@ -134,8 +168,8 @@ def test_weights_turning_nan_in_the_last_step_are_reported_not_validated(tmp_pat
 
 
 def test_batch_size_one(tmp_path):
-    train = SyntheticDetection(3, seed=3, image_size=64, preset="book")
-    cfg = TrainConfig(**{**TINY, "batch_size": 1})
+    train = tiny_set(3)
+    cfg = tiny_config(batch_size=1)
     error, records, disk, status = fit(cfg, train, train, tmp_path)
     assert error is None and status["state"] == "finished", status
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3]
@@ -145,8 +179,8 @@ def test_batch_size_one(tmp_path):
 
 
 def test_one_image(tmp_path):
-    one = SyntheticDetection(1, seed=5, image_size=64, preset="book")
-    error, records, disk, status = fit(TrainConfig(**{**TINY, "epochs": 2}), one, one, tmp_path)
+    one = tiny_set(1, seed=5)
+    error, records, disk, status = fit(tiny_config(epochs=2), one, one, tmp_path)
     assert error is None and status["state"] == "finished", status
     assert records[-1]["step"] == 2 and records[-1]["images"] == 1
     assert_finite_records(records)
@@ -156,13 +190,13 @@ def test_one_image(tmp_path):
 @pytest.mark.parametrize("data", [NoObjects(0), [], None])
 def test_empty_training_set_is_a_config_error(data, tmp_path):
     with pytest.raises(ConfigError, match="empty.*at least one image"):
-        Trainer(TrainConfig(**TINY), data, None, run_dir=tmp_path)
+        Trainer(tiny_config(), data, None, run_dir=tmp_path)
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_images_without_objects(tmp_path):
     """Nothing to find: the loss is pure background, AP is undefined - left out, never NaN."""
-    error, records, disk, status = fit(TrainConfig(**{**TINY, "epochs": 2}), NoObjects(5),
+    error, records, disk, status = fit(tiny_config(epochs=2), NoObjects(5),
                                        NoObjects(2), tmp_path)
     assert error is None and status["state"] == "finished", status
     assert_finite_records(records)
@@ -175,8 +209,8 @@ def test_images_without_objects(tmp_path):
 
 @pytest.mark.parametrize("val", [NoObjects(3), NoObjects(0)])
 def test_validation_set_without_objects_or_images(val, tmp_path):
-    train = SyntheticDetection(4, seed=3, image_size=64, preset="book")
-    error, records, disk, status = fit(TrainConfig(**TINY), train, val, tmp_path)
+    train = tiny_set(4)
+    error, records, disk, status = fit(tiny_config(), train, val, tmp_path)
     assert error is None and status["state"] == "finished", status
     assert_finite_records(records)
     assert_finite_records(disk)
@@ -185,8 +219,8 @@ def test_validation_set_without_objects_or_images(val, tmp_path):
 
 
 def test_hard_negative_mining_and_focal_loss_without_objects(tmp_path):
-    cfg = TrainConfig(**{**TINY, "hard_negative_mining": True, "cls_loss": "focal",
-                         "box_loss": "smooth_l1", "normalize": "mean"})
+    cfg = tiny_config(hard_negative_mining=True, cls_loss="focal", box_loss="smooth_l1",
+                      normalize="mean")
     error, records, disk, status = fit(cfg, NoObjects(4), None, tmp_path)
     assert error is None and status["state"] == "finished", status
     assert_finite_records(records)
@@ -220,26 +254,23 @@ def write_header_only_csv(folder: Path) -> Path:
 
 
 def job_cases(tmp: Path):
-    small = dict(TINY, epochs=2)
+    small = tiny_config(epochs=2)
     return {
-        "sgd lr 100": (TrainConfig(**{**small, "optimizer": "sgd", "lr": 100.0}),
+        "sgd lr 100": (small.replace(optimizer="sgd", lr=100.0),
                        DataSpec(n=8, val_n=4, preset="book")),
-        "adam lr 100": (TrainConfig(**{**small, "lr": 100.0}), DataSpec(n=8, val_n=4,
-                                                                        preset="book")),
-        "adam lr 1e30": (TrainConfig(**{**small, "lr": 1e30}), DataSpec(n=8, val_n=4,
-                                                                        preset="book")),
-        "batch size 1": (TrainConfig(**{**TINY, "batch_size": 1}),
-                         DataSpec(n=3, val_n=2, preset="book")),
-        "one image": (TrainConfig(**small), DataSpec(n=1, val_n=0, preset="book")),
-        "one image on disk": (TrainConfig(**small), DataSpec(
+        "adam lr 100": (small.replace(lr=100.0), DataSpec(n=8, val_n=4, preset="book")),
+        "adam lr 1e30": (small.replace(lr=1e30), DataSpec(n=8, val_n=4, preset="book")),
+        "batch size 1": (tiny_config(batch_size=1), DataSpec(n=3, val_n=2, preset="book")),
+        "one image": (small, DataSpec(n=1, val_n=0, preset="book")),
+        "one image on disk": (small, DataSpec(
             kind="path", path=str(write_coco(tmp / "one", 1, True)))),
-        "no objects on disk": (TrainConfig(**small), DataSpec(
+        "no objects on disk": (small, DataSpec(
             kind="path", path=str(write_coco(tmp / "blank", 4, False)), val_fraction=0.5)),
-        "no objects, augmented": (TrainConfig(**small), DataSpec(
+        "no objects, augmented": (small, DataSpec(
             kind="path", path=str(write_coco(tmp / "blank2", 3, False)), augment=True)),
-        "no images on disk": (TrainConfig(**small), DataSpec(
+        "no images on disk": (small, DataSpec(
             kind="path", path=str(write_coco(tmp / "empty", 0, False)))),
-        "csv without rows": (TrainConfig(**small), DataSpec(
+        "csv without rows": (small, DataSpec(
             kind="path", path=str(write_header_only_csv(tmp / "csv")))),
     }
 
@@ -277,6 +308,7 @@ def check_jobs(jm: JobManager, runs: dict, runs_dir: Path) -> None:
         assert status["state"] == snap.state
         # A fresh manager (the app after a restart) reads the same ending from disk.
         assert JobManager(runs_dir).snapshot(run).state == snap.state
+    assert outcome["sgd lr 100"] == "failed" and outcome["adam lr 100"] == "finished"
     assert outcome["adam lr 1e30"] == "failed"
     assert "learning rate" in jm.snapshot(runs["adam lr 1e30"]).message
     assert outcome["no images on disk"] == "failed"
