@@ -6,6 +6,7 @@ scores come from ``ssd_core.evaluate`` (the same code as training's validation).
 """
 
 import figures
+import figures_metrics
 import images
 import jobs
 import models
@@ -207,8 +208,8 @@ def scores(result, preds, det, model_label: str) -> int:
     best = int(np.argmax(f1))
     c1, c2 = st.columns(2)
     curves = {k: (*v, result.per_class[k]["ap50"]) for k, v in result.pr_curves.items()}
-    c1.plotly_chart(figures.pr_curves_figure(curves), width="stretch", key="evaluation.pr")
-    c2.plotly_chart(figures.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
+    c1.plotly_chart(figures_metrics.pr_curves_figure(curves), width="stretch", key="evaluation.pr")
+    c2.plotly_chart(figures_metrics.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
                     width="stretch", key="evaluation.sweep")
     return best
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import figures
+import figures_metrics
 import images
 import jobs
 import models
@@ -292,7 +293,7 @@ def run_panel(run_id: str, was_live: bool) -> None:
     left, right = st.columns([2.2, 1])
     with left:
         if snap.records:
-            st.plotly_chart(figures.training_curves_figure({snap.run_id: snap.records},
+            st.plotly_chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
                                                            height=520),
                             width="stretch", key="training_curves")
         else:
@@ -328,7 +329,7 @@ def compare(listed) -> None:
     if not chosen:
         return
     by_id = {r.run_id: r for r in done}
-    st.plotly_chart(figures.training_curves_figure(
+    st.plotly_chart(figures_metrics.training_curves_figure(
         {i: by_id[i].records for i in chosen}, height=560), width="stretch",
         key="compare_curves")
     rows = []
