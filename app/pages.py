@@ -33,5 +33,7 @@ PAGES = [
              "a trained model on any image, thresholds and NMS"),
     PageSpec("views/evaluation.py", "Evaluation", ":material/analytics:",
              "AP50, mAP, precision-recall and the worst images"),
+    PageSpec("views/experiments.py", "Experiments", ":material/science:",
+             "the chapter's Problems as matched training runs"),
 ]
 DEFAULT = PAGES[0]  # the page a bare URL opens
