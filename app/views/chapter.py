@@ -1,0 +1,159 @@
+"""Chapter: the chapter's code cells in order, each output reproduced live by ssd_core.chapter,
+each linked to the page that explores it; the chapter's Problems linked to their switches."""
+
+from __future__ import annotations
+
+import chapter_cells
+import figures
+import figures_model
+import images
+import models
+import pandas as pd
+import streamlit as st
+from pages import PAGES
+
+from ssd_core import chapter
+from ssd_core.checkpoint import load_checkpoint
+from ssd_core.resources import shipped_checkpoint
+
+TRAIN_KEY = "chapter.training_run"
+ICONS = {p.path: p.icon for p in PAGES}
+
+
+def link(path: str, what: str) -> None:
+    """A link to a registered page (one not in the registry is left out, never an error)."""
+    title = next((p.title for p in PAGES if p.path == path), None)
+    if title is not None:
+        st.page_link(path, label=f"{title}: {what}", icon=ICONS[path])
+
+
+@st.cache_data(show_spinner=False)
+def shape_outputs() -> dict:
+    """The printed outputs of the shape cells (In [3], [5], [7], [8], [11], [13])."""
+    total, formula = chapter.anchor_count(256)
+    return {
+        "predictor_shapes": str(chapter.cell_predictor_shapes()),
+        "concat_shape": str(chapter.cell_concat_shape()),
+        "down_sample_shape": str(chapter.cell_down_sample_shape()),
+        "base_net_shape": str(chapter.cell_base_net_shape()),
+        "sizes": str(chapter.cell_sizes()["num_anchors"]),
+        "tinyssd": "\n".join(f"output {name}: {shape}" for name, shape in zip(
+            ("anchors", "class preds", "bbox preds"), chapter.cell_tinyssd().values()))
+        + f"\n\n# {formula} anchors (the book's count)",
+    }
+
+
+@st.cache_data(show_spinner=False)
+def shipped_lines() -> chapter.TrainingPrintout | None:
+    path = shipped_checkpoint()
+    return chapter.shipped_printout(load_checkpoint(path).metrics) if path.exists() else None
+
+
+@st.cache_data(show_spinner="Running the shipped model on the image ...", max_entries=8)
+def prediction(png: bytes, model_key: str, _det) -> dict:
+    res = chapter.cell_predict(_det.model, images.open_png(png), _det.input_size)
+    return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in res.items()}
+
+
+def training_output() -> None:
+    """In [18]'s print-out: the shipped model's saved record, and a real short run on demand."""
+    shipped = shipped_lines()
+    if shipped is not None:
+        st.code("\n".join(shipped.epoch_lines + shipped.torch_lines), language=None)
+        st.caption(f"From {shipped.source}: the shipped model was trained with Adam and "
+                   "smooth-L1 on 6000 synthetic images, so its speed is that machine's, and "
+                   "this is the book's format, not the book's numbers.")
+    demo = chapter.TRAIN_DEMO
+    label = (f"Run In [18] for real: {demo['num_images']} images, {demo['epochs']} epochs, "
+             "the book's settings (about a minute on two CPU cores)")
+    if st.button(label, key="chapter.train", icon=":material/play_arrow:"):
+        with st.spinner("Training TinySSD on tiny synthetic data ..."):
+            st.session_state[TRAIN_KEY] = chapter.cell_training(**demo)
+    run = st.session_state.get(TRAIN_KEY)
+    if run is not None:
+        st.code("\n".join(run.epoch_lines + run.torch_lines), language=None)
+        st.caption(f"From {run.source}, printed every epoch (the book prints every 5th). "
+                   "The class error is already small: almost every anchor is background.")
+
+
+def predict_output() -> None:
+    """In [19]-[21]: the shipped model on a shipped sample, boxes with score >= 0.3."""
+    files = images.sample_files()
+    if not files or not shipped_checkpoint().exists():
+        st.info("The shipped model or its sample images are not installed; the Detection page "
+                "runs any model on any image.")
+        return
+    names = [p.name for p in files]
+    name = st.selectbox("Sample image", names, key="chapter.sample")
+    png = images.decode_image(files[names.index(name)].read_bytes())
+    det = models.detector(models.SHIPPED)
+    res = prediction(png, models.model_key(models.SHIPPED), det)
+    shown = res["shown"]
+    labels = shown[:, 0].astype(int)
+    fig = figures.detections_figure(images.open_png(png), res["pixels"], shown[:, 1], labels,
+                                    det.class_names, height=480)
+    left, right = st.columns([1.4, 1])
+    left.plotly_chart(fig, key="chapter_prediction", width="stretch")
+    right.caption(f"`output` holds {len(res['output'])} rows with class ≠ -1; "
+                  f"`display` draws the {len(shown)} with score ≥ {res['threshold']}.")
+    right.dataframe(pd.DataFrame({
+        "class": [det.class_names[c] for c in labels], "score": shown[:, 1].round(3),
+        **{k: (shown[:, 2 + i]).round(3) for i, k in enumerate(("x1", "y1", "x2", "y2"))},
+    }), hide_index=True, width="stretch")
+    st.caption(f"The shipped TinySSD ({', '.join(det.class_names)}) on `{name}`.")
+
+
+def problem_output(key: str) -> None:
+    if key == "smooth_l1":
+        x, curves = chapter.cell_smooth_l1()
+        fig = figures_model.curves_figure(x, curves, "x", "smooth_l1(x, sigma)")
+    else:
+        x, curves = chapter.cell_focal()
+        fig = figures_model.curves_figure(x, curves, "p (probability of the true class)",
+                                          "focal loss")
+    st.plotly_chart(fig, key=f"chapter_{key}", width="stretch")
+
+
+def show_cell(cell: chapter_cells.Cell, outputs: dict) -> None:
+    st.markdown(f"**In [{cell.number}]** · {cell.title}")
+    st.code(cell.code, language="python")
+    if cell.output in outputs:
+        st.caption(f"Out [{cell.number}] (computed now by ssd_core)")
+        st.code(outputs[cell.output], language=None)
+    elif cell.output == "training":
+        training_output()
+    elif cell.output == "predict":
+        predict_output()
+    elif cell.output in ("smooth_l1", "focal"):
+        problem_output(cell.output)
+    for path, what in cell.links:
+        link(path, what)
+
+
+st.title("Chapter")
+st.markdown(
+    "The chapter *Single Shot Multibox Detection (SSD)*, cell by cell, in the book's PyTorch "
+    "form with this project's names. Every output below is computed now by `ssd_core` "
+    "(`ssd_core.chapter` has one function per cell) and equals the book's printed value; each "
+    "cell links to the page that explores it."
+)
+outputs = shape_outputs()
+st.header("Model")
+for cell in chapter_cells.CELLS[:13]:
+    show_cell(cell, outputs)
+st.header("Training")
+for cell in chapter_cells.CELLS[13:18]:
+    show_cell(cell, outputs)
+st.header("Prediction")
+show_cell(chapter_cells.CELLS[18], outputs)
+st.header("Problems")
+st.subheader("Loss function")
+for cell in chapter_cells.PROBLEM_CELLS:
+    show_cell(cell, outputs)
+st.subheader("Training and prediction")
+for problem, links in chapter_cells.PROBLEMS:
+    st.markdown(f"- {problem}")
+    for path, what in links:
+        link(path, what)
+if any(p.path == chapter_cells.EXPERIMENTS for p in PAGES):
+    link(chapter_cells.EXPERIMENTS, "the problems answered by measurement, as matched runs")
