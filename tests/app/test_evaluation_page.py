@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from ssd_core import evaluate_model, predict_batch
 from ssd_core.boxes import box_iou
 from ssd_core.data import CLASS_NAMES, SyntheticDetection
 from ssd_core.model import TinySSD
-from ssd_core import evaluate_model, predict_batch
 
 from .conftest import app_on_page
 

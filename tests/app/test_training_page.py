@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ssd_core.jobs import read_metrics
 from ssd_core import load_checkpoint
+from ssd_core.jobs import read_metrics
 
 from .conftest import app_on_page
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ssd_core.jobs import read_metrics
 from ssd_core import load_checkpoint
+from ssd_core.jobs import read_metrics
 from tests.server import serve
 
 from .conftest import ARTIFACTS
