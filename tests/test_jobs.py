@@ -9,19 +9,17 @@ import time
 import pytest
 import torch
 
-from ssd_core.data import SyntheticDetection, export_dataset
+from ssd_core import DataSpec, JobManager, SyntheticDetection, export_dataset, load_checkpoint
 from ssd_core.errors import ConfigError
-from ssd_core.jobs import DataSpec, JobManager, read_metrics
-from ssd_core.train import TrainConfig, load_checkpoint
-
-TINY = dict(input_size=64, batch_size=4, log_every=1, lr=0.05)
+from ssd_core.jobs import read_metrics
+from tests.helpers import tiny_config
 
 
 def test_one_job_at_a_time_others_queued_in_order(tmp_path):
     jm = JobManager(tmp_path, max_running=1)
-    first = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=8, val_n=4))
-    second = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
-    third = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    first = jm.submit(tiny_config(epochs=1), DataSpec(n=8, val_n=4))
+    second = jm.submit(tiny_config(epochs=1), DataSpec(n=4, val_n=0))
+    third = jm.submit(tiny_config(epochs=1), DataSpec(n=4, val_n=0))
     assert jm.snapshot(second).queue_position == 1
     assert jm.snapshot(third).queue_position == 2
     assert jm.snapshot(third).state == "queued"
@@ -46,7 +44,7 @@ def test_one_job_at_a_time_others_queued_in_order(tmp_path):
 
 def test_runs_are_listed_by_the_stamp_submit_wrote_not_by_file_times(tmp_path):
     jm = JobManager(tmp_path, max_running=1)
-    runs = [jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0)) for _ in range(3)]
+    runs = [jm.submit(tiny_config(epochs=1), DataSpec(n=4, val_n=0)) for _ in range(3)]
     for run in runs:
         jm.stop(run)
     assert jm.wait(runs[0], 120)
@@ -63,8 +61,8 @@ def test_runs_are_listed_by_the_stamp_submit_wrote_not_by_file_times(tmp_path):
 
 def test_stop_queued_and_running_then_resume(tmp_path):
     jm = JobManager(tmp_path, max_running=1)
-    run = jm.submit(TrainConfig(epochs=3, **TINY), DataSpec(n=16, val_n=0))
-    queued = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    run = jm.submit(tiny_config(epochs=3), DataSpec(n=16, val_n=0))
+    queued = jm.submit(tiny_config(epochs=1), DataSpec(n=4, val_n=0))
     jm.stop(queued)
     assert jm.snapshot(queued).state == "stopped"
     jm.stop(run)  # stops after the current step with a checkpoint
@@ -85,7 +83,7 @@ def test_stop_queued_and_running_then_resume(tmp_path):
 
 def test_interrupted_run_is_listed_and_resumable(tmp_path):
     jm = JobManager(tmp_path)
-    run = jm.submit(TrainConfig(epochs=1, **TINY), DataSpec(n=4, val_n=0))
+    run = jm.submit(tiny_config(epochs=1), DataSpec(n=4, val_n=0))
     assert jm.wait(run, 120)
     path = tmp_path / run
     # Pretend a server process died mid-run: status running, owner a dead pid.
@@ -119,13 +117,13 @@ def test_dataset_on_disk_is_split_for_validation(tmp_path):
 def test_bad_data_spec_is_refused_before_anything_runs(tmp_path, spec, words):
     jm = JobManager(tmp_path)
     with pytest.raises(ConfigError, match=words):
-        jm.submit(TrainConfig(**TINY), spec)
+        jm.submit(tiny_config(), spec)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_job_reports_the_message(tmp_path):
     jm = JobManager(tmp_path)
-    run = jm.submit(TrainConfig(epochs=1, **TINY),
+    run = jm.submit(tiny_config(epochs=1),
                     DataSpec(kind="path", path=str(tmp_path / "missing.zip")))
     assert jm.wait(run, 60)
     snap = jm.snapshot(run)
@@ -140,7 +138,7 @@ def test_stopped_or_finished_run_reloads_with_the_same_detections(tmp_path, how)
 
     jm = JobManager(tmp_path, max_running=1)
     epochs = 50 if how == "stopped" else 2
-    run = jm.submit(TrainConfig(epochs=epochs, **TINY), DataSpec(n=16, val_n=0))
+    run = jm.submit(tiny_config(epochs=epochs), DataSpec(n=16, val_n=0))
     if how == "stopped":
         deadline = time.time() + 300
         while jm.snapshot(run).last_step is None or jm.snapshot(run).last_step["step"] < 3:
@@ -182,7 +180,7 @@ def test_a_resumed_crash_shows_one_timeline_while_it_trains(tmp_path):
     """The live records of a resumed run (what the Training page draws) drop the steps that
     died with the old process, like read_metrics does for the file."""
     jm = JobManager(tmp_path)
-    run = jm.submit(TrainConfig(epochs=3, **TINY), DataSpec(n=16, val_n=0))
+    run = jm.submit(tiny_config(epochs=3), DataSpec(n=16, val_n=0))
     deadline = time.time() + 120
     while not jm.snapshot(run).records and time.time() < deadline:
         time.sleep(0.05)
