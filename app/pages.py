@@ -19,6 +19,8 @@ class PageSpec(NamedTuple):
 PAGES = [
     PageSpec("views/overview.py", "Overview", ":material/home:",
              "SSD in a few sentences and the TinySSD diagram"),
+    PageSpec("views/chapter.py", "Chapter", ":material/menu_book:",
+             "the chapter's code cells, each output computed live"),
     PageSpec("views/anchors.py", "Anchors", ":material/grid_on:",
              "the five scales of anchor boxes"),
     PageSpec("views/labeling.py", "Labeling", ":material/label:",
