@@ -82,8 +82,8 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
         p = planes.gather(2, idx[None].expand(5, -1, -1))
         return p, None if groups_p is None else groups_p.gather(1, idx)
 
-    def suppression(first, g1, second, g2):
-        """``[b, j, i]``: box j of ``first`` would remove box i of ``second``."""
+    def pair_iou(first, second):
+        """``[b, j, i]``: IoU of box j of ``first`` with box i of ``second`` (NaN for 0/0)."""
         ax1, ay1, ax2, ay2, area_a = (v[..., :, None] for v in first)
         bx1, by1, bx2, by2, area_b = (v[..., None, :] for v in second)
         # The book's box_iou operations in its order (same bits), on coordinate planes.
@@ -91,7 +91,11 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
         h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
         inter = w.mul_(h)
         union = (area_a + area_b).sub_(inter)
-        s = inter.div_(union) > iou_threshold
+        return inter.div_(union)
+
+    def suppression(first, g1, second, g2):
+        """``[b, j, i]``: box j of ``first`` would remove box i of ``second``."""
+        s = pair_iou(first, second) > iou_threshold
         if g1 is not None:
             s &= g1[:, :, None] == g2[:, None, :]
         return s
@@ -113,11 +117,19 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
         if not bool(rest.any()):
             break
         ri = _compact(rest, n)
-        kept_local = _compact(k, size)  # chunk slots that were kept
+        kept_local = _compact(k, size)  # chunk slots that were kept, padded with `size`
+        # Pad with a copy of the image's first kept box (a duplicate changes no "any"); an image
+        # without one has an empty chunk and so no rest either.
+        kept_local = torch.where(kept_local < size, kept_local, kept_local[:, :1])
         ki = torch.cat((ci, ci.new_full((batch, 1), n)), dim=1).gather(1, kept_local)
         kp, kg = gather(ki)
         rp, rg = gather(ri)
-        removed = suppression(kp, kg, rp, rg).any(dim=1)
+        if kg is None:
+            # max over the kept boxes, then one comparison: NaN (0/0) only arises for an empty
+            # rest box, which no box can suppress, and NaN > threshold is False.
+            removed = pair_iou(kp, rp).amax(dim=1) > iou_threshold
+        else:
+            removed = suppression(kp, kg, rp, rg).any(dim=1)
         alive[rows, ri] = alive[rows, ri] & ~removed
         alive[:, n] = False
     return keep[:, :n]
