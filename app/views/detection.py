@@ -14,6 +14,7 @@ import models
 import streamlit as st
 import timing
 import urlstate
+from views._nms_steps import nms_steps
 
 from ssd_core.anchors import locate_anchor
 from ssd_core.drawing import draw_detections
@@ -160,6 +161,7 @@ def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
             st.dataframe(rows[:2000], width="stretch", height=min(400, 40 + 35 * len(rows)),
                          hide_index=True)
         downloads(d, image, desc, model_label, f, rows)
+    nms_steps(det, raw, uri, f)  # greedy NMS one kept box at a time (its own fragment)
 
 
 st.title("Detection")
