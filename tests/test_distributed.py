@@ -6,15 +6,14 @@ import json
 import subprocess
 import sys
 
-from ssd_core.train import load_checkpoint
+from ssd_core import load_checkpoint
+from tests.helpers import TINY, flags
 
 
 def test_two_cpu_processes_train_one_model(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "ssd_core", "train", "--synthetic", "16", "--preset", "book",
-           "--input-size", "64", "--batch-size", "4", "--epochs", "1", "--log-every", "1",
-           "--base-channels", "8,16,16", "--channels", "16", "--device", "cpu",
-           "--out", str(tmp_path / "run")]
+           *flags({**TINY, "device": "cpu"}), "--out", str(tmp_path / "run")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     # Each rank reports; both saw all 16 images through the all-reduced counts.
