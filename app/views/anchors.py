@@ -1,12 +1,11 @@
 """Anchors: the chapter's multiscale anchor boxes over an image, explorable per scale and cell."""
 
-import math
-
 import figures
 import images
 import numpy as np
 import streamlit as st
 import urlstate
+from parsing import number_list
 
 from ssd_core.anchors import (
     NUM_SCALES,
@@ -22,26 +21,6 @@ ROW_KEY, COL_KEY = "anchors.row", "anchors.col"
 
 def _fmt(values) -> str:
     return ", ".join(f"{v:g}" for v in values)
-
-
-def parse_numbers(text: str, what: str) -> list[float]:
-    """'0.2, 0.272' -> [0.2, 0.272]; ValueError with a readable message otherwise."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    if not parts:
-        raise ValueError(f"{what} is empty: give at least one number, e.g. 0.2, 0.272")
-    out = []
-    for p in parts:
-        try:
-            v = float(p)
-        except ValueError:
-            raise ValueError(f"{what}: {p!r} is not a number; use comma-separated numbers "
-                             "such as 0.37, 0.447") from None
-        if not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{what}: {p!r} must be a positive number")
-        out.append(v)
-    if len(out) > 8:
-        raise ValueError(f"{what}: at most 8 values, got {len(out)}")
-    return out
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -90,11 +69,13 @@ def spec_inputs() -> tuple[list[tuple], list[str]]:
                                f"Scale {i + 1} sizes", omit_default=True)
         r_text = urlstate.bind(c2.text_input, f"anchors.r{i}", _fmt(TINYSSD_RATIOS[i]),
                                f"Scale {i + 1} ratios", omit_default=True)
-        try:
-            sizes_i = parse_numbers(s_text, f"Scale {i + 1} sizes")
-            ratios_i = parse_numbers(r_text, f"Scale {i + 1} ratios")
+        try:  # ``what``: the box being parsed, for the message
+            what = f"Scale {i + 1} sizes"
+            sizes_i = number_list(s_text, max_count=8)
+            what = f"Scale {i + 1} ratios"
+            ratios_i = number_list(r_text, max_count=8, example="1, 2, 0.5")
         except ValueError as e:
-            errors.append(f"{e}. Using the book's values for scale {i + 1}.")
+            errors.append(f"{what}: {e}. Using the book's values for scale {i + 1}.")
             sizes_i, ratios_i = list(TINYSSD_SIZES[i]), list(TINYSSD_RATIOS[i])
         specs.append((tuple(sizes_i), tuple(ratios_i)))
     return specs, errors

@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 import torch
 import urlstate
+from parsing import number_list
 
 from ssd_core.anchors import anchor_layout, layout_anchors
 from ssd_core.data import SyntheticDetection, detection_collate
@@ -23,26 +24,6 @@ P = torch.linspace(0.005, 0.995, 199)
 # sigma on a log grid (quarter octaves) that contains 0.5, 1 and 10 exactly
 SIGMA_SCRUB = [round(2 ** (k / 4), 3) for k in range(-8, 14)] + [10.0]
 GAMMA_SCRUB = [float(v) for v in np.arange(0, 5.01, 0.25)]
-
-
-def parse_values(text: str, what: str, lo: float, hi: float, allow_zero: bool) -> list[float]:
-    """'10, 1, 0.5' -> [10.0, 1.0, 0.5]; ValueError naming the bad entry otherwise."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    if not parts:
-        raise ValueError(f"give at least one {what}, e.g. {lo:g}")
-    out = []
-    for p in parts:
-        try:
-            v = float(p)
-        except ValueError:
-            raise ValueError(
-                f"{p!r} is not a number; list {what} values separated by commas") from None
-        ok = (v >= lo if allow_zero else v > lo) and v <= hi
-        if not ok:
-            bound = f"{'≥' if allow_zero else '>'} {lo:g} and ≤ {hi:g}"
-            raise ValueError(f"{what} = {p} is out of range: use values {bound}")
-        out.append(v)
-    return out[:6]
 
 
 @st.cache_data(show_spinner=False)
@@ -75,7 +56,7 @@ def smooth_l1_section():
                          help="Comma-separated, each in (0, 100]; the chapter uses 10, 1, 0.5.")
     show_grad = urlstate.bind(c2.toggle, "losses.grad", False, "Show gradients")
     try:
-        sigmas = parse_values(text, "σ", 0, 100, allow_zero=False)
+        sigmas = number_list(text, 0, 100, example="10, 1, 0.5")[:6]
     except ValueError as e:
         st.error(f"σ values: {e}. Showing the chapter's 10, 1, 0.5.")
         sigmas = [10.0, 1.0, 0.5]
@@ -106,7 +87,7 @@ def focal_section():
                           help="Class weight; the chapter's curves use 1, RetinaNet uses 0.25.")
     log_y = urlstate.bind(c3.toggle, "losses.logy", False, "log y")
     try:
-        gammas = parse_values(text, "γ", 0, 10, allow_zero=True)
+        gammas = number_list(text, 0, 10, allow_lo=True, example="0, 1, 5")[:6]
     except ValueError as e:
         st.error(f"γ values: {e}. Showing the chapter's 0, 1, 5.")
         gammas = [0.0, 1.0, 5.0]
