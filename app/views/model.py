@@ -7,6 +7,7 @@ import images
 import models
 import numpy as np
 import pandas as pd
+import receptive_view
 import streamlit as st
 import torch
 import urlstate
@@ -53,9 +54,12 @@ def blocks_table(rows, size: int) -> None:
 
 
 st.title("Model")
-det, choice, note = models.active_or_untrained()
-st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. "
-           "A checkpoint trained on the Training page replaces it here.")
+with st.columns([1, 2.3])[0]:
+    det, note = models.model_picker("model.model")
+# The picker falls back to the untrained TinySSD when a checkpoint cannot be loaded.
+choice = st.session_state["model.model"] if det.checkpoint else models.UNTRAINED
+st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. Pick the untrained "
+           "TinySSD (random weights) above to compare its activations.")
 
 size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger input "
                                   "gives larger feature maps, more (and relatively smaller) "
@@ -109,3 +113,6 @@ def activations(fmaps, block_names: list[str], desc: str, size: int) -> None:
 
 
 activations(fmaps, [r["name"] for r in rows], picked.desc, size)
+
+st.subheader("Receptive field of one cell")
+receptive_view.receptive_field_view(det.model, size, image, picked.desc)

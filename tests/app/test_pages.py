@@ -217,7 +217,7 @@ def test_model_table_size_and_activations(count_forwards):
     table = at.dataframe[0].value
     assert list(table["anchors"]) == [4096, 1024, 256, 64, 4]
     assert metric(at, "Anchors") == "5,444"
-    assert "untrained" in at.caption[0].value
+    assert "Showing: **shipped TinySSD" in at.caption[0].value  # the shipped model by default
     assert count_forwards["n"] == 1
     grid = arr(charts(at)[1]["data"][0]["z"])
     assert grid.shape == (4 * 32 + 3, 8 * 32 + 7)  # 32 channels of 32x32, 4 rows of 8, gaps
@@ -231,10 +231,12 @@ def test_model_table_size_and_activations(count_forwards):
     assert count_forwards["n"] == 2
 
 
-def test_model_bad_checkpoint_falls_back():
+def test_model_bad_checkpoint_falls_back(tmp_path):
     at = open_page("model")
-    at.session_state["active_checkpoint"] = "/nonexistent/model.pt"
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    at.session_state["active_checkpoint"] = str(bad)  # the picker follows the active one
     at.run()
     assert not at.exception
     assert any("could not be loaded" in w.value for w in at.warning)
-    assert "untrained" in at.caption[0].value
+    assert "Showing: **untrained TinySSD" in at.caption[0].value
