@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
+from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, feature_map_sizes, multibox_prior
 from ssd_core.errors import ConfigError
 from ssd_core.model import (
     TinySSD,
@@ -15,7 +15,6 @@ from ssd_core.model import (
     concat_preds,
     describe,
     down_sample_blk,
-    feature_map_sizes,
     flatten_pred,
     get_blk,
 )
