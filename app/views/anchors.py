@@ -17,6 +17,8 @@ from ssd_core.anchors import (
 
 SCALE_KEY, CELL_KEY = "anchors.scale", "anchors.cell"
 ROW_KEY, COL_KEY = "anchors.row", "anchors.col"
+# Opens as the book's display_anchors: one scale (8×8) with one cell's anchors highlighted.
+DEFAULT_SCALE = "3"
 
 
 def _fmt(values) -> str:
@@ -83,7 +85,7 @@ def spec_inputs() -> tuple[list[tuple], list[str]]:
 
 def cell_choice(side: int) -> tuple[int, int] | None:
     """The "highlight one cell" checkbox and its row / column sliders -> (row, col) or None."""
-    if not urlstate.bind(st.checkbox, CELL_KEY, False, "Highlight one feature-map cell"):
+    if not urlstate.bind(st.checkbox, CELL_KEY, True, "Highlight one feature-map cell"):
         return None
     if side == 1:
         st.session_state[ROW_KEY] = st.session_state[COL_KEY] = 0
@@ -109,7 +111,7 @@ def controls():
     layout, _ = anchors_for(size, tuple(specs))
     options = ["all"] + [str(i + 1) for i in range(NUM_SCALES)]
     choice = urlstate.bind(
-        st.radio, SCALE_KEY, "all", "Scale", options, valid=lambda v: v in options,
+        st.radio, SCALE_KEY, DEFAULT_SCALE, "Scale", options, valid=lambda v: v in options,
         horizontal=True, format_func=lambda v: "all" if v == "all"
         else f"{v} ({layout[int(v) - 1].width}²)")
     cell = None if choice == "all" else cell_choice(layout[int(choice) - 1].width)
@@ -185,9 +187,9 @@ st.title("Anchors")
 st.markdown(
     "Every cell of each of TinySSD's five feature maps is the centre of "
     "`len(sizes) + len(ratios) - 1` anchors: each size with the first ratio, then the first size "
-    "with every other ratio (`multibox_prior`). Pick a scale to see its anchors and a cell to "
-    "see them alone, as the book's `display_anchors` does. With one scale shown, click a white "
-    "anchor centre to pick its cell."
+    "with every other ratio (`multibox_prior`). The page opens as the book's `display_anchors`: "
+    "one scale with one cell's anchors highlighted. Click a white anchor centre to pick another "
+    "cell, or choose scale \"all\" to see every anchor at once."
 )
 left, right = st.columns([1, 2.3])
 with left:

@@ -57,6 +57,7 @@ def test_anchors_counts_follow_size_and_spec():
     at = open_page("anchors")
     assert metric(at, "Total anchors") == "5444"
     assert [metric(at, f"Scale {k}") for k in range(1, 6)] == ["4096", "1024", "256", "64", "4"]
+    at.radio(key="anchors.scale").set_value("all").run()  # the page opens on one scale
     fig = charts(at)[0]
     # "all": one NaN-separated line trace per scale, 5 points + NaN per anchor
     lines = [d for d in fig["data"] if d.get("mode") == "lines"]
