@@ -1,6 +1,6 @@
-"""Helpers shared by the test modules: the tiny training setup, and the fuzzers' settings,
-watchdog and outcome counts. A plain module (``from tests.helpers import TINY``);
-``tests/conftest.py`` holds the shared fixtures.
+"""Helpers shared by the test modules: the tiny training setup, image files made by hand, and
+the fuzzers' settings, watchdog, outcome counts and dataset contract. A plain module
+(``from tests.helpers import TINY``); ``tests/conftest.py`` holds the shared fixtures.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import signal
+import struct
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +48,27 @@ def flags(values: dict) -> list[str]:
             value = ",".join(map(str, value))
         out += ["--" + name.replace("_", "-"), str(value)]
     return out
+
+
+# ============================================================================ image files
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    """The bytes of ``img`` saved as ``fmt``."""
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return (struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+
+def png_claiming(w: int, h: int) -> bytes:
+    """A tiny PNG whose IHDR claims w x h pixels (a decompression bomb header)."""
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
 
 
 # ============================================================================ fuzzing
@@ -104,13 +127,6 @@ def assert_both_outcomes(fuzz, accepted: str = "loaded", refused: str = "refused
     assert got >= at_least, f"too few cases were {accepted!r}: {dict(tally)}"
     assert tally[refused] >= at_least, f"too few cases were {refused!r}: {dict(tally)}"
     return tally
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    """The bytes of ``img`` saved as ``fmt``."""
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 # Two real images every fuzzed dataset can point at; c.png is named but never written.

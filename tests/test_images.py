@@ -2,8 +2,6 @@
 
 import io
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,12 +10,7 @@ from PIL import Image
 
 from ssd_core.errors import InvalidImageError
 from ssd_core.images import image_to_tensor, load_image
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
+from tests.helpers import encode, png_claiming
 
 
 def gradient(w=7, h=5) -> np.ndarray:
@@ -180,16 +173,6 @@ def test_bad_arrays_refused(bad):
 
 
 # -- refusals ----------------------------------------------------------------------------------
-
-def png_claiming(w: int, h: int) -> bytes:
-    """A tiny PNG whose IHDR claims w x h pixels (a decompression bomb header)."""
-    def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
 
 def refused(source, *words):
     with pytest.raises(InvalidImageError) as info:
