@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 import urlstate
+from views._offset_sandbox import offset_sandbox
 
 from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
 from ssd_core.images import image_to_tensor
@@ -283,4 +284,5 @@ with right:
     picture(image, picked.desc, anchors.numpy(), labels, names, assignment, kept, settings)
 if names:
     heatmaps(layout, assignment, names)
+offset_sandbox(layout, image)  # drag an anchor's offsets / a box (its own fragment)
 positives_table(layout, assignment, names)
