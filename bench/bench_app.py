@@ -90,10 +90,11 @@ def main() -> None:
 
     # Reference: what a move would cost if every rerun re-ran the network (raw + filter).
     det = at.session_state["detection.model"]
-    import state  # the app's helpers (app/ is on sys.path)
+    import images  # the app's helpers (app/ is on sys.path)
+    import models
 
-    d = state.detector(det)
-    png = next(iter(state.sample_files())).read_bytes() if state.sample_files() else None
+    d = models.detector(det)
+    png = next(iter(images.sample_files())).read_bytes() if images.sample_files() else None
     from ssd_core.data import SyntheticDetection
 
     img = SyntheticDetection(1, seed=0).sample(0)[0] if png is None else png

@@ -124,11 +124,19 @@ def run_predictions(det, mkey: str, data_key: tuple, ds):
     return preds
 
 
-def error_figure(ds, pred, i: int, names, threshold: float, legend: bool):
-    """One gallery image: true positives in class colours, false positives and misses marked."""
+def image_errors(pred, threshold: float):
+    """One image at ``threshold`` -> (kept detections mask, their true-positive flags, which
+    objects were found)."""
     b, s, lab, gb, gl = pred
     keep = s >= threshold
     tp, found = match_detections(b[keep], s[keep], lab[keep], gb, gl, IOU)
+    return keep, tp, found
+
+
+def error_figure(ds, pred, i: int, names, errors, legend: bool):
+    """One gallery image: true positives in class colours, false positives and misses marked."""
+    b, s, lab, gb, _ = pred
+    keep, tp, found = errors
     image = ds.sample(i)[0]
     w, h = image.size
     px = np.array([w, h, w, h])
@@ -147,17 +155,10 @@ def error_figure(ds, pred, i: int, names, threshold: float, legend: bool):
     return fig
 
 
-def error_count(pred, threshold: float) -> int:
-    """False positives + missed objects of one image at ``threshold``."""
-    b, s, lab, gb, gl = pred
-    keep = s >= threshold
-    tp, found = match_detections(b[keep], s[keep], lab[keep], gb, gl, IOU)
-    return int((~tp).sum() + (~found).sum())
-
-
 def gallery(ds, preds, names, threshold: float) -> None:
-    """The images with the most errors at ``threshold``, worst first."""
-    counts = [(error_count(p, threshold), i) for i, p in enumerate(preds)]
+    """The images with the most errors (false positives + misses) at ``threshold``."""
+    errors = [image_errors(p, threshold) for p in preds]
+    counts = [(int((~tp).sum() + (~found).sum()), i) for i, (_, tp, found) in enumerate(errors)]
     worst = sorted((c for c in counts if c[0] > 0), key=lambda c: (-c[0], c[1]))[:GALLERY]
     if not worst:
         st.success(f"No errors at threshold {threshold:.2f}: every object found, no false box.")
@@ -165,7 +166,7 @@ def gallery(ds, preds, names, threshold: float) -> None:
     cols = st.columns(3)
     for j, (_, i) in enumerate(worst):
         with cols[j % 3]:
-            st.plotly_chart(error_figure(ds, preds[i], i, names, threshold, legend=j == 0),
+            st.plotly_chart(error_figure(ds, preds[i], i, names, errors[i], legend=j == 0),
                             width="stretch", key=f"evaluation.gallery{j}")
 
 
@@ -193,7 +194,7 @@ def fits_model(ds, det) -> bool:
     return True
 
 
-def scores(result, preds, det, model_label: str) -> int:
+def score_section(result, preds, det, model_label: str) -> int:
     """Metrics, the per-class table, the PR curves and the threshold sweep -> best-F1 index."""
     m = st.columns(4)
     m[0].metric("AP50", f"{result.ap50:.3f}", help="Mean over classes of AP at IoU 0.5")
@@ -229,7 +230,8 @@ def report(det, model_label: str, data_key, zip_name, right) -> None:
                      "its annotations), then upload the zip again.")
             return
         names = list(ds.class_names)
-        best = scores(score(mkey, data_key, preds, tuple(names)), preds, det, model_label)
+        result = score(mkey, data_key, preds, tuple(names))
+        best = score_section(result, preds, det, model_label)
     st.subheader("Most errors")
     thr = st.slider("Confidence threshold for the gallery", 0.01, 0.99, float(THRESHOLDS[best]),
                     0.01, key=f"evaluation.gallery_thr.{mkey}.{data_key}",
@@ -249,6 +251,6 @@ st.markdown(
 left, right = st.columns([1, 2.8])
 with left:
     detector, label = models.model_picker("evaluation.model")
-    key, uploaded_name = settings_form(detector)
-if key is not None:  # no st.stop(): under st.navigation it can drop the sidebar
-    report(detector, label, key, uploaded_name, right)
+    chosen_data, uploaded_name = settings_form(detector)
+if chosen_data is not None:  # no st.stop(): under st.navigation it can drop the sidebar
+    report(detector, label, chosen_data, uploaded_name, right)
