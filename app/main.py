@@ -14,19 +14,35 @@ def _tune_once() -> bool:
     return tune_cpu_allocator()
 
 
-def sidebar() -> None:
+def model_in_use(page) -> None:
+    """The sidebar's "Model in use": the current page's model picker choice (``<page>.model``),
+    else the one every picker opens on (the active checkpoint, else the shipped model)."""
+    choices = models.model_choices()
+    picked = st.session_state.get(f"{page.url_path}.model")
+    choice = picked if picked in choices else next(iter(choices))
+    st.caption("Model in use")
+    st.write(f"**{choices[choice]}**")
+    active = models.active_checkpoint()
+    if active and active not in choices:
+        st.caption(f"The active checkpoint `{active}` is missing; pages use the model above.")
+    elif choice not in (models.SHIPPED, models.UNTRAINED):
+        st.write(f"`{choice}`")
+
+
+def sidebar():
+    """The sidebar -> a slot for :func:`model_in_use`, filled again once the page has run (its
+    picker may have chosen another model)."""
     with st.sidebar:
         st.caption("Device")
         st.write(f"**{device_label(default_device())}**")
-        st.caption("Active checkpoint")
-        ckpt = models.active_checkpoint()
-        st.write(f"`{ckpt}`" if ckpt else "none yet")
+        slot = st.empty()
         with st.expander("About"):
             st.markdown(
                 "An interactive companion to the *Single Shot MultiBox Detection* chapter of "
                 "Dive into Deep Learning: the chapter's TinySSD in PyTorch, its anchors, labels, "
                 "losses and model, reproduced and explorable. Everything runs locally, offline."
             )
+    return slot
 
 
 _tune_once()
@@ -34,6 +50,10 @@ st.set_page_config(page_title="SSD Explorer", page_icon=":material/center_focus_
                    layout="wide")
 page = st.navigation([st.Page(p.path, title=p.title, icon=p.icon, default=p is DEFAULT)
                       for p in PAGES])
-sidebar()
+slot = sidebar()
+with slot.container():
+    model_in_use(page)
 with timing.timed(f"page {page.title}"):
     page.run()
+with slot.container():
+    model_in_use(page)

@@ -23,7 +23,9 @@ def total(sides, per_pixel=4):
 def test_overview_and_sidebar():
     at = open_page()
     assert any("5444" in c.value for c in at.caption)
-    assert "none yet" in [m.value for m in at.sidebar.markdown]
+    # the model the pages use: with no active checkpoint, the shipped one
+    assert "**shipped TinySSD (trained on synthetic shapes)**" in [
+        m.value for m in at.sidebar.markdown]
     assert any(m.value.startswith("**CPU") or m.value.startswith("**CUDA")
                for m in at.sidebar.markdown)
     # every page of the registry (app/pages.py), each once, with the path the menu uses
@@ -41,13 +43,28 @@ def test_overview_and_sidebar():
     assert "<b>64×40×40</b>" in texts and "<b>128×1×1</b>" in texts
 
 
-def test_sidebar_shows_active_checkpoint():
+def test_sidebar_shows_active_checkpoint(tmp_path):
+    import shutil
+
+    from ssd_core.resources import shipped_checkpoint
+
+    ckpt = tmp_path / "demo" / "best.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(shipped_checkpoint(), ckpt)
     # Set before the first run: AppTest 1.67 drops the sidebar of an st.navigation app on
     # reruns (the browser keeps it; see the e2e screenshots).
     at = AppTest.from_file(MAIN, default_timeout=60)
-    at.session_state["active_checkpoint"] = "runs/demo/best.pt"
+    at.session_state["active_checkpoint"] = str(ckpt)
     at.run()
-    assert "`runs/demo/best.pt`" in [m.value for m in at.sidebar.markdown]
+    shown = [m.value for m in at.sidebar.markdown]
+    assert "**active: demo/best.pt**" in shown and f"`{ckpt}`" in shown
+    # a missing active checkpoint is said so; the pages use the shipped model
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.session_state["active_checkpoint"] = "runs/gone/best.pt"
+    at.run()
+    assert "**shipped TinySSD (trained on synthetic shapes)**" in [
+        m.value for m in at.sidebar.markdown]
+    assert any("`runs/gone/best.pt` is missing" in c.value for c in at.sidebar.caption)
 
 
 # ---------------------------------------------------------------- anchors
