@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 import urlstate
+from views._mining import mining_view
 from views._offset_sandbox import offset_sandbox
 
 from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
@@ -285,4 +286,5 @@ with right:
 if names:
     heatmaps(layout, assignment, names)
 offset_sandbox(layout, image)  # drag an anchor's offsets / a box (its own fragment)
+mining_view(picked, labels, settings.iou)  # the 3:1 rule with a real model (own fragment)
 positives_table(layout, assignment, names)
