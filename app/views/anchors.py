@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 import urlstate
 from parsing import number_list
+from views._anchor_fit import anchor_fit_view
 
 from ssd_core.anchors import (
     NUM_SCALES,
@@ -198,3 +199,4 @@ layout, anchors = anchors_for(size, tuple(specs))
 with right:
     anchor_chart(picked, layout, anchors, scale_choice, cell)
 anchor_counts(layout)
+anchor_fit_view(size, specs)  # how a dataset's objects fit these and other anchor sizes

@@ -1,0 +1,173 @@
+"""Anchor fit of a dataset (Anchors page): every object's width and height against each scale's
+anchor shapes, each object's best anchor IoU, the objects no anchor reaches at the threshold,
+and sizes spread over the data's object sizes by the book's rule (ssd_core.anchor_fit), for the
+book's sizes, the shipped model's, this page's and the suggestion side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import figures_steps
+import images
+import models
+import numpy as np
+import streamlit as st
+import torch
+
+from ssd_core.anchor_fit import (
+    anchor_fit,
+    anchor_shapes,
+    dataset_labels,
+    fit_summary,
+    object_sizes,
+    suggest_sizes,
+)
+from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, anchor_layout, layout_anchors
+from ssd_core.data import PRESETS, SyntheticDetection, load_dataset
+from ssd_core.errors import CheckpointError
+
+K = "anchors.fit_"
+SYNTHETIC, UPLOAD = "Synthetic preset", "Upload a dataset (.zip)"
+
+
+@st.cache_data(show_spinner="Reading the objects of the synthetic images ...", max_entries=8)
+def synthetic_labels(preset: str, n: int) -> np.ndarray:
+    """Targets ``(n, M, 5)`` of the synthetic training set (seed 0) of ``preset``."""
+    return dataset_labels(SyntheticDetection(n, seed=0, preset=preset)).numpy()
+
+
+@st.cache_data(show_spinner="Reading the dataset's annotations ...", max_entries=4)
+def uploaded_labels(digest: str, _data: bytes, name: str) -> np.ndarray:
+    """Targets ``(B, M, 5)`` of an uploaded dataset zip (annotations only, no image decoded)."""
+    return dataset_labels(load_dataset(_data, name=name)).numpy()
+
+
+@st.cache_data(show_spinner="Matching every object to the anchors ...", max_entries=32)
+def fit_arrays(labels: np.ndarray, sizes_json: str, ratios_json: str, input_size: int,
+               threshold: float) -> dict:
+    """Per-object arrays of :func:`anchor_fit` and its summary for one anchor set."""
+    layout = anchor_layout(sizes=json.loads(sizes_json), ratios=json.loads(ratios_json),
+                           input_size=input_size)
+    fit = anchor_fit(layout_anchors(layout), torch.from_numpy(labels), threshold)
+    shapes = [(s, w.numpy(), h.numpy()) for s, w, h in anchor_shapes(layout)]
+    return {"boxes": fit.boxes.numpy(), "best_iou": fit.best_iou.numpy(),
+            "positives": fit.positives.numpy(), "summary": fit_summary(fit), "shapes": shapes}
+
+
+def dataset_choice() -> tuple[np.ndarray | None, str]:
+    """The dataset controls -> (targets (B, M, 5) or None, a description)."""
+    source = st.radio("Dataset", [SYNTHETIC, UPLOAD], horizontal=True, key=K + "source")
+    if source == SYNTHETIC:
+        c1, c2 = st.columns(2)
+        preset = c1.selectbox("Preset", list(PRESETS), key=K + "preset")
+        n = c2.slider("Images", 20, 500, 200, step=10, key=K + "n")
+        return synthetic_labels(preset, int(n)), f"synthetic preset '{preset}', {n} images"
+    up = st.file_uploader("Dataset zip (COCO, VOC, YOLO or banana CSV)", type=["zip"],
+                          key=K + "zip")
+    if up is None:
+        images.upload_hint("Upload a dataset .zip to see how its objects fit the anchors.")
+        return None, ""
+    data = up.getvalue()
+    try:
+        return uploaded_labels(hashlib.sha1(data).hexdigest(), data, up.name), up.name
+    except ValueError as e:  # AnnotationError: not a dataset, a bad annotation ...
+        st.error(f"`{up.name}` could not be read as a dataset: {e}")
+        return None, ""
+
+
+def anchor_sets(labels, page_specs, low: float, high: float) -> dict:
+    """Name -> (sizes, ratios): the book's, the shipped model's, this page's, the suggestion."""
+    sets = {"book (0.2 → 0.88)": (TINYSSD_SIZES, TINYSSD_RATIOS)}
+    try:
+        shipped = models.detector(models.SHIPPED).model
+        sets[f"shipped model ({shipped.sizes[0][0]:g} → {shipped.sizes[-1][0]:g})"] = (
+            shipped.sizes, shipped.ratios)
+    except CheckpointError:
+        pass
+    page = ([list(s) for s, _ in page_specs], [list(r) for _, r in page_specs])
+    if page != (TINYSSD_SIZES, TINYSSD_RATIOS):
+        sets["this page's sizes and ratios"] = page
+    boxes = torch.from_numpy(labels[labels[..., 0] >= 0][:, 1:])
+    suggested = suggest_sizes(boxes, low=low, high=high)
+    sets[f"suggested ({suggested[0][0]:g} → {suggested[-1][0]:g})"] = (suggested, TINYSSD_RATIOS)
+    return sets
+
+
+def comparison_table(fits: dict, sets: dict) -> None:
+    rows = []
+    for name, f in fits.items():
+        s = f["summary"]
+        rows.append({"anchor set": name, "s_k (first size per scale)":
+                     ", ".join(f"{v[0]:g}" for v in sets[name][0]),
+                     "objects": s["objects"], "best IoU < threshold": s["unreached"],
+                     "share": f"{100 * s['unreached_share']:.1f}%",
+                     "mean best IoU": s["mean_best_iou"],
+                     "positive anchors per object": s["positives_per_object"]})
+    st.dataframe(rows, hide_index=True, width="stretch", key=K + "table",
+                 column_config={"mean best IoU": st.column_config.NumberColumn(format="%.3f"),
+                                "positive anchors per object":
+                                    st.column_config.NumberColumn(format="%.1f")})
+
+
+def _explain(fits: dict, threshold: float) -> None:
+    names = list(fits)
+    book, others = fits[names[0]]["summary"], names[1:]
+    text = (f"With the book's sizes, **{book['unreached']} of {book['objects']} objects "
+            f"({100 * book['unreached_share']:.1f}%)** have no anchor with IoU ≥ {threshold:g}. "
+            "They are not unlabelled: the book's greedy step first gives every object its best "
+            "free anchor, whatever its IoU, so each of them trains from exactly **one** positive "
+            f"anchor with IoU < {threshold:g} (large offsets to learn), while a well-fitted object "
+            "gets many. ")
+    text += " ".join(f"{n}: {fits[n]['summary']['unreached']} such objects." for n in others)
+    st.markdown(text + " The smallest objects are the ones left out: the book's smallest "
+                "anchor (0.2) is larger than many of them, which is why the shipped model "
+                "starts its sizes at 0.1.")
+
+
+def anchor_fit_view(input_size: int, page_specs) -> None:
+    """The whole view; ``page_specs``: this page's per-scale ``(sizes, ratios)``."""
+    st.subheader("Anchor fit of a dataset")
+    st.markdown("Do a dataset's objects have anchors of their size? Each object's best IoU "
+                "with any anchor decides whether the threshold step can label anchors for it.")
+    if not st.toggle("Fit a dataset to the anchors (the book's sizes, the shipped model's, a "
+                     "suggestion)", key=K + "on"):
+        return
+    labels, desc = dataset_choice()
+    if labels is None:
+        return
+    if not (labels[..., 0] >= 0).any():
+        st.info("This dataset has no objects.")
+        return
+    c1, c2 = st.columns(2)
+    threshold = c1.slider("IoU threshold", 0.1, 0.9, 0.5, 0.05, key=K + "iou")
+    low, high = c2.slider("Suggest sizes from … to … (object size quantiles)", 0.0, 1.0,
+                          (0.0, 1.0), 0.01, key=K + "quantiles",
+                          help="0 and 1: from the smallest to the largest object, as the book "
+                               "spreads s_k; the second size of each scale is sqrt(s_k s_k+1).")
+    sets = anchor_sets(labels, page_specs, low, high)
+    fits = {name: fit_arrays(labels, json.dumps(s), json.dumps(r), input_size, threshold)
+            for name, (s, r) in sets.items()}
+    comparison_table(fits, sets)
+    _explain(fits, threshold)
+    shown = st.radio("Anchor set in the pictures", list(fits), horizontal=True,
+                     key=K + "shown")
+    f = fits[shown]
+    s = f["summary"]
+    m = st.columns(4)
+    m[0].metric("Objects", s["objects"])
+    m[1].metric("Best IoU < threshold", s["unreached"])
+    m[2].metric("Positive anchors", s["positives"], help="As multibox_target labels them.")
+    m[3].metric("Object sizes √(wh)", "{:.3f} – {:.3f}".format(
+        *[float(v) for v in np.quantile(object_sizes(torch.from_numpy(f["boxes"])).numpy(),
+                                        [0, 1])]))
+    w, h = f["boxes"][:, 2] - f["boxes"][:, 0], f["boxes"][:, 3] - f["boxes"][:, 1]
+    st.plotly_chart(figures_steps.anchor_fit_figure(w, h, f["best_iou"], threshold,
+                                                    f["shapes"]), key=K + "scatter",
+                    width="stretch")
+    st.plotly_chart(figures_steps.best_iou_histogram(
+        {n: v["best_iou"] for n, v in fits.items()}, threshold), key=K + "hist",
+        width="stretch")
+    st.caption(f"{desc}, input {input_size}×{input_size}. Sizes are fractions of the image "
+               "side; an anchor of size s and ratio r is s·√r wide and s/√r high.")
