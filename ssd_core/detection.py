@@ -23,7 +23,7 @@ from .errors import CheckpointError, TrainingDiverged
 from .images import image_to_tensor, load_image
 from .resources import shipped_checkpoint
 
-_CHUNK = 256
+_CHUNK = 128  # boxes resolved together; smaller chunks shrink the rest sooner (measured)
 
 
 def _compact(mask, sentinel):
