@@ -106,7 +106,7 @@ def opencv_nms():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     tuned = tune_cpu_allocator()
     configure_cpu_threads()
