@@ -14,11 +14,13 @@ from ssd_core.drawing import colour
 CURVES = [
     ("loss", 1, "total loss", "solid"), ("cls_loss", 1, "class loss", "dash"),
     ("box_loss", 1, "box loss", "dot"), ("class_error", 2, "class error", "solid"),
+    ("object_accuracy", 2, "object accuracy", "dash"),
     ("box_mae", 3, "box MAE", "solid"), ("val_ap50", 4, "val AP50", "solid"),
     ("val_map", 4, "val mAP", "dash"), ("images_per_s", 5, "images/s", "solid"),
     ("lr", 6, "learning rate", "solid"),
 ]
-CURVE_TITLES = ["Loss: total ━ class ╌ box ┈", "Class error (book)", "Box MAE (book)",
+CURVE_TITLES = ["Loss: total ━ class ╌ box ┈", "Class error (book) ━ objects' accuracy ╌",
+                "Box MAE (book)",
                 "Validation: AP50 ━ mAP ╌", "Images per second", "Learning rate"]
 
 

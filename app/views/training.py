@@ -207,8 +207,26 @@ def metrics_row(snap) -> None:
         col.metric(label, "–" if value is None else fmt.format(value))
 
 
+def replay_choice(snap) -> dict | None:
+    """The preview to draw: the newest epoch's, or the one the replay slider picks. While the
+    slider stays on the newest epoch it follows new epochs; moved back, it stays put."""
+    epochs = [int(p["epoch"]) for p in snap.previews if isinstance(p.get("epoch"), int)]
+    if len(epochs) < 2:
+        return snap.preview
+    key, last_key = f"training.replay.{snap.run_id}", f"training.replay_last.{snap.run_id}"
+    kept = st.session_state.get(key)
+    if kept not in epochs or kept == st.session_state.get(last_key):
+        st.session_state[key] = epochs[-1]
+    st.session_state[last_key] = epochs[-1]
+    epoch = st.select_slider(
+        "Replay: the fixed image after epoch", epochs, key=key,
+        help="Every epoch's detections are kept with the run: slide back to watch the boxes "
+             "appear and tighten. The network does not run again.")
+    return next(p for p in reversed(snap.previews) if p.get("epoch") == epoch)
+
+
 def preview(snap) -> None:
-    p = snap.preview
+    p = replay_choice(snap)
     if not p:
         st.caption("After each epoch the current model's detections on a fixed validation "
                    "image appear here.")
