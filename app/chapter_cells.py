@@ -157,7 +157,7 @@ anchors, cls_preds, bbox_preds = net(X)
 print('output anchors:', anchors.shape)
 print('output class preds:', cls_preds.shape)
 print('output bbox preds:', bbox_preds.shape)""", "tinyssd",
-         ((ANCHORS, "all 5444 anchors, scale by scale"),
+         ((ANCHORS, "the anchors scale by scale (scale \"all\": the 5444 at once)"),
           (MODEL, "the count at other input sizes"))),
     Cell("14", "Data reading", """\
 from ssd_core.data import SyntheticDetection, detection_collate

@@ -10,7 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 from figures import box_trace, colour, image_figure
 
-RF_COLOUR, CELL_COLOUR = "#FFFFFF", "#F0E442"
+# Apart from the anchors' palette colours: a white field (on a dark shadow, visible on any
+# image) and a red cell.
+RF_COLOUR, SHADOW, CELL_COLOUR = "#FFFFFF", "rgba(0,0,0,0.6)", "#E8112D"
+PADDING_COLOUR = "#555555"  # the dashed full field: mostly outside the image, on white
 
 
 def grid_lines(side: int, size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -53,10 +56,12 @@ def receptive_field_figure(image, side: int, cell: tuple[int, int], field: dict,
     fig.add_trace(go.Scatter(
         x=[c * step, (c + 1) * step, (c + 1) * step, c * step, c * step],
         y=[r * step, r * step, (r + 1) * step, (r + 1) * step, r * step],
-        mode="lines", fill="toself", fillcolor="rgba(240,228,66,0.35)",
+        # A large cell (4×4, 1×1 maps) is most of the image: tint it lightly.
+        mode="lines", fill="toself", fillcolor=f"rgba(232,17,45,{0.45 if side >= 8 else 0.15})",
         line=dict(color=CELL_COLOUR, width=2), name=f"cell ({r}, {c})", hoverinfo="skip"))
+    fig.add_trace(box_trace([field["clipped"]], "shadow", SHADOW, width=6.0, showlegend=False))
     fig.add_trace(box_trace([field["box"]], f"receptive field {field['rf']}×{field['rf']} px "
-                            "(dashed: padding)", RF_COLOUR, width=2.0, dash="dash"))
+                            "(dashed: padding)", PADDING_COLOUR, width=2.0, dash="dash"))
     fig.add_trace(box_trace([field["clipped"]], "receptive field inside the image", RF_COLOUR,
                             width=3.0))
     for j, (box, label) in enumerate(zip(np.asarray(field["anchors"]).reshape(-1, 4), labels)):
@@ -64,14 +69,14 @@ def receptive_field_figure(image, side: int, cell: tuple[int, int], field: dict,
     centres, data = cell_centres(side, size)
     fig.add_trace(go.Scatter(
         x=centres[:, 0], y=centres[:, 1], mode="markers", name="cell centres (click one)",
-        marker=dict(size=6 if side <= 16 else 4, color="rgba(255,255,255,0.6)",
-                    line=dict(color="black", width=0.5)),
+        # Small and faint: Plotly picks the nearest centre within 20 px of a click anyway.
+        marker=dict(size=5 if side <= 16 else 3, color="rgba(255,255,255,0.45)"),
         customdata=data, hovertemplate="cell (%{customdata[0]}, %{customdata[1]})<extra></extra>"))
     # Show the padding the field reaches into, up to half the image on each side.
     pad = min(max(0.0, -min(field["box"][:2]), max(field["box"][2:]) - size), size / 2)
+    pad += 0.02 * size  # a margin, so a box on the edge of the view is not cut off
     fig.update_xaxes(range=[-pad, size + pad])
     fig.update_yaxes(range=[size + pad, -pad])
-    fig.update_layout(clickmode="event+select", dragmode=False)
     return fig
 
 

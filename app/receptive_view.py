@@ -88,7 +88,7 @@ def receptive_field_view(model, size: int, image, desc: str) -> None:
         field = cell_field(model, scale, row, col, size)
         st.markdown(f"**{BLOCK_NAMES[scale]}**, cell ({row}, {col})")
         c = st.columns(2)
-        c[0].metric("Receptive field", f"{field['rf']} px", border=True,
+        c[0].metric("Field size", f"{field['rf']} px", border=True,
                     help="Input pixels one cell sees, padding included")
         c[1].metric("Stride", f"{field['jump']} px", border=True,
                     help="Input pixels between neighbouring cells")

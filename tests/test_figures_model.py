@@ -51,7 +51,8 @@ def test_receptive_field_figure():
     # the field of cell (1, 3) (centre y 24, rf 76) reaches 14 px past the top edge: the view
     # shows that padding
     assert field["box"][1] == -14
-    assert tuple(fig.layout.yaxis.range) == (256 + 14, -14)
+    m = 0.02 * 256  # plus a margin of 2% of the image
+    assert tuple(fig.layout.yaxis.range) == (256 + 14 + m, -14 - m)
 
 
 def test_last_block_padding_is_capped_and_no_grid_for_one_cell():
@@ -60,11 +61,13 @@ def test_last_block_padding_is_capped_and_no_grid_for_one_cell():
     fig = figures_model.receptive_field_figure(Image.new("RGB", (256, 256)), 1, (0, 0), field,
                                                ["a", "b", "c", "d"])
     assert "1×1 cells" not in [t.name for t in fig.data]
-    assert tuple(fig.layout.xaxis.range) == (-126, 382)
+    assert tuple(fig.layout.xaxis.range) == (-126 - 5.12, 382 + 5.12)
+    cell = next(t for t in fig.data if t.name == "cell (0, 0)")
+    assert cell.fillcolor == "rgba(232,17,45,0.15)"  # one cell is the whole image: a light tint
     small = cell_field(net, 4, 0, 0, 64)  # at 64 px the padding is capped at half the image
     fig = figures_model.receptive_field_figure(Image.new("RGB", (64, 64)), 1, (0, 0), small,
                                                ["a", "b", "c", "d"])
-    assert tuple(fig.layout.xaxis.range) == (-32, 96)
+    assert tuple(fig.layout.xaxis.range) == (-32 - 1.28, 96 + 1.28)
 
 
 def test_curves_figure():

@@ -44,9 +44,17 @@ def shape_outputs() -> dict:
 
 
 @st.cache_data(show_spinner=False)
-def shipped_lines() -> chapter.TrainingPrintout | None:
+def shipped_lines() -> tuple[chapter.TrainingPrintout, str] | None:
+    """The shipped checkpoint's saved record as the book's print-out, and how it was trained."""
     path = shipped_checkpoint()
-    return chapter.shipped_printout(load_checkpoint(path).metrics) if path.exists() else None
+    if not path.exists():
+        return None
+    ckpt = load_checkpoint(path)
+    c = ckpt.config
+    how = (f"{c.optimizer.upper()} lr {c.lr:g}, {c.loss.box_loss}, {c.loss.cls_loss}, "
+           f"{'hard negative mining, ' if c.loss.hard_negative_mining else ''}"
+           f"{ckpt.metrics.get('images', 0)} images per epoch")
+    return chapter.shipped_printout(ckpt.metrics), how
 
 
 @st.cache_data(show_spinner="Running the shipped model on the image ...", max_entries=8)
@@ -57,12 +65,12 @@ def prediction(png: bytes, model_key: str, _det) -> dict:
 
 def training_output() -> None:
     """In [18]'s print-out: the shipped model's saved record, and a real short run on demand."""
-    shipped = shipped_lines()
-    if shipped is not None:
+    saved = shipped_lines()
+    if saved is not None:
+        shipped, how = saved
         st.code("\n".join(shipped.epoch_lines + shipped.torch_lines), language=None)
-        st.caption(f"From {shipped.source}: the shipped model was trained with Adam and "
-                   "smooth-L1 on 6000 synthetic images, so its speed is that machine's, and "
-                   "this is the book's format, not the book's numbers.")
+        st.caption(f"From {shipped.source}. It was trained with {how} on the machine of that "
+                   "run (its speed), so this is the book's format, not the book's numbers.")
     demo = chapter.TRAIN_DEMO
     label = (f"Run In [18] for real: {demo['num_images']} images, {demo['epochs']} epochs, "
              "the book's settings (about a minute on two CPU cores)")
@@ -118,7 +126,9 @@ def show_cell(cell: chapter_cells.Cell, outputs: dict) -> None:
     st.markdown(f"**In [{cell.number}]** · {cell.title}")
     st.code(cell.code, language="python")
     if cell.output in outputs:
-        st.caption(f"Out [{cell.number}] (computed now by ssd_core)")
+        how = ("on PyTorch's meta device: the same forward code on shapes alone, so the "
+               "32-image batch costs nothing" if cell.output == "tinyssd" else "")
+        st.caption(f"Out [{cell.number}] (computed now by ssd_core{', ' + how if how else ''})")
         st.code(outputs[cell.output], language=None)
     elif cell.output == "training":
         training_output()

@@ -40,7 +40,7 @@ def test_receptive_field_view_is_ssd_cores(count_forwards):
     at = open_page("model")
     n = count_forwards["n"]
     model = load_checkpoint(shipped_checkpoint()).model
-    assert (metric(at, "Receptive field"), metric(at, "Stride")) == ("36 px", "8 px")
+    assert (metric(at, "Field size"), metric(at, "Stride")) == ("36 px", "8 px")
     want = cell_field(model, 0, 16, 16, 256)
     fig = rf_figure(at)
     assert trace(fig, "cell (")["name"] == "cell (16, 16)"
@@ -67,10 +67,10 @@ def test_receptive_field_view_is_ssd_cores(count_forwards):
 
     at.radio(key="model.rf_scale").set_value(2).run()  # the same image point on the 8x8 map
     assert (at.slider(key="model.rf_row").value, at.slider(key="model.rf_col").value) == (0, 7)
-    assert (metric(at, "Receptive field"), metric(at, "Stride")) == ("156 px", "32 px")
+    assert (metric(at, "Field size"), metric(at, "Stride")) == ("156 px", "32 px")
     at.radio(key="model.rf_scale").set_value(4).run()
     assert "model.rf_row" not in [s.key for s in at.slider]
-    assert metric(at, "Receptive field") == "508 px"
+    assert metric(at, "Field size") == "508 px"
     assert list(at.dataframe[-1].value["anchor"]) == [5440, 5441, 5442, 5443]
     assert count_forwards["n"] == n  # picking cells never runs the network
 
@@ -78,7 +78,7 @@ def test_receptive_field_view_is_ssd_cores(count_forwards):
 def test_receptive_field_from_a_shared_link_and_another_size():
     at = open_page("model", {"rf_scale": "1", "rf_row": "3", "rf_col": "2", "size": "320"})
     assert trace(rf_figure(at), "cell (")["name"] == "cell (3, 2)"
-    assert metric(at, "Receptive field") == "76 px"
+    assert metric(at, "Field size") == "76 px"
     fig = rf_figure(at)
     assert len(arr(trace(fig, "cell centres")["x"])) == 20 * 20  # 320 px: a 20x20 map
     # a bad link falls back to the defaults instead of failing
