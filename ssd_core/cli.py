@@ -25,6 +25,7 @@ from ssd_core.engine import Trainer
 from ssd_core.errors import SSDError
 from ssd_core.evaluate import evaluate_model
 from ssd_core.images import load_image
+from ssd_core.recipes import get_recipe
 from ssd_core.resources import shipped_checkpoint
 
 # ---------------------------------------------------------------- helpers
@@ -111,6 +112,9 @@ def _train_setup(args):
     if args.resume is not None and args.init:
         raise UsageError("Give --resume (continue a run) or --init (a new run from a "
                          "checkpoint's weights), not both.")
+    if getattr(args, "recipe", None) and (args.init or args.resume is not None or args.config):
+        raise UsageError("--recipe starts a new run from random weights with the recipe's "
+                         "settings; give it without --resume, --init or --config.")
     if args.init:
         init = load_checkpoint(args.init)
         base = init.config.flat()
@@ -127,6 +131,8 @@ def _train_setup(args):
         if not Path(args.config).exists():
             raise UsageError(f"No config file at {args.config!r}.")
         base = TrainConfig.from_json(Path(args.config).read_text()).flat()
+    elif getattr(args, "recipe", None):
+        base = get_recipe(args.recipe).config().flat()
     else:
         base = TrainConfig().flat()
     config = TrainConfig.from_dict({**base, **overrides})
@@ -136,6 +142,11 @@ def _train_setup(args):
 def _train_data(args, config: TrainConfig):
     """-> (training set, validation set or None) as the data options say."""
     train_data = _dataset(args, config.input_size)
+    recipe = get_recipe(args.recipe) if getattr(args, "recipe", None) else None
+    if args.val_synthetic is None:  # a recipe validates synthetic training data by default
+        args.val_synthetic = recipe.val_images if recipe and args.synthetic else 0
+    if recipe is not None and recipe.augment:
+        args.augment = True
     if getattr(args, "augment", False) and hasattr(train_data, "set_augment"):
         train_data.set_augment(True)
     val_data = None

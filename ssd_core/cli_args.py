@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ssd_core.config import FIELDS
+from ssd_core.recipes import RECIPES
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -83,7 +84,7 @@ def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
                    help="synthetic preset ('book': one class, like the chapter's Pikachu set)")
     if val:
         g.add_argument("--val-data", metavar="PATH", help="validation dataset folder or .zip")
-        g.add_argument("--val-synthetic", type=int, metavar="N", default=0,
+        g.add_argument("--val-synthetic", type=int, metavar="N", default=None,
                        help="validate on N synthetic images (another seed than training)")
         g.add_argument("--augment", action="store_true",
                        help="box-aware augmentation (flip, zoom out, crop, colour) in training")
@@ -123,6 +124,12 @@ def _add_train(sub) -> None:
                         "schedule), e.g. assets/tinyssd_synthetic.pt to fine-tune the shipped "
                         "model; its settings are the starting point unless overridden here")
     t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
+    t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="start from a setting recipe instead of the book's defaults: "
+                        + "; ".join(f"'{k}' ({r.label}): {r.why}".replace("%", "%%")
+                                    for k, r in RECIPES.items())
+                        + " With --synthetic, --val-synthetic and --augment default to the "
+                          "recipe's; options given here override it")
     t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
     t.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="stop (with a resumable checkpoint) once epoch N is done, without "
