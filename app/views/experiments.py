@@ -32,7 +32,7 @@ def experiment_form() -> None:
     exp = EXPERIMENTS[key]
     st.caption(f"The chapter asks: *{exp.problem}* Runs: "
                + " · ".join(f"**{a.label}**" for a in exp.arms))
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     recipe = c1.selectbox("Start from", list(RECIPES), key="experiments.recipe",
                           format_func=lambda r: RECIPES[r].label,
                           help="Every run uses this recipe's settings except the one the "
@@ -40,7 +40,11 @@ def experiment_form() -> None:
     epochs = c2.number_input("Epochs per run", 1, 50, 3, key="experiments.epochs")
     images = c3.number_input("Training images", 16, 5000, 256, step=16,
                              key="experiments.images")
-    seed = c4.number_input("Data and model seed", 0, 10**6, 0, key="experiments.seed")
+    val_n = c4.number_input("Validation images", 1, 1000, RECIPES[recipe].val_images,
+                            key="experiments.val_n",
+                            help="Held-out synthetic images (another seed) scored after each "
+                                 "epoch; the same for every run.")
+    seed = c5.number_input("Data and model seed", 0, 10**6, 0, key="experiments.seed")
     minutes = len(exp.arms) * epochs * images / 14 / 60  # ~14 img/s on a 2-core CPU at 256 px
     st.caption(f"{len(exp.arms)} runs of {epochs} epochs on the same {images} images; they "
                f"wait in the server's training queue (about {minutes:.0f} min or less on a "
@@ -49,7 +53,7 @@ def experiment_form() -> None:
         r = RECIPES[recipe]
         try:
             base = r.config(epochs=int(epochs), seed=int(seed))
-            data = DataSpec(n=int(images), seed=int(seed), val_n=r.val_images,
+            data = DataSpec(n=int(images), seed=int(seed), val_n=int(val_n),
                             augment=r.augment)
             group = submit_experiment(jobs.job_manager(), key, base, data)
         except SSDError as e:

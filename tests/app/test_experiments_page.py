@@ -22,6 +22,7 @@ def test_a_pair_is_queued_then_tabulated_and_overlaid(tmp_path, monkeypatch):
     at.selectbox(key="experiments.recipe").set_value("classroom")
     at.number_input(key="experiments.epochs").set_value(1)
     at.number_input(key="experiments.images").set_value(16)
+    at.number_input(key="experiments.val_n").set_value(4)
     at.number_input(key="experiments.seed").set_value(7)
     at.button(key="experiments.run").click().run()
     assert not at.exception and not at.error
@@ -29,7 +30,7 @@ def test_a_pair_is_queued_then_tabulated_and_overlaid(tmp_path, monkeypatch):
     (group,) = list_experiments(runs)
     ids = [r["run_id"] for r in group["runs"]]
     datas = [json.loads((runs / i / "data.json").read_text()) for i in ids]
-    assert {(d["n"], d["seed"]) for d in datas} == {(16, 7)}
+    assert {(d["n"], d["seed"], d["val_n"]) for d in datas} == {(16, 7, 4)}
     configs = [json.loads((runs / i / "config.json").read_text()) for i in ids]
     assert [c["loss"]["box_loss"] for c in configs] == ["l1", "smooth_l1"]
     assert {c["seed"] for c in configs} == {7}

@@ -1,0 +1,52 @@
+"""The Experiments page and the training replay in a real browser: one click queues a matched
+pair of runs, the page tabulates and overlays them once they finish; one arm's run opened on
+the Training page replays its epochs with the slider. Screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .test_e2e_part2 import goto, no_exception
+from .test_pages import shot, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+
+def test_experiment_pair_and_training_replay(page, app_url):
+    goto(page, f"{app_url}/experiments", "Experiments")
+    for label, value in [("Epochs per run", "2"), ("Training images", "16"),
+                         ("Validation images", "8")]:
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name="Queue the experiment").click()
+    page.get_by_text(re.compile(r"Queued 2 runs")).first.wait_for(timeout=60_000)
+    # both arms finish (they queue behind any run another test left in the shared server)
+    page.get_by_text(re.compile("Best final validation AP50")).first.wait_for(timeout=600_000)
+    wait_idle(page, timeout=60)
+    no_exception(page)
+    panel = page.locator('[data-testid="stExpander"]').first
+    table = panel.locator('[data-testid="stDataFrame"]').first
+    assert table.is_visible()
+    plot = panel.locator(".js-plotly-plot").first
+    plot.locator("svg").first.wait_for(timeout=30_000)
+    legend = plot.locator(".legend").inner_text()
+    assert "L1 (book)" in legend and "smooth-L1, sigma 1" in legend
+    shot(page, "experiments-pair")
+
+    run_id = re.search(r"\d{8}-\d{6}-[0-9a-f]{6}-box_loss-0", page.content()).group(0)
+    goto(page, f"{app_url}/training?run={run_id}", "Training")
+    page.get_by_text("Replay: the fixed image after epoch").first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Epoch 2: detections")).first.wait_for(timeout=30_000)
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Replay").first
+    handle = slider.locator('[role="slider"]').first
+    handle.focus()
+    handle.press("Home")
+    page.get_by_text(re.compile(r"Epoch 1: detections")).first.wait_for(timeout=30_000)
+    wait_idle(page)
+    no_exception(page)
+    assert page.get_by_text("objects' accuracy").count() > 0  # beside the book's class error
+    shot(page, "training-replay-epoch1")
