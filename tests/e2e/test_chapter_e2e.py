@@ -111,3 +111,19 @@ def test_anchors_default_is_one_scale_one_cell(page, app_url):
         'input[type="radio"]:checked')
     assert checked.count() == 1
     shot(page, "anchors-default")
+
+
+@pytest.mark.slow
+def test_chapter_training_cell_runs_for_real(page, app_url):
+    """The In [18] button trains TinySSD for real on the server (about a minute on 2 cores)."""
+    open_page(page, f"{app_url}/chapter", "Chapter")
+    page.get_by_role("button", name=re.compile(r"Run In \[18\] for real")).click()
+    page.get_by_text(re.compile(r"From a real run: 8 synthetic 'book' images")).first.wait_for(
+        timeout=300_000)
+    wait_idle(page, timeout=60)
+    printed = page.locator('[data-testid="stCode"]').filter(
+        has_text=re.compile(r"epoch +1, class err")).first.inner_text()
+    assert re.search(r"epoch +5, class err", printed), printed
+    assert re.search(r"examples/sec on cpu", printed), printed
+    assert page.locator('[data-testid="stException"]').count() == 0
+    view_of(page, "chapter-training-run", "In [18]")
