@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from figures import SCALE_COLOURS, box_lines, box_trace, colour, image_figure
 
-KEPT, KEEPING, REMOVED, REMAINING = "#009E73", "#E69F00", "#D55E00", "#9aa0a6"
+KEPT, KEEPING, REMOVED, REMAINING = "#009E73", "#E69F00", "#D55E00", "#c8ccd0"
 
 # ---------------------------------------------------------------- NMS step by step
 
@@ -25,9 +25,12 @@ def _lines(boxes, text=None) -> dict:
     return out
 
 
-def nms_step_data(boxes, scores, labels, names, trace, s: int, max_remaining: int = 300):
+def nms_step_data(boxes, scores, labels, names, trace, s: int, max_remaining: int = 300,
+                  max_labels: int = 0):
     """The five traces of step ``s`` as dicts (x, y[, text]): kept earlier, remaining candidates,
-    removed now, kept now, and the labels (score of the kept box, IoU of each removed one).
+    removed now, kept now, and the labels: the kept box's class and score, and the IoU of the
+    ``max_labels`` removed boxes overlapping it most (default none: near-duplicates pile up on
+    the kept box's corner; every removed box shows its IoU on hover and in the page's table).
 
     boxes ``(K, 4)`` pixel corners, scores/labels ``(K,)``; ``trace``: dict of numpy arrays
     ``kept (S,)``, ``step (K,)``, ``removed_by (K,)``, ``iou (K,)`` (ssd_core.nms_trace).
@@ -44,8 +47,9 @@ def nms_step_data(boxes, scores, labels, names, trace, s: int, max_remaining: in
     def label(i):
         return f"{names[int(labels[i])]} {float(scores[i]):.2f}"
 
-    texts = [f"<b>keep</b> {label(now)}"] + [f"IoU {iou[i]:.2f}" for i in removed]
-    corners = b[np.concatenate(([now], removed)).astype(int)]
+    labelled = removed[:max_labels]  # the highest IoUs; more labels would pile up
+    texts = [f"<b>keep</b> {label(now)}"] + [f"IoU {iou[i]:.2f}" for i in labelled]
+    corners = b[np.concatenate(([now], labelled)).astype(int)]
     return [
         _lines(b[earlier], [f"kept at step {int(step[i]) + 1}: {label(i)}" for i in earlier]),
         _lines(b[rest], [f"candidate {label(i)}" for i in rest]),
@@ -62,7 +66,7 @@ def _play_controls(frame_names, labels, active: int) -> tuple[list, list]:
                  transition=dict(duration=0))
     steps = [dict(method="animate", label=lab, args=[[name], still])
              for name, lab in zip(frame_names, labels)]
-    slider = dict(active=active, steps=steps, pad=dict(t=30), x=0.08, len=0.92,
+    slider = dict(active=active, steps=steps, pad=dict(t=30), x=0.14, len=0.86,
                   currentvalue=dict(prefix="NMS step ", font=dict(color=KEEPING)))
     play = dict(mode="immediate", fromcurrent=True, frame=dict(duration=900, redraw=False),
                 transition=dict(duration=0))
@@ -82,7 +86,7 @@ def nms_steps_figure(image, boxes, scores, labels, names, trace, active: int = 0
     their IoU), dotted grey the candidates still to visit (the ``max_remaining`` best)."""
     num_steps = len(trace["kept"])
     fig = image_figure(image, height=height)
-    styles = [("kept earlier", KEPT, 2.0, "solid"), ("candidates left", REMAINING, 1.0, "dot"),
+    styles = [("kept earlier", KEPT, 2.0, "solid"), ("candidates left", REMAINING, 1.3, "dot"),
               ("removed at this step", REMOVED, 2.5, "dash"), ("kept at this step", KEEPING,
                                                                4.0, "solid")]
     for name, col, width, dash in styles:
@@ -170,9 +174,12 @@ def negatives_rank_figure(negative_loss, kept: int, positive_loss=None,
                                  name=f"positives ({len(p)})", marker=dict(color=KEPT, size=7,
                                                                            symbol="diamond"),
                                  hovertemplate="positive %{x}: loss %{y:.4f}<extra></extra>"))
-    if 0 < kept <= len(loss):
-        fig.add_vline(x=kept + 0.5, line=dict(color="black", dash="dash", width=1),
-                      annotation_text=f"cut-off: {kept} kept", annotation_position="top right")
+    positive = loss[loss > 0]
+    if 0 < kept <= len(loss) and len(positive):  # a trace, not a shape: data units on log axes
+        fig.add_trace(go.Scatter(x=[kept + 0.5, kept + 0.5], y=[positive.min(), positive.max()],
+                                 mode="lines", name=f"cut-off after rank {kept}",
+                                 line=dict(color="black", dash="dash", width=1),
+                                 hoverinfo="skip"))
     fig.update_xaxes(type="log", title="rank among background anchors (1 = hardest)")
     fig.update_yaxes(type="log", title="class loss of the anchor")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
@@ -201,13 +208,14 @@ def loss_shares_figure(rows, groups, height: int = 260) -> go.Figure:
 
 def mining_image_figure(image, gt_boxes, positives, hard, hard_text=None,
                         height: int = 520) -> go.Figure:
-    """The image with its objects (white dashed), positive anchors (green) and the kept hard
-    negatives (red, hover: rank and loss). Pixel corners ``(n, 4)`` each."""
+    """The image with its objects (white dashed), positive anchors (thin green) and the kept
+    hard negatives on top (red, hover: rank and loss). Pixel corners ``(n, 4)`` each."""
     fig = image_figure(image, height=height)
-    fig.add_trace(box_trace(hard, f"kept hard negatives ({len(hard)})", REMOVED, width=1.2,
-                            opacity=0.8, hover=None if hard_text is None
+    fig.add_trace(box_trace(positives, f"positives ({len(positives)})", KEPT, width=1.0,
+                            opacity=0.6))
+    fig.add_trace(box_trace(hard, f"kept hard negatives ({len(hard)})", REMOVED, width=2.0,
+                            hover=None if hard_text is None
                             else np.repeat(np.asarray(hard_text, dtype=object), 6)))
-    fig.add_trace(box_trace(positives, f"positives ({len(positives)})", KEPT, width=2.0))
     fig.add_trace(box_trace(gt_boxes, "objects", "white", width=2.5, dash="dash"))
     return fig
 

@@ -53,8 +53,9 @@ def test_nms_frames_follow_the_trace_step_by_step():
         assert _boxes_in(rest.x) == len(t.remaining_after(s))
         k = int(t.kept[s])
         np.testing.assert_allclose(now.x[:5], boxes[k, [0, 2, 2, 0, 0]])
-        ious = [float(v.split()[1]) for v in text.text[1:]]
-        np.testing.assert_allclose(ious, t.iou[t.removed_at(s)].numpy(), atol=0.005)
+        assert list(text.text) == [f"<b>keep</b> {NAMES[labels[k]]} {scores[k]:.2f}"]
+        hover = [float(v.rsplit("IoU ", 1)[1].split()[0]) for v in removed.text[::6]]
+        np.testing.assert_allclose(hover, t.iou[t.removed_at(s)].numpy(), atol=5e-4)
     # the figure's own data is the active step's frame
     assert _boxes_in(fig.data[0].x) == 1
     np.testing.assert_array_equal(fig.data[2].x, fig.frames[1].data[2].x)
@@ -90,6 +91,7 @@ def test_mining_figures_carry_counts_and_shares():
     fig = fs.negatives_rank_figure(loss, 30, positive_loss=np.ones(10))
     assert len(fig.data[0].x) == 30 and len(fig.data[1].x) == 470 and len(fig.data[2].x) == 10
     assert "30" in fig.data[0].name
+    assert list(fig.data[3].x) == [30.5, 30.5]  # the cut-off line, in data units
     rows = [("CE + mining", [0.5, 0.3, 0.2], [10, 30, 460]), ("focal γ=2", [0.6, 0.3, 0.1],
                                                               [10, 30, 460])]
     bars = fs.loss_shares_figure(rows, ["positives", "hard", "easy"])
@@ -97,7 +99,7 @@ def test_mining_figures_carry_counts_and_shares():
     assert bars.data[2].text[0] == "20.0% (460)"
     img = fs.mining_image_figure(Image.new("RGB", (50, 50)), np.array([[1, 1, 20, 20]]),
                                  np.zeros((2, 4)), np.ones((3, 4)), ["a", "b", "c"])
-    assert [_boxes_in(t.x) for t in img.data] == [3, 2, 1]
+    assert [_boxes_in(t.x) for t in img.data] == [2, 3, 1]
 
 
 def test_anchor_fit_figures():
