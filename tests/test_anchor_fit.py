@@ -129,3 +129,13 @@ def test_dataset_labels_from_synthetic_and_from_an_exported_copy(tmp_path):
     loaded = load_dataset(tmp_path / "voc")
     assert torch.allclose(dataset_labels(loaded), labels, atol=1e-2)
     assert dataset_labels(ds, limit=3).shape[0] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_equals_cpu():
+    anchors = layout_anchors(anchor_layout())
+    labels = _labels(5)
+    cpu, gpu = anchor_fit(anchors, labels), anchor_fit(anchors.cuda(), labels.cuda())
+    assert gpu.best_iou.device.type == "cuda"
+    assert torch.equal(cpu.positives, gpu.positives.cpu())
+    assert torch.allclose(cpu.best_iou, gpu.best_iou.cpu())

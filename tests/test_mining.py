@@ -76,3 +76,12 @@ def test_wrong_class_count_is_refused():
     anchors, labels, preds = _case()
     with pytest.raises(ValueError, match="class ids"):
         mine_image(preds[..., :2], anchors, labels)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_equals_cpu():
+    anchors, labels, preds = _case()
+    cpu = mine_image(preds, anchors, labels)
+    gpu = mine_image(preds.cuda(), anchors.cuda(), labels.cuda())
+    assert gpu.kept.device.type == "cuda"
+    assert torch.equal(cpu.kept, gpu.kept.cpu()) and torch.equal(cpu.rank, gpu.rank.cpu())
