@@ -24,6 +24,8 @@ SCHEDULES = ("none", "cosine", "step")
 CLS_LOSSES = ("ce", "focal")
 BOX_LOSSES = ("l1", "smooth_l1")
 NORMALIZATIONS = ("mean", "positives")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICE_DATA = ("auto", "on", "off")
 
 
 def _number(v) -> bool:
@@ -200,6 +202,14 @@ class TrainConfig:
                           help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
                           rule="must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     amp: bool = setting(False, kind="bool", help="automatic mixed precision (CUDA only)")
+    precision: str = setting(
+        "auto", kind="choice", choices=PRECISIONS,
+        help="autocast precision of the network: auto = bf16 on CUDA (fp16 with amp), fp32 "
+             "elsewhere; bf16 also runs on CPU (measure it: changes results slightly)")
+    device_data: str = setting(
+        "auto", kind="choice", choices=DEVICE_DATA,
+        help="keep the training images on the training device, rendered once, augmented there "
+             "in batches: auto = on for CUDA, and on CPU for data without augmentation")
     channels_last: bool = setting(
         True, kind="bool", help="channels-last memory format (faster convolutions on CPU and GPU)")
     num_workers: int = setting(

@@ -13,6 +13,7 @@ from torch import nn
 from ssd_core import device as devmod
 from ssd_core.checkpoint import Checkpoint, build_model, load_checkpoint, unwrap
 from ssd_core.config import TrainConfig
+from ssd_core.data.device_data import DeviceData, device_augment, renderable
 from ssd_core.errors import CheckpointError, ConfigError
 from ssd_core.losses import init_focal_bias
 
@@ -108,6 +109,47 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
     if config.num_workers >= 0:
         return config.num_workers
     return 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
+
+
+# Largest image tensor kept on the device by device_data="auto" (uint8 bytes).
+DEVICE_DATA_LIMIT = {"cuda": 8 * 2**30, "cpu": 2**30}
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The network's autocast dtype, None for plain fp32: amp on CUDA is fp16 (with a
+    GradScaler, as before); precision "auto" is bf16 on CUDA, fp32 elsewhere."""
+    if device.type == "cuda" and config.amp:
+        return torch.float16
+    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def device_data(config: TrainConfig, data, device: torch.device) -> DeviceData | None:
+    """The training set rendered once onto ``device`` (ssd_core.data.device_data), or None for
+    the DataLoader path. "auto": on CUDA whenever the data can be rendered (plain
+    DetectionDataset items, ssd_core's Augment or none) and fits DEVICE_DATA_LIMIT; on CPU only
+    without augmentation (the same pixels, just not drawn again every epoch)."""
+    if config.device_data == "off":
+        return None
+    if config.device_data == "on":
+        if not renderable(data):
+            raise ConfigError("device_data='on' needs a DetectionDataset whose items are its "
+                              "samples (no custom __getitem__); set device_data='off'.",
+                              field="device_data")
+        return DeviceData.from_dataset(data, device)
+    if not renderable(data):
+        return None
+    try:
+        aug = device_augment(data)
+    except ConfigError:
+        return None
+    nbytes = len(data) * 3 * int(data.image_size) ** 2
+    limit = DEVICE_DATA_LIMIT.get(device.type, 0)
+    if nbytes > limit or (device.type != "cuda" and aug is not None):
+        return None
+    # At the dataset's own size, as ds[i]: the step resizes to input_size as on the host path.
+    return DeviceData.from_dataset(data, device)
 
 
 class SkipSampler(torch.utils.data.Sampler):

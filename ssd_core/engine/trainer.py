@@ -21,6 +21,8 @@ from ssd_core.engine.runfolder import RunFolder
 from ssd_core.engine.schedule import apply_config_lr, lr_factor
 from ssd_core.engine.setup import (
     SkipSampler,
+    autocast_dtype,
+    device_data,
     dist_env,
     join_process_group,
     loader_workers,
@@ -75,6 +77,15 @@ class Trainer:
         self.net: nn.Module | None = None  # the model, or its DistributedDataParallel wrapper
         self.optimizer = self.scheduler = self.scaler = None
         self.use_amp = False
+        self.amp_dtype: torch.dtype | None = None  # the network's autocast dtype (None: fp32)
+        self.device_data = None  # the training set on the device (ssd_core.data.device_data)
+        # Steps between host reads of the step sums: 1 on CPU and under torchrun (the stop
+        # flag is shared), log_every on one GPU, where a read waits for the queued kernels.
+        self._sync_every = 1
+        self._nonfinite = None
+        # Profiling hook: called with a phase name ("data", "forward", "target", "loss",
+        # "metrics", "backward", "optimizer", "logging") as each phase of a step ends.
+        self.on_phase = None
         self.steps_per_epoch = self.total_steps = 0
         self.progress = Progress()  # where this run started (a resumed run: mid-way)
         self._dist, self._own_group = None, False
@@ -113,8 +124,15 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_factor(cfg, self.steps_per_epoch))
-        self.use_amp = cfg.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        self.use_amp = self.amp_dtype is not None
+        # bf16 has fp32's range: only fp16 (amp on CUDA) needs loss scaling.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.device_data = device_data(cfg, self.train_data, self.device)
+        if self.device.type == "cuda" and self._dist is None:
+            self._sync_every = cfg.log_every
+        self._window = torch.zeros(len(SUMS), dtype=torch.float64, device=self.device)
+        self._nonfinite = torch.zeros((), device=self.device)
         if self._resume is not None:
             self._restore(self._resume)
         self.net = self.model
@@ -135,6 +153,8 @@ class Trainer:
         sampler = self._sampler
         if skip_batches:
             sampler = SkipSampler(sampler, skip_batches * self.config.batch_size)
+        if self.device_data is not None:  # batches indexed and augmented on the device
+            return self.device_data.batches(list(sampler), self.config.batch_size)
         return torch.utils.data.DataLoader(
             self.train_data, batch_size=self.config.batch_size, sampler=sampler,
             collate_fn=detection_collate, num_workers=self._num_workers,
@@ -175,9 +195,9 @@ class Trainer:
         """One epoch's steps and its end; returns whether training goes on."""
         self.epoch = epoch + 1
         skip = self.progress.skip_batches if epoch == self.progress.start_epoch else 0
-        sums = torch.zeros(len(SUMS), dtype=torch.float64)
+        sums = torch.zeros(len(SUMS), dtype=torch.float64, device=self.device)
         if skip and self.progress.epoch_sums is not None:
-            sums += self.progress.epoch_sums
+            sums += self.progress.epoch_sums.to(self.device)
         t0 = time.perf_counter()
         self.net.train()
         batch = skip
@@ -186,9 +206,13 @@ class Trainer:
             batch += 1
             self._window += step
             sums += step
+            if self.step % self._sync_every == 0:
+                self._check_finite()
             if self.step % self.config.log_every == 0:
                 yield self._window_record()
+            self._phase("logging")
             if stop_all and batch < self.steps_per_epoch:
+                self._check_finite()
                 if has_batches(self._window):
                     yield self._window_record()
                 self._save("checkpoint.pt", epoch, batch, sums,
@@ -196,6 +220,7 @@ class Trainer:
                 self._write_status("stopped", f"stopped at step {self.step}; resume with the "
                                               "checkpoint")
                 return False
+        self._check_finite()
         yield self._end_epoch(epoch, sums, time.perf_counter() - t0)
         if self._stop_requested():
             self._write_status("stopped", f"stopped after epoch {epoch + 1}")
@@ -232,29 +257,50 @@ class Trainer:
     def _train_step(self, X, Y) -> tuple[torch.Tensor, bool]:
         """One optimizer step on a batch X (B,3,S,S), Y (B,M,5) -> (sums (len(SUMS),), stop)."""
         X, Y = self._prepare(X, Y)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        self._phase("data")
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             anchors, cls_preds, bbox_preds = self.net(X)
         cls_preds, bbox_preds = cls_preds.float(), bbox_preds.float()
+        self._phase("forward")
         with torch.no_grad():
             bbox_labels, bbox_masks, cls_labels = multibox_target(
                 anchors.float(), Y, self.config.iou_threshold)
+        self._phase("target")
         losses = ssd_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks,
                           self.loss_config)
+        self._phase("loss")
         sums = step_sums(losses, cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks,
                          X.shape[0], self._stop.is_set())
         if self._dist is not None:  # one collective per step: metrics, stop, NaN flags
             self._dist.all_reduce(sums)
-        sums = sums.cpu()
-        stop_all, nonfinite = sums[-2].item() > 0, sums[-1].item() > 0
-        if nonfinite:
-            raise TrainingDiverged(self._diverged_message("the loss"))
+        if self._sync_every == 1:  # read now: a NaN loss never reaches the weights
+            flags = sums[-2:].cpu()
+            stop_all, nonfinite = flags[0].item() > 0, flags[1].item() > 0
+            if nonfinite:
+                raise TrainingDiverged(self._diverged_message("the loss"))
+        else:  # checked every _sync_every steps (_check_finite); checkpoints check the weights
+            stop_all = self._stop.is_set()
+            self._nonfinite += sums[-1]
+        self._phase("metrics")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["total"]).backward()
+        self._phase("backward")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self._phase("optimizer")
         self.step += 1
         return sums[: len(SUMS)], stop_all
+
+    def _phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name)
+
+    def _check_finite(self) -> None:
+        """Raise TrainingDiverged if a step since the last check had a non-finite loss (the
+        one host read of the deferred flag; a no-op when every step is read)."""
+        if self._sync_every > 1 and self._nonfinite.item() > 0:
+            raise TrainingDiverged(self._diverged_message("the loss"))
 
     def _prepare(self, X, Y):
         """The batch on the device, at the input size, in the configured memory format."""
@@ -331,8 +377,8 @@ class Trainer:
                 f" - try {cfg.lr / 10:g}")
         if cfg.warmup_steps == 0:
             hint += " or add warmup_steps"
-        if cfg.amp:
-            hint += "; or turn off amp"
+        if self.use_amp:
+            hint += "; or turn off amp (precision='fp32')"
         path = self.checkpoint_path
         where = (f"; the last good checkpoint is {path}"
                  if path is not None and path.exists() else "")
