@@ -1,175 +1,355 @@
-"""Time a full training step (batch 32, 256x256) of ssd_core.train against a plain book loop.
+"""Training speed: ssd_core's engine against the book's own training loop, in one process.
 
-Each variant runs in its own fresh process on the same synthetic data:
-- ``book``: the chapter's loop: NCHW, per-image loop target assignment
-  (tests/reference.ref_multibox_target), the book's loss, SGD; default process settings
-  (glibc allocator untouched, no GLIBC_TUNABLES).
-- ``book+tunables``: the same loop started with GLIBC_TUNABLES keeping freed memory.
-- ``engine``: ssd_core.train.Trainer as shipped (allocator tuned by mallopt, channels_last).
-- ``engine -alloc``: the engine with the allocator tuning disabled.
-- ``engine -channels_last``: the engine in NCHW.
-Images/s count whole steps: data loading, target assignment, loss, backward, optimizer step.
-"outside net" is the share of the engine's step time not spent in forward + backward +
-optimizer step (timed on one fixed batch in the same process); "of which data" is the part of
-the step that building the batch (dataset items + collate) takes alone.
-Goals on a 2-core CPU: engine >= 1.5x book, >= 25 images/s, outside net < 10%.
-Run: ``python bench/bench_train.py [--steps 4]``.
+Both sides run in the same process with the same settings (glibc allocator tuned by
+``ssd_core.device.tune_cpu_allocator``, one intra-op thread per core by
+``configure_cpu_threads``), interleaved step by step so that other load on the machine hits
+both alike; img/s are medians over the timed rounds, whole steps (data included).
+
+- ``book loop``: tests/book_train.py, the book's PyTorch edition as written (BookTinySSD in
+  NCHW with anchors recomputed every forward, tests/book.book_multibox_target, calc_loss, SGD
+  lr 0.2 wd 5e-4, cls_eval/bbox_eval as Python floats every step), fed as the book feeds it:
+  every image held in memory as one uint8 tensor (its banana loader), batches cut from it.
+- ``engine, same images``: ssd_core.Trainer on the same pre-rendered images
+  (device_data="on": one uint8 tensor on the device, batches indexed there).
+- ``engine, real data path``: the Trainer on the SyntheticDetection dataset itself
+  (device_data="off": every image drawn with PIL in the DataLoader, as a first epoch pays).
+
+Then a profile of one engine step and one book step (ms and share per phase), the compute limit
+(FLOP per image counted by torch's FlopCounterMode over forward + backward; this machine's fp32
+matmul GFLOP/s measured here), and the other things tried, each on the network step alone
+(forward + backward + SGD step on one fixed batch), interleaved with the shipped setting.
+
+Run: ``python bench/bench_train.py [--device cuda] [--steps 6] [--batch 32] [--no-extras]``.
+On CUDA the steps are timed in blocks of ``--block`` with one synchronize per block.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.reference
+sys.path.insert(0, str(ROOT))  # for tests.book_train
 
-BATCH, SIZE = 32, 256
-TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
+import torch  # noqa: E402
 
+from ssd_core import device as devmod  # noqa: E402
+from ssd_core.config import TrainConfig  # noqa: E402
+from ssd_core.data import SyntheticDetection  # noqa: E402
+from ssd_core.data.device_data import DeviceData  # noqa: E402
+from ssd_core.engine import Trainer  # noqa: E402
+from ssd_core.model import TinySSD  # noqa: E402
+from tests.book_train import BookTinySSD, book_train_step, book_trainer  # noqa: E402
 
-def _data(steps):
-    from ssd_core.data import SyntheticDetection
-
-    return SyntheticDetection(BATCH * (steps + 1), seed=0, image_size=SIZE, preset="default")
-
-
-def worker_book(steps: int) -> dict:
-    """The chapter's loop, one image at a time in target assignment, NCHW."""
-    import torch
-    from torch import nn
-
-    from ssd_core.data import detection_collate
-    from ssd_core.model import TinySSD
-    from tests.reference import ref_multibox_target
-
-    torch.manual_seed(0)
-    ds = _data(steps)
-    net = TinySSD(len(ds.class_names))
-    trainer = torch.optim.SGD(net.parameters(), lr=0.2, weight_decay=5e-4)
-    cls_loss, bbox_loss = nn.CrossEntropyLoss(reduction="none"), nn.L1Loss(reduction="none")
-
-    def calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks):
-        b, c = cls_preds.shape[0], cls_preds.shape[2]
-        cls = cls_loss(cls_preds.reshape(-1, c), cls_labels.reshape(-1)).reshape(b, -1).mean(1)
-        bbox = bbox_loss(bbox_preds * bbox_masks, bbox_labels * bbox_masks).mean(dim=1)
-        return cls + bbox
-
-    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True,
-                                         collate_fn=detection_collate)
-    net.train()
-    times = []
-    t0 = time.perf_counter()
-    for X, Y in loader:
-        trainer.zero_grad()
-        anchors, cls_preds, bbox_preds = net(X)
-        bbox_labels, bbox_masks, cls_labels = ref_multibox_target(anchors, Y)
-        loss = calc_loss(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks)
-        loss.mean().backward()
-        trainer.step()
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        t0 = t1
-    times = times[1:]  # the first step pays for warm-up
-    return {"images_per_s": BATCH / statistics.median(times), "step_s": times}
+PHASES = ("data", "forward", "target", "loss", "backward", "optimizer", "metrics", "logging")
 
 
-def worker_engine(steps: int, alloc: bool, channels_last: bool) -> dict:
-    import torch
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    import ssd_core.device as devmod
-    from ssd_core.train import TrainConfig, Trainer
 
-    if not alloc:
-        devmod.tune_cpu_allocator = lambda: False
-    ds = _data(steps)
-    cfg = TrainConfig(epochs=1, log_every=1, channels_last=channels_last)
-    trainer = Trainer(cfg, ds)
-    records = [r for r in trainer.fit() if r["kind"] == "step"][1:]
-    step_s = [r["images"] / r["images_per_s"] for r in records]
-    # Network alone on one fixed batch: forward + backward + optimizer step.
-    net, opt = trainer.model, trainer.optimizer
-    X = torch.rand(BATCH, 3, SIZE, SIZE)
-    if channels_last:
-        X = X.contiguous(memory_format=torch.channels_last)
-    net_times = []
+# ---------------------------------------------------------------- the two loops as step sources
+
+
+class BookLoop:
+    """The book's loop over batches cut from the in-memory image tensor."""
+
+    def __init__(self, data: DeviceData, batch: int, device):
+        torch.manual_seed(0)
+        self.net = BookTinySSD(num_classes=len(data.class_names)).to(device)
+        self.trainer = book_trainer(self.net)
+        self.data, self.batch, self.device = data, batch, device
+        self.metric = [0.0] * 4
+        self.i = 0
+        self.net.train()
+
+    def batch_at(self):
+        n = len(self.data)
+        idx = torch.arange(self.i, self.i + self.batch) % n
+        self.i = (self.i + self.batch) % n
+        # The banana dataset's __getitem__: features[idx].float(); the loader stacks them.
+        return self.data.images[idx.to(self.data.device)].float() / 255, self.data.targets[
+            idx.to(self.data.device)]
+
+    def step(self, timer=None):
+        X, Y = self.batch_at()
+        book_train_step(self.net, self.trainer, X, Y, self.device, self.metric, timer)
+
+
+class EngineLoop:
+    """ssd_core.Trainer's fit() advanced one step at a time (log_every=1: a record a step)."""
+
+    def __init__(self, ds, batch: int, device, steps: int, **cfg):
+        config = TrainConfig(batch_size=batch, epochs=10**6, log_every=1, device=str(device),
+                             input_size=ds.image_size, **cfg)
+        self.trainer = Trainer(config, ds)
+        self.fit = self.trainer.fit()
+
+    def step(self, timer=None):
+        self.trainer.on_phase = timer
+        while next(self.fit)["kind"] != "step":
+            pass
+        self.trainer.on_phase = None
+
+
+def time_rounds(loops: dict, rounds: int, block: int, device) -> dict:
+    """Interleaved: each round runs ``block`` steps of every loop in turn -> img/s lists."""
+    times = {k: [] for k in loops}
+    for r in range(rounds + 1):
+        for name, (loop, batch) in loops.items():
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(block):
+                loop.step()
+            sync(device)
+            if r:  # round 0 warms up (and sets the engine up)
+                times[name].append(batch * block / (time.perf_counter() - t))
+    return times
+
+
+class PhaseTimer:
+    """Wall time per phase name (synchronizing a GPU at each boundary)."""
+
+    def __init__(self, device):
+        self.device, self.ms = device, {p: [] for p in PHASES}
+        self.reset()
+
+    def reset(self):
+        sync(self.device)
+        self.t = time.perf_counter()
+        self.cur = {p: 0.0 for p in PHASES}
+
+    def __call__(self, name):
+        sync(self.device)
+        now = time.perf_counter()
+        self.cur[name] += (now - self.t) * 1000
+        self.t = now
+
+    def close(self):
+        for p in PHASES:
+            self.ms[p].append(self.cur[p])
+
+    def medians(self):
+        return {p: statistics.median(v) for p, v in self.ms.items()}
+
+
+def profile(loop, device, steps: int, first_phase: str) -> dict:
+    """Median ms per phase over ``steps`` steps; the time before the loop's first phase mark
+    (fetching the batch, the consumer's turn) goes to ``first_phase``."""
+    timer = PhaseTimer(device)
+    for _ in range(steps):
+        timer.reset()
+        loop.step(timer)
+        timer.close()
+    return timer.medians()
+
+
+# ---------------------------------------------------------------- compute limit
+
+
+def matmul_gflops(device, n=2048, reps=10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
+        a @ b
+    ts = []
+    for _ in range(reps):
+        sync(device)
         t = time.perf_counter()
-        _, cls_preds, bbox_preds = net(X)
-        (cls_preds.float().mean() + bbox_preds.float().mean()).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        net_times.append(time.perf_counter() - t)
-    # Data loading alone (dataset items + collate) for one batch, to split the outside share.
-    from ssd_core.data import detection_collate
-
-    t = time.perf_counter()
-    detection_collate([ds[i] for i in range(BATCH)])
-    data_s = time.perf_counter() - t
-    step = statistics.median(step_s)
-    net_s = statistics.median(net_times[1:])
-    return {"images_per_s": BATCH / step, "step_s": step_s, "net_s": net_s,
-            "outside_share": max(0.0, 1 - net_s / step), "data_share": min(1.0, data_s / step),
-            "threads": torch.get_num_threads()}
+        a @ b
+        sync(device)
+        ts.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(ts) / 1e9
 
 
-VARIANTS = {
-    "book (default process)": (["book"], False),
-    "book + GLIBC_TUNABLES": (["book"], True),
-    "engine (shipped)": (["engine", "1", "1"], False),
-    "engine - allocator tuning": (["engine", "0", "1"], False),
-    "engine - channels_last": (["engine", "1", "0"], False),
-}
+def gflop_per_image(num_classes, size, device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = TinySSD(num_classes).to(device)
+    X = torch.rand(4, 3, size, size, device=device)
+    with FlopCounterMode(display=False) as fc:
+        _, c, b = net(X)
+        (c.mean() + b.mean()).backward()
+    return fc.get_total_flops() / 4 / 1e9
 
 
-def run_variant(args, steps, tunables) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    if tunables:
-        env["GLIBC_TUNABLES"] = TUNABLES
-    p = subprocess.run([sys.executable, __file__, "--worker", *args, "--steps", str(steps)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    if p.returncode:
-        raise SystemExit(f"variant {args} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+# ---------------------------------------------------------------- other things tried
+
+
+class NetStep:
+    """Forward + backward + SGD step of TinySSD on one fixed batch, in a given setting."""
+
+    def __init__(self, num_classes, X, device, channels_last=True, inplace=True,
+                 bf16=False, compiled=False):
+        torch.manual_seed(0)
+        net = TinySSD(num_classes)
+        for m in net.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = inplace
+        net.to(device)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+            X = X.contiguous(memory_format=torch.channels_last)
+        self.X, self.device, self.bf16 = X, device, bf16
+        self.opt = torch.optim.SGD(net.parameters(), lr=0.2, weight_decay=5e-4)
+        self.net = torch.compile(net) if compiled else net
+
+    def step(self, timer=None):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            _, c, b = self.net(self.X)
+        (c.float().mean() + b.float().mean()).backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def extras(ds, data, batch, size, device, rounds, block, compile_too) -> list[tuple]:
+    """Rows (what, img/s of it, img/s of the shipped setting, ratio, note)."""
+    C = len(ds.class_names)
+    X = torch.rand(batch, 3, size, size, device=device)
+    loops = {
+        "shipped: channels_last fp32, in-place ReLU": (NetStep(C, X, device), batch),
+        "NCHW (the book's format)": (NetStep(C, X, device, channels_last=False), batch),
+        "ReLU not in place (before)": (NetStep(C, X, device, inplace=False), batch),
+        "bf16 autocast": (NetStep(C, X, device, bf16=True), batch),
+    }
+    t = time_rounds(loops, rounds, block, device)
+    base = statistics.median(t["shipped: channels_last fp32, in-place ReLU"])
+    rows = [(k, statistics.median(v), base, "network step alone") for k, v in t.items()]
+    # Loop-level variants: one fewer host sync per step, DataLoader workers.
+    eng = {
+        "engine, real data path": (EngineLoop(ds, batch, device, rounds, device_data="off"),
+                                   batch),
+        "  + 1 DataLoader worker": (EngineLoop(ds, batch, device, rounds, device_data="off",
+                                               num_workers=1), batch),
+        "engine, same images": (EngineLoop(ds, batch, device, rounds, device_data="on"), batch),
+    }
+    deferred = EngineLoop(ds, batch, device, rounds, device_data="on")
+    eng["  step sums read every 10 steps, not every step"] = (deferred, batch)
+    deferred.step()  # sets the trainer up; then read the sums like the one-GPU loop does
+    deferred.trainer._sync_every = 10
+    t = time_rounds(eng, rounds, block, device)
+    real, same = statistics.median(t["engine, real data path"]), statistics.median(
+        t["engine, same images"])
+    rows.append(("1 DataLoader worker (the Trainer makes a loader per epoch)",
+                 statistics.median(t["  + 1 DataLoader worker"]), real,
+                 "vs real data path, 0 workers"))
+    rows.append(("render once (uint8 tensor) vs PIL per step", same, real,
+                 "vs real data path"))
+    rows.append(("host read of step sums every 10 steps",
+                 statistics.median(t["  step sums read every 10 steps, not every step"]), same,
+                 "vs every step"))
+    for loop, _ in eng.values():
+        loop.fit.close()
+    if compile_too:
+        net = NetStep(C, X, device, compiled=True)
+        t0 = time.perf_counter()
+        net.step()
+        sync(device)
+        cold = time.perf_counter() - t0
+        eager = loops["shipped: channels_last fp32, in-place ReLU"][0]
+        t = time_rounds({"compiled": (net, batch), "eager": (eager, batch)},
+                        rounds, block, device)
+        rows.append((f"torch.compile (cold first step {cold:.0f} s)",
+                     statistics.median(t["compiled"]), statistics.median(t["eager"]),
+                     "warm, vs eager"))
+    return rows
+
+
+# ---------------------------------------------------------------- main
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4, help="timed steps per variant (+1 warm-up)")
-    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--steps", type=int, default=6, help="timed rounds (+1 warm-up)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--block", type=int, default=0,
+                    help="steps per timed block (default: 1 on CPU, 20 on CUDA)")
+    ap.add_argument("--images", type=int, default=0,
+                    help="images rendered (default: batch * (steps + 2), at most 4096)")
+    ap.add_argument("--no-extras", action="store_true", help="skip the other things tried")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = ap.parse_args()
-    if args.worker:
-        kind = args.worker[0]
-        if kind == "book":
-            out = worker_book(args.steps)
-        else:
-            out = worker_engine(args.steps, args.worker[1] == "1", args.worker[2] == "1")
-        print(json.dumps(out))
-        return
+    # The book's bbox_eval calls float() on a tensor that requires grad; it warns every step.
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
 
-    print(f"training step, batch {BATCH}, {SIZE}x{SIZE}, {os.cpu_count()} CPUs, "
-          f"{args.steps} timed steps per variant (median)\n")
-    results = {}
-    for name, (wargs, tunables) in VARIANTS.items():
-        results[name] = run_variant(wargs, args.steps, tunables)
-    base = results["book (default process)"]["images_per_s"]
-    print("| variant | images/s | step s (min-max) | vs book | outside net | of which data |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        lo, hi = min(r["step_s"]), max(r["step_s"])
-        outside = f"{100 * r['outside_share']:.1f}%" if "outside_share" in r else "-"
-        data = f"{100 * r['data_share']:.1f}%" if "data_share" in r else "-"
-        print(f"| {name} | {r['images_per_s']:.1f} | {lo:.2f}-{hi:.2f} | "
-              f"{r['images_per_s'] / base:.2f}x | {outside} | {data} |")
-    eng = results["engine (shipped)"]
-    print(f"\ngoals: >= 1.5x book: {eng['images_per_s'] / base:.2f}x; >= 25 images/s: "
-          f"{eng['images_per_s']:.1f}; < 10% outside net: {100 * eng['outside_share']:.1f}%")
+    device = devmod.resolve_device(args.device)
+    if device.type == "cpu":
+        devmod.tune_cpu_allocator()
+        devmod.configure_cpu_threads()
+    block = args.block or (20 if device.type == "cuda" else 1)
+    n = args.images or min(4096, args.batch * (args.steps + 2))
+    ds = SyntheticDetection(n, seed=0, image_size=args.size, preset="default")
+    t0 = time.perf_counter()
+    data = DeviceData.from_dataset(ds, device)
+    render_s = time.perf_counter() - t0
+    print(f"training step, batch {args.batch}, {args.size}x{args.size}, {device_name(device)}, "
+          f"{args.steps} timed rounds of {block} step(s), median; {n} synthetic images "
+          f"(default preset) rendered once in {render_s:.1f} s\n")
+
+    loops = {
+        "book loop (in-memory images)": (BookLoop(data, args.batch, device), args.batch),
+        "engine, same images": (EngineLoop(ds, args.batch, device, args.steps,
+                                           device_data="on"), args.batch),
+        "engine, real data path": (EngineLoop(ds, args.batch, device, args.steps,
+                                              device_data="off"), args.batch),
+    }
+    times = time_rounds(loops, args.steps, block, device)
+    book = statistics.median(times["book loop (in-memory images)"])
+    print("| loop | img/s | min-max | vs book |")
+    print("|---|---:|---:|---:|")
+    for name, v in times.items():
+        med = statistics.median(v)
+        print(f"| {name} | {med:.1f} | {min(v):.1f}-{max(v):.1f} | {med / book:.2f}x |")
+
+    prof_steps = max(2, min(args.steps, 4))
+    eng_prof = profile(loops["engine, same images"][0], device, prof_steps, "data")
+    book_prof = profile(loops["book loop (in-memory images)"][0], device, prof_steps, "data")
+    print(f"\nprofile, one step (median of {prof_steps}; "
+          f"{'synchronized at every phase' if device.type == 'cuda' else 'wall time'}):\n")
+    print("| phase | engine ms | engine share | book ms | book share |")
+    print("|---|---:|---:|---:|---:|")
+    et, bt = sum(eng_prof.values()), sum(book_prof.values())
+    for p in PHASES:
+        print(f"| {p} | {eng_prof[p]:.1f} | {100 * eng_prof[p] / et:.1f}% | {book_prof[p]:.1f} |"
+              f" {100 * book_prof[p] / bt:.1f}% |")
+    print(f"| total | {et:.1f} | | {bt:.1f} | |")
+    for name, prof, tot in (("engine", eng_prof, et), ("book", book_prof, bt)):
+        print(f"{name}: data + target assignment = "
+              f"{100 * (prof['data'] + prof['target']) / tot:.1f}% of the step")
+
+    gflops = matmul_gflops(device)
+    per_img = gflop_per_image(len(ds.class_names), args.size, device)
+    limit = gflops / per_img
+    eng = statistics.median(times["engine, same images"])
+    print(f"\ncompute limit: {per_img:.2f} GFLOP per image (forward + backward), fp32 matmul "
+          f"{gflops:.0f} GFLOP/s here -> {limit:.1f} img/s; engine reaches {eng:.1f} img/s = "
+          f"{100 * eng / limit:.0f}% (real data path "
+          f"{100 * statistics.median(times['engine, real data path']) / limit:.0f}%), "
+          f"book loop {100 * book / limit:.0f}%")
+    print(f"goals: >= 25 img/s: {eng:.1f}; >= 1.5x the book loop: {eng / book:.2f}x "
+          f"(real data path {statistics.median(times['engine, real data path']) / book:.2f}x)")
+    for loop, _ in loops.values():
+        if isinstance(loop, EngineLoop):
+            loop.fit.close()
+
+    if not args.no_extras:
+        rows = extras(ds, data, args.batch, args.size, device, max(2, args.steps // 2), block,
+                      args.compile)
+        print("\nother things tried (interleaved with the setting they replace):\n")
+        print("| what | img/s | setting replaced, img/s | ratio | measured on |")
+        print("|---|---:|---:|---:|---|")
+        for what, v, base, note in rows:
+            print(f"| {what} | {v:.1f} | {base:.1f} | {v / base:.2f}x | {note} |")
+
+
+def device_name(device) -> str:
+    return devmod.device_label(device)
 
 
 if __name__ == "__main__":
