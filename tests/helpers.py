@@ -113,10 +113,14 @@ def note(outcome: str) -> None:
 
 
 def assert_both_outcomes(fuzz, accepted: str = "loaded", refused: str = "refused",
-                         at_least: int = 3) -> Counter:
+                         at_least: int = 1) -> Counter:
     """Run the Hypothesis test ``fuzz`` and check that its cases were both accepted (outcomes
     starting with ``accepted``) and refused, each ``at_least`` times: a function that refuses
-    everything (or nothing) passes every single case, but not this."""
+    everything (or nothing) passes every single case, but not this.
+
+    Derandomized runs still draw different cases when other modules are loaded (Hypothesis
+    mixes constants from every local module it sees into its choices), so exact counts vary
+    with the tests collected: give ``fuzz`` an explicit ``@example`` of each rarer outcome."""
     tally = Counter()
     _tallies.append(tally)
     try:

@@ -133,6 +133,7 @@ def test_load_image_arbitrary_bytes(data):
 
 @settings(FUZZ, max_examples=200)
 @given(mutated_images(), st.sampled_from(["bytes", "file", "path"]))
+@example((*SEED_IMAGES[0], []), "file")  # not mutated: loads
 def fuzz_mutated_files(case, how):
     name, data, _ops = case
     if how == "bytes":

@@ -271,8 +271,21 @@ def load_or_refuse(files: dict, fmt: str | None, zipped: bool = False):
         return ds
 
 
+# Each fuzzer has an explicit valid file with boxes among its examples: whatever Hypothesis
+# draws, a correct reader loads it, so assert_both_outcomes sees a reader that refuses all.
+VALID = {
+    "coco": {"instances.json": json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 24, "height": 20}],
+        "annotations": [{"image_id": 1, "category_id": 3, "bbox": [2, 3, 8, 5]}],
+        "categories": [{"id": 3, "name": "cat"}]})},
+    "csv": {"label.csv": "img_name,label,xmin,ymin,xmax,ymax\na.png,0,1,1,5,5\n"
+                         "b.jpg,0,0,0,16,12\n"},
+}
+
+
 @FUZZ
 @given(coco_files())
+@example(VALID["coco"])
 @example({"instances.json": json.dumps({
     "images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 10}],
     "annotations": [{"image_id": 1, "category_id": 7, "bbox": [-1, 2, 5, 5]}],
@@ -299,20 +312,23 @@ def fuzz_yolo(files):
 
 @FUZZ
 @given(csv_files())
-@example({"label.csv": "img_name,label,xmin,ymin,xmax,ymax\na.png,0,1,1,5,5\nb.jpg,0,0,0,16,12\n"})
+@example(VALID["csv"])
 def fuzz_csv(files):
     load_or_refuse(files, "csv")
 
 
 @settings(FUZZ, max_examples=50)
 @given(st.one_of(coco_files(), voc_files(), yolo_files(), csv_files()), st.booleans())
+@example(VALID["coco"], False)
+@example(VALID["csv"], True)
 def fuzz_detect_format_and_zip(files, zipped):
     """The same annotations through format detection and, half the time, a zip upload."""
     load_or_refuse(files, None, zipped)
 
 
 # A reader that refused every file (or accepted every one) would pass each case above: each
-# test also checks that files were refused and that datasets with boxes were loaded.
+# test also checks that files were refused and that datasets with boxes were loaded (the valid
+# examples; the generated files add more of both).
 def test_coco_reader():
     assert_both_outcomes(fuzz_coco, "loaded, with boxes")
 

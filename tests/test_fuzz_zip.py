@@ -10,7 +10,7 @@ import warnings
 import zipfile
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -49,6 +49,7 @@ VALID_ZIP = _valid_zip()
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 1 << 16), st.integers(0, 255)),
                 min_size=1, max_size=3))
+@example([])  # no mutation: the valid zip loads
 def fuzz_mutated_zip(ops):
     data = bytearray(VALID_ZIP)
     for op, pos, val in ops:
