@@ -9,7 +9,6 @@ The book's MXNet layers infer their input channels; the PyTorch names here take 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -220,9 +219,3 @@ def cell_focal(gammas=(0, 1, 5)) -> tuple[torch.Tensor, dict]:
     x = torch.arange(0.01, 1, 0.01)
     return x, {f"gamma={g:.1f}": focal_loss(x, g) for g in gammas}
 
-
-def time_call(fn, *args, **kwargs):
-    """``(fn(*args, **kwargs), seconds)``: how long a cell took, for the page's captions."""
-    t0 = time.perf_counter()
-    value = fn(*args, **kwargs)
-    return value, time.perf_counter() - t0
