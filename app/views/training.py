@@ -19,16 +19,28 @@ import models
 import streamlit as st
 import urlstate
 
-from ssd_core import DataSpec, TrainConfig
+from ssd_core import DataSpec, TrainConfig, anchor_layout
 from ssd_core.config import FIELDS, choices, help_text
 from ssd_core.data import FORMATS, PRESETS, load_dataset
 from ssd_core.errors import ConfigError, SSDError
+from ssd_core.recipes import DEFAULT_RECIPE, RECIPES, get_recipe, recipe_settings
 
 POLL_S = 1.0
 LIVE = ("queued", "running", "stopping")
 RUN_KEY = "training.run"
 FORM_OPEN_KEY = "training.form_open"
 CHOICE_LABELS = {"ce": "cross-entropy", "l1": "L1", "smooth_l1": "smooth-L1"}
+RECIPE_KEY = "training.recipe"
+# Form widget key -> the recipe value it shows (a setting's flat name, or data of the recipe).
+RECIPE_FORM_KEYS = {
+    "training.epochs": "epochs", "training.batch": "batch_size", "training.lr": "lr",
+    "training.optimizer": "optimizer", "training.schedule": "schedule",
+    "training.input_size": "input_size", "training.cls_loss": "cls_loss",
+    "training.gamma": "focal_gamma", "training.alpha": "focal_alpha",
+    "training.box_loss": "box_loss", "training.sigma": "smooth_l1_sigma",
+    "training.cls_weight": "cls_weight", "training.box_weight": "box_weight",
+    "training.normalize": "normalize", "training.hnm": "hard_negative_mining",
+    "training.n": "train_images", "training.val_n": "val_images", "training.augment": "augment"}
 
 
 def _eta(seconds) -> str:
@@ -175,8 +187,40 @@ def data_spec(upload, d: dict, input_size: int):
                     augment=d["augment"]), len(ds)
 
 
-def config_form(upload) -> None:
-    """The training form, filled with the chapter's defaults; submitting queues a job."""
+def recipe_values(name: str) -> dict:
+    """Form widget key -> value for the setting recipe ``name`` (ssd_core.recipes)."""
+    recipe = get_recipe(name)
+    values = {**recipe_settings(name), "train_images": recipe.train_images,
+              "val_images": recipe.val_images, "augment": recipe.augment}
+    return {key: values[what] for key, what in RECIPE_FORM_KEYS.items()}
+
+
+def recipe_choice() -> str:
+    """The "Settings" choice above the form (Classroom demo by default, or the Book). A new
+    choice fills the form with the recipe's values; a form value the session lost (its widget
+    was not drawn) is filled again from the current recipe."""
+    name = urlstate.bind(
+        st.radio, RECIPE_KEY, DEFAULT_RECIPE, "Settings", list(RECIPES),
+        valid=lambda v: v in RECIPES, horizontal=True, format_func=lambda k: RECIPES[k].label,
+        help="Classroom demo: from random weights to boxes that fit within minutes on a CPU. "
+             "Book: the chapter's exact settings (SGD lr 0.2, L1, cross-entropy over all "
+             "anchors): its class error falls fast while it finds almost nothing for a long "
+             "time.")
+    changed = st.session_state.get("training.recipe_filled") != name
+    for key, value in recipe_values(name).items():
+        if changed or key not in st.session_state:
+            st.session_state[key] = value
+    st.session_state["training.recipe_filled"] = name
+    recipe = get_recipe(name)
+    extra = {k: v for k, v in recipe.settings.items() if k not in RECIPE_FORM_KEYS.values()}
+    st.caption(recipe.why + (" Also set (not in the form): " + ", ".join(
+        f"{k} = {v}" for k, v in extra.items()) + "." if extra else ""))
+    return name
+
+
+def config_form(upload, recipe: str = DEFAULT_RECIPE) -> None:
+    """The training form, filled with the setting recipe's values (the form's fields over the
+    recipe's other settings); submitting queues a job."""
     with st.form("training.form"):
         c1, c2, c3 = st.columns(3)
         with c1:
@@ -191,7 +235,7 @@ def config_form(upload) -> None:
     checked = data_spec(upload, d, int(settings["input_size"]))
     if checked is not None:
         spec, num_images = checked
-        start_job(spec, d["name"], settings, num_images)
+        start_job(spec, d["name"], {**recipe_settings(recipe), **settings}, num_images)
 
 
 def metrics_row(snap) -> None:
@@ -280,6 +324,28 @@ def run_controls(snap) -> None:
             b[3].success("Active model")
 
 
+def class_error_note(snap) -> str:
+    """Why the class error can fall while AP stays near zero, with this run's numbers."""
+    cfg = jobs.flat_settings(snap.config)
+    try:
+        anchors = anchor_layout(sizes=cfg.get("anchor_sizes"), ratios=cfg.get("anchor_ratios"),
+                                input_size=int(cfg.get("input_size", 256)))[-1].stop
+    except (TypeError, ValueError):
+        anchors = None
+    positives = next((r.get("positives_per_image") for r in reversed(snap.records)
+                      if r.get("positives_per_image") is not None), None)
+    numbers = ""
+    if anchors and positives is not None:
+        numbers = (f" Here an image has {anchors} anchors and on average {positives:.1f} of "
+                   f"them cover an object, so answering \"background\" for every anchor "
+                   f"already gives a class error of {positives / anchors:.4f}.")
+    return ("**Why the class error can fall while AP stays near zero:** almost every anchor "
+            "is background, so a model that predicts background everywhere already classifies "
+            "about 99% of anchors correctly." + numbers + " AP counts the objects the model "
+            "finds (a box of the right class with IoU ≥ 0.5), so it only rises once the few "
+            "object anchors are found and their boxes fit.")
+
+
 def run_panel(run_id: str, was_live: bool) -> None:
     """One run: status, progress, controls, curves, preview. Polled while the job is live."""
     try:
@@ -314,6 +380,7 @@ def run_panel(run_id: str, was_live: bool) -> None:
             st.plotly_chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
                                                            height=520),
                             width="stretch", key="training_curves")
+            st.caption(class_error_note(snap))
         else:
             st.caption("Curves appear after the first logged steps.")
     with right:
@@ -362,7 +429,9 @@ def compare(listed) -> None:
 
 
 def new_run() -> None:
-    """The "New run" expander: synthetic data or an uploaded zip, then the form."""
+    """The "New run" expander: the setting recipe, synthetic data or an uploaded zip, then the
+    form."""
+    recipe = recipe_choice()
     source = st.radio("Data", ["Synthetic", "Upload a dataset (.zip)"], horizontal=True,
                       key="training.data")
     upload = None
@@ -374,7 +443,7 @@ def new_run() -> None:
         if upload is None:
             images.upload_hint("Upload a .zip to train on it, or switch to synthetic data.")
     if source == "Synthetic" or upload is not None:
-        config_form(upload)
+        config_form(upload, recipe)
 
 
 st.title("Training")
