@@ -46,9 +46,10 @@ def experiment_form() -> None:
                                  "epoch; the same for every run.")
     seed = c5.number_input("Data and model seed", 0, 10**6, 0, key="experiments.seed")
     minutes = len(exp.arms) * epochs * images / 14 / 60  # ~14 img/s on a 2-core CPU at 256 px
+    when = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
     st.caption(f"{len(exp.arms)} runs of {epochs} epochs on the same {images} images; they "
-               f"wait in the server's training queue (about {minutes:.0f} min or less on a "
-               "laptop CPU, much less on a GPU).")
+               f"wait in the server's training queue ({when} or less on a laptop CPU, much "
+               "less on a GPU).")
     if st.button("Queue the experiment", type="primary", key="experiments.run"):
         r = RECIPES[recipe]
         try:
@@ -66,7 +67,10 @@ def experiment_form() -> None:
 
 def results_table(rows) -> pd.DataFrame:
     def fmt(v, signed=False):
-        return "—" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
+        if v is None:
+            return "—"
+        v = round(v, 3) + 0.0  # no "-0.000"
+        return f"{v:+.3f}" if signed else f"{v:.3f}"
 
     return pd.DataFrame([{
         "run": r["label"], "state": r["state"], "progress": f"{100 * r['progress']:.0f}%",
