@@ -194,7 +194,7 @@ def main():
     print(f"| copy of a 5.6 MB buffer (cache-resident), read + write | {in_cache:.1f} |")
     print(f"| copy of a 256 MB buffer (DRAM), read + write | {dram:.1f} |")
     for name, t in (("book", book_t), ("ssd_core", ours_t)):
-        print(f"| {name} box_iou: result bytes / time | {out_bytes / t / 1e9:.1f} |")
+        print(f"| {name} box_iou: result bytes / time | {out_bytes / t / 1e9:.3f} |")
     limit = out_bytes / (in_cache * 1e9)  # writing the result once at the measured copy rate
     print(f"\nWriting the result once at the cache-resident copy rate takes {limit * 1e3:.3f} ms; "
           f"ssd_core's box_iou takes {ours_t * 1e3:.2f} ms, {ours_t / limit:.0f}x that bound: "
