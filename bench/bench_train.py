@@ -42,6 +42,7 @@ from ssd_core.config import TrainConfig  # noqa: E402
 from ssd_core.data import SyntheticDetection  # noqa: E402
 from ssd_core.data.device_data import DeviceData  # noqa: E402
 from ssd_core.engine import Trainer  # noqa: E402
+from ssd_core.engine import trainer as trainer_module  # noqa: E402
 from ssd_core.model import TinySSD  # noqa: E402
 from tests.book_train import BookTinySSD, book_train_step, book_trainer  # noqa: E402
 
@@ -84,16 +85,28 @@ class BookLoop:
 class EngineLoop:
     """ssd_core.Trainer's fit() advanced one step at a time (log_every=1: a record a step)."""
 
-    def __init__(self, ds, batch: int, device, steps: int, **cfg):
+    def __init__(self, ds, batch: int, device, steps: int, rendered=None, **cfg):
         config = TrainConfig(batch_size=batch, epochs=10**6, log_every=1, device=str(device),
                              input_size=ds.image_size, **cfg)
         self.trainer = Trainer(config, ds)
         self.fit = self.trainer.fit()
+        self.rendered = rendered
+
+    def _setup(self):
+        # The Trainer renders the set in its setup; hand it the copy rendered already.
+        real = trainer_module.device_data
+        if self.rendered is not None:
+            trainer_module.device_data = lambda config, data, device: self.rendered
+        try:
+            return next(self.fit)
+        finally:
+            trainer_module.device_data = real
 
     def step(self, timer=None):
         self.trainer.on_phase = timer
-        while next(self.fit)["kind"] != "step":
-            pass
+        rec = self._setup() if self.trainer.step == 0 else next(self.fit)
+        while rec["kind"] != "step":
+            rec = next(self.fit)
         self.trainer.on_phase = None
 
 
@@ -225,9 +238,10 @@ def extras(ds, data, batch, size, device, rounds, block, compile_too) -> list[tu
                                    batch),
         "  + 1 DataLoader worker": (EngineLoop(ds, batch, device, rounds, device_data="off",
                                                num_workers=1), batch),
-        "engine, same images": (EngineLoop(ds, batch, device, rounds, device_data="on"), batch),
+        "engine, same images": (EngineLoop(ds, batch, device, rounds, device_data="on",
+                                           rendered=data), batch),
     }
-    deferred = EngineLoop(ds, batch, device, rounds, device_data="on")
+    deferred = EngineLoop(ds, batch, device, rounds, device_data="on", rendered=data)
     eng["  step sums read every 10 steps, not every step"] = (deferred, batch)
     deferred.step()  # sets the trainer up; then read the sums like the one-GPU loop does
     deferred.trainer._sync_every = 10
@@ -295,7 +309,7 @@ def main():
     loops = {
         "book loop (in-memory images)": (BookLoop(data, args.batch, device), args.batch),
         "engine, same images": (EngineLoop(ds, args.batch, device, args.steps,
-                                           device_data="on"), args.batch),
+                                           device_data="on", rendered=data), args.batch),
         "engine, real data path": (EngineLoop(ds, args.batch, device, args.steps,
                                               device_data="off"), args.batch),
     }

@@ -112,7 +112,7 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
 
 
 # Largest image tensor kept on the device by device_data="auto" (uint8 bytes).
-DEVICE_DATA_LIMIT = {"cuda": 8 * 2**30, "cpu": 2**30}
+DEVICE_DATA_LIMIT = {"cuda": 8 * 2**30, "cpu": 2**29}
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
