@@ -32,9 +32,13 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 _WHITE = (255, 255, 255)
 
 
+# Between what was wrong with an image and the list of accepted inputs (for programmers).
+ACCEPTED_MARK = " Accepted: "
+
+
 def _refuse(what: str) -> InvalidImageError:
     """The refusal: ``what`` was wrong (its ``reason``), then what is accepted."""
-    return InvalidImageError(f"{what} Accepted: an image file in one of {ACCEPTED_TEXT}, "
+    return InvalidImageError(f"{what}{ACCEPTED_MARK}an image file in one of {ACCEPTED_TEXT}, "
                              "a PIL image, or a numpy array (H, W), (H, W, 3) or (H, W, 4).",
                              reason=what)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import socket
 import threading
@@ -28,6 +29,7 @@ from ssd_core.detection import predict_batch
 from ssd_core.engine import Trainer
 from ssd_core.errors import ConfigError, SSDError
 from ssd_core.fileio import append_json_line, write_json_atomic
+from ssd_core.images import ACCEPTED_MARK
 
 # DataSpec, JobSnapshot and read_metrics are part of this module's interface too.
 from ssd_core.runs import (  # noqa: F401
@@ -58,7 +60,29 @@ class _Job:
         self.previews: list[dict] = []
         self.trainer: Trainer | None = None
         self.stop_requested = False
+        self.error: dict | None = None  # failure(e) of the exception that ended it
         self.thread: threading.Thread | None = None
+
+
+def failure(e: BaseException) -> dict:
+    """What a failed job records of the exception that ended it: {"type", "message", "path",
+    "bad_image"}. An error raised inside a DataLoader worker (GPU servers use them) arrives
+    re-raised with the worker's traceback as its text, torch keeping only its type: the message
+    is then the error line the traceback ends with. An image refusal loses the list of accepted
+    inputs (ssd_core.images adds it for programmers) and says ``bad_image``."""
+    kind, text = type(e).__name__, str(e)
+    lines = text.splitlines()
+    start = next((k for k, line in enumerate(lines)
+                  if "Traceback (most recent call last)" in line), None)
+    if start is not None:
+        last = " ".join(line for line in lines[start + 1:] if line and not line[0].isspace())
+        m = re.match(r"([\w.]+): (.*)", last, re.S)
+        kind, text = (m.group(1).rsplit(".", 1)[-1], m.group(2)) if m else (kind, last)
+    elif not isinstance(e, SSDError):
+        text = f"{kind}: {text}"
+    bad_image = ACCEPTED_MARK in text
+    return {"type": kind, "message": text.split(ACCEPTED_MARK)[0] if bad_image else text,
+            "path": getattr(e, "path", None), "bad_image": bad_image}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -159,7 +183,7 @@ class JobManager:
                 return JobSnapshot(run_id, job.path, job.state, job.message, pos,
                                    list(job.records), job.config.to_dict(),
                                    dict(job.preview) if job.preview else None,
-                                   job.created, list(job.previews))
+                                   job.created, list(job.previews), job.error)
         return self._snapshot_from_disk(self.runs_dir / run_id)
 
     def list_runs(self) -> list[JobSnapshot]:
@@ -189,7 +213,8 @@ class JobManager:
                            read_metrics(path / "metrics.jsonl"),
                            read_json(path / "config.json", {}) or {},
                            read_json(path / PREVIEW_FILE), created_time(path),
-                           read_previews(path / PREVIEWS_FILE))
+                           read_previews(path / PREVIEWS_FILE),
+                           status.get("error") if state == "failed" else None)
 
     @staticmethod
     def _owner_alive(path: Path) -> bool:
@@ -204,7 +229,8 @@ class JobManager:
     # ---- internals
     def _write_status(self, job: _Job) -> None:
         write_json_atomic(job.path / "status.json", {
-            "state": job.state, "message": job.message, "time": time.time()})
+            "state": job.state, "message": job.message, "time": time.time(),
+            **({"error": job.error} if job.error else {})})
 
     def _enqueue(self, job: _Job) -> None:
         write_json_atomic(job.path / "owner.json",
@@ -231,10 +257,9 @@ class JobManager:
             self._lock.notify_all()
         try:
             self._train(job)
-        except SSDError as e:
-            self._finish(job, "failed", str(e))
         except Exception as e:  # noqa: BLE001 - the job must end with a message, not kill a UI
-            self._finish(job, "failed", f"{type(e).__name__}: {e}")
+            job.error = failure(e)
+            self._finish(job, "failed", job.error["message"])
         else:
             status = read_json(job.path / "status.json", {}) or {}
             state = status.get("state", "finished")

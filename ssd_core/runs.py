@@ -120,6 +120,7 @@ class JobSnapshot:
     preview: dict | None
     created: float
     previews: list = field(default_factory=list)  # one per epoch, oldest first
+    error: dict | None = None  # a failed run's jobs.failure(): type, message, path, bad_image
 
     @property
     def last_step(self) -> dict | None:

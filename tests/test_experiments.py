@@ -93,3 +93,27 @@ def test_object_accuracy_counts_positive_anchors_only():
     assert batch_metrics(cls_preds, cls_labels, z, z, z)["object_accuracy"] == 1.0
     assert batch_metrics(cls_preds, torch.zeros(1, 6, dtype=torch.long), z, z, z)[
         "object_accuracy"] is None
+
+
+def test_a_failed_job_records_its_error_as_fields():
+    from ssd_core.errors import AnnotationError
+    from ssd_core.images import load_image
+    from ssd_core.jobs import failure
+
+    try:
+        load_image(b"not an image")
+    except Exception as e:  # noqa: BLE001
+        direct = failure(AnnotationError(f"a.png: {e}", path="a.png"))
+    assert direct["type"] == "AnnotationError" and direct["path"] == "a.png"
+    assert direct["bad_image"] and "Accepted" not in direct["message"]
+    # as torch re-raises an error from a DataLoader worker: the type, the traceback as text
+    worker = AnnotationError(
+        "Caught AnnotationError in DataLoader worker process 0.\nOriginal Traceback (most "
+        "recent call last):\n  File \"x.py\", line 1, in f\n    raise e\n"
+        "ssd_core.errors.AnnotationError: b.png: truncated. Accepted: an image file")
+    w = failure(worker)
+    assert w == {"type": "AnnotationError", "message": "b.png: truncated.", "path": None,
+                 "bad_image": True}
+    assert failure(RuntimeError("boom")) == {"type": "RuntimeError",
+                                             "message": "RuntimeError: boom", "path": None,
+                                             "bad_image": False}

@@ -7,7 +7,6 @@ made the active model of the Detection and Evaluation pages.
 """
 
 import json
-import re
 import time
 from pathlib import Path
 
@@ -51,20 +50,13 @@ def _eta(seconds) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def job_message(text: str) -> str:
-    """A job's message as the page shows it. An error raised in a DataLoader worker (GPU
-    servers use them) carries the worker's traceback: keep only the error it ends with. An
-    image that cannot be decoded says what to do about it."""
-    lines = str(text).splitlines()
-    start = next((k for k, line in enumerate(lines) if "Traceback (most recent call last)"
-                  in line), None)
-    if start is not None:
-        error = " ".join(line for line in lines[start + 1:] if line and not line[0].isspace())
-        text = re.sub(r"^[\w.]+: ", "", error)  # "ssd_core.errors.AnnotationError: ..."
-    if " Accepted: " in text:  # ssd_core.images' list of inputs (PIL images, arrays) is for code
-        text = text.split(" Accepted: ")[0] + (" Fix or remove that image (and its "
-                                               "annotations), then upload the zip again.")
-    return text
+def job_message(snap) -> str:
+    """A job's message as the page shows it: an image a dataset could not decode says what to
+    do about it (the job records that as a structured field, ssd_core.jobs.failure)."""
+    if snap.error and snap.error.get("bad_image"):
+        return (snap.message + " Fix or remove that image (and its annotations), then upload "
+                "the zip again.")
+    return snap.message
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -359,7 +351,7 @@ def run_panel(run_id: str, was_live: bool) -> None:
              "stopping": ":material/hourglass_top:", "finished": ":material/check_circle:",
              "stopped": ":material/stop_circle:", "failed": ":material/error:",
              "interrupted": ":material/warning:"}.get(snap.state, "")
-    message = job_message(snap.message)
+    message = job_message(snap)
     st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {message}")
     if snap.state == "queued" and snap.queue_position:
         st.info(f"Queued: position {snap.queue_position} in line. The server trains "
