@@ -10,12 +10,18 @@ import streamlit as st
 
 from ssd_core import JobManager
 
-CHECKOUT_RUNS = Path(__file__).resolve().parent.parent / "runs"
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def runs_dir() -> Path:
-    """The runs folder: ``$SSD_RUNS_DIR`` if set, else ``runs/`` next to ``app/`` (gitignored)."""
-    return Path(os.environ.get("SSD_RUNS_DIR") or CHECKOUT_RUNS)
+    """The runs folder: ``$SSD_RUNS_DIR`` if set; else ``runs/`` of the checkout the app runs
+    from (gitignored); an installed app (``pip install .``, no checkout around it) uses
+    ``runs/`` in the folder it was started from, never its site-packages."""
+    if os.environ.get("SSD_RUNS_DIR"):
+        return Path(os.environ["SSD_RUNS_DIR"])
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "ssd_core").is_dir():
+        return CHECKOUT / "runs"
+    return Path.cwd() / "runs"
 
 
 @st.cache_resource(show_spinner=False)

@@ -140,6 +140,11 @@ at.switch_page("views/detection.py").run()
 assert not at.exception, [e.value for e in at.exception]
 text = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning])
 assert "missing" not in text.lower(), text
+# Without SSD_RUNS_DIR an installed app keeps runs where it was started, not in site-packages.
+import os, pathlib
+os.environ.pop("SSD_RUNS_DIR", None)
+import jobs
+assert jobs.runs_dir() == pathlib.Path.cwd() / "runs", jobs.runs_dir()
 print("app ok")
 """
 
