@@ -54,7 +54,7 @@ def run(name: str, budget: float, thresholds, overrides: dict, train_images=None
     train, val = spec.build(config.input_size)
     trainer = Trainer(config, train, val)
     reached = {t: None for t in thresholds}
-    best, epochs, images, train_s = (0.0, 0.0), [], 0, 0.0
+    best, epochs, images, train_s = (0.0, 0.0, 0), [], 0, 0.0
     t0, cpu0 = time.perf_counter(), time.process_time()
     gen = trainer.fit()
     try:
@@ -83,10 +83,10 @@ def run(name: str, budget: float, thresholds, overrides: dict, train_images=None
                           + "\n")
                 log.flush()
             if ap > best[0]:
-                best = (ap, now)
+                best = (ap, now, epochs[-1]["images"])
             for t in thresholds:
                 if reached[t] is None and ap >= t:
-                    reached[t] = (now, train_s)
+                    reached[t] = (now, train_s, epochs[-1]["images"])
             if all(v is not None for v in reached.values()) or now > budget:
                 break
     finally:
@@ -100,23 +100,23 @@ def run(name: str, budget: float, thresholds, overrides: dict, train_images=None
 def _cell(hit, budget) -> str:
     if hit is None:
         return f"not reached within {budget:.0f} s"
-    return f"{hit[0]:.0f} s ({hit[1]:.0f} s training)"
+    return f"{hit[0]:.0f} s ({hit[1]:.0f} s training, {hit[2]} images)"
 
 
 def table(results, thresholds, budget) -> str:
     head = ["recipe", "settings", "images / epoch", "img/s"] + [
-        f"s to AP50 {t}" for t in thresholds] + ["best AP50 (at s)"]
+        f"s to AP50 {t}" for t in thresholds] + ["best AP50 (at s, images)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
     for r in results:
         c = r["config"]
         loss = c.loss
         settings = (f"{c.optimizer} lr {c.lr:g}, {c.schedule}, {loss.box_loss}, {loss.cls_loss}, "
                     f"{loss.normalize}{', HNM' if loss.hard_negative_mining else ''}, "
-                    f"{c.input_size} px, {c.epochs} epochs"
+                    f"batch {c.batch_size}, {c.input_size} px, {c.epochs} epochs"
                     f"{', spread anchors' if c.anchor_sizes else ''}")
         row = [r["label"], settings, str(r["images"]), f"{r['img_s']:.1f}"] + [
             _cell(r["reached"][t], budget) for t in thresholds] + [
-            f"{r['best'][0]:.3f} ({r['best'][1]:.0f} s)"]
+            f"{r['best'][0]:.3f} ({r['best'][1]:.0f} s, {r['best'][2]} images)"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -153,6 +153,9 @@ def main(argv=None) -> int:
           f"(wall-clock s from the start of training, validation after every epoch included; "
           f"budget {args.budget:.0f} s per recipe):\n")
     print(table(results, thresholds, args.budget))
+    print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"(a load above {os.cpu_count()} means other processes shared these cores and the "
+          f"times are pessimistic)")
     return 0
 
 

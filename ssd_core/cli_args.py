@@ -126,10 +126,10 @@ def _add_train(sub) -> None:
     t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="start from a setting recipe instead of the book's defaults: "
-                        + "; ".join(f"'{k}' ({r.label}): {r.why}".replace("%", "%%")
-                                    for k, r in RECIPES.items())
-                        + " With --synthetic, --val-synthetic and --augment default to the "
-                          "recipe's; options given here override it")
+                        + " ".join(f"'{k}' ({r.label}): {r.why}".replace("%", "%%")
+                                   for k, r in RECIPES.items())
+                        + " With --synthetic data, --val-synthetic and --augment default to "
+                          "the recipe's; every option given here overrides the recipe")
     t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
     t.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="stop (with a resumable checkpoint) once epoch N is done, without "
