@@ -56,60 +56,87 @@ def _resolve_chunk(suppress):
         keep = new
 
 
+def _pair_iou(first, second):
+    """``[b, j, i]``: IoU of box j of ``first`` with box i of ``second`` (planes ``(5, B, K)``:
+    x1, y1, x2, y2, area), NaN for 0/0."""
+    ax1, ay1, ax2, ay2, area_a = (v[..., :, None] for v in first)
+    bx1, by1, bx2, by2, area_b = (v[..., None, :] for v in second)
+    # The book's box_iou operations in its order (same bits), on coordinate planes.
+    w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
+    inter = w.mul_(h)
+    union = (area_a + area_b).sub_(inter)
+    return inter.div_(union)
+
+
+def _suppression(first, g1, second, g2, iou_threshold):
+    """``[b, j, i]``: box j of ``first`` would remove box i of ``second`` (same group only)."""
+    s = _pair_iou(first, second) > iou_threshold
+    if g1 is not None:
+        s &= g1[:, :, None] == g2[:, None, :]
+    return s
+
+
+class _Candidates:
+    """Boxes in visiting order as coordinate planes, with slot n an empty box at the origin: its
+    IoU with any box is 0, or 0/0 = NaN with another empty box, and ``iou > threshold`` is False
+    for both, so gathered padding positions never suppress and are never suppressed (no masks
+    in the pair computations). An IoU whose union is 0 is 0 (no suppression) everywhere in
+    ssd_core; NaN > threshold gives the same answer."""
+
+    def __init__(self, boxes, groups):
+        batch = boxes.shape[0]
+        x1, y1, x2, y2 = torch.cat((boxes, boxes.new_zeros(batch, 1, 4)), dim=1).unbind(-1)
+        self.planes = torch.stack((x1, y1, x2, y2, (x2 - x1) * (y2 - y1)))  # (5, B, N+1)
+        self.groups = None
+        if groups is not None:
+            self.groups = torch.cat((groups, groups.new_full((batch, 1), -1)), dim=1)
+
+    def gather(self, idx):
+        """Planes (5, B, K) and groups (B, K) or None of the slots ``idx (B, K)``."""
+        p = self.planes.gather(2, idx[None].expand(5, -1, -1))
+        return p, None if self.groups is None else self.groups.gather(1, idx)
+
+
+def _removed_by_kept(cand, ci, k, ri, n, iou_threshold):
+    """Which rest boxes (slots ``ri``) a chunk's kept boxes (``k`` over chunk slots ``ci``)
+    remove -> (B, R) bool."""
+    size = ci.shape[1]
+    kept_local = _compact(k, size)  # chunk slots that were kept, padded with `size`
+    # Pad with a copy of the image's first kept box (a duplicate changes no "any"); an image
+    # without one has an empty chunk and so no rest either.
+    kept_local = torch.where(kept_local < size, kept_local, kept_local[:, :1])
+    ki = torch.cat((ci, ci.new_full((ci.shape[0], 1), n)), dim=1).gather(1, kept_local)
+    kp, kg = cand.gather(ki)
+    rp, rg = cand.gather(ri)
+    if kg is None:
+        # max over the kept boxes, then one comparison: NaN (0/0) only arises for an empty
+        # rest box, which no box can suppress, and NaN > threshold is False.
+        return _pair_iou(kp, rp).amax(dim=1) > iou_threshold
+    return _suppression(kp, kg, rp, rg, iou_threshold).any(dim=1)
+
+
 def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
     """Greedy NMS on boxes already in visiting order.
 
     ``boxes (B, N, 4)``, ``valid (B, N)`` bool (False = not a candidate), optional ``groups
     (B, N)`` long (boxes of different groups never suppress each other) -> kept ``(B, N)`` bool.
+    Chunks of ``chunk`` candidates are resolved exactly among themselves, then their kept boxes
+    remove what they overlap among the rest.
     """
     batch, n = valid.shape
-    device = boxes.device
-    # Slot n is an empty box at the origin: its IoU with any box is 0, or 0/0 = NaN with another
-    # empty box, and ``iou > threshold`` is False for both, so gathered padding positions never
-    # suppress and are never suppressed (no masks in the pair computations). An IoU whose union
-    # is 0 is 0 (no suppression) everywhere in ssd_core; NaN > threshold gives the same answer.
-    boxes_p = torch.cat((boxes, boxes.new_zeros(batch, 1, 4)), dim=1)
-    x1, y1, x2, y2 = boxes_p.unbind(-1)
-    planes = torch.stack((x1, y1, x2, y2, (x2 - x1) * (y2 - y1)))  # (5, B, N+1), with areas
-    groups_p = None
-    if groups is not None:
-        groups_p = torch.cat((groups, groups.new_full((batch, 1), -1)), dim=1)
+    cand = _Candidates(boxes, groups)
     alive = torch.cat((valid, valid.new_zeros(batch, 1)), dim=1)
     keep = torch.zeros_like(alive)
-    rows = torch.arange(batch, device=device)[:, None]
-
-    def gather(idx):
-        p = planes.gather(2, idx[None].expand(5, -1, -1))
-        return p, None if groups_p is None else groups_p.gather(1, idx)
-
-    def pair_iou(first, second):
-        """``[b, j, i]``: IoU of box j of ``first`` with box i of ``second`` (NaN for 0/0)."""
-        ax1, ay1, ax2, ay2, area_a = (v[..., :, None] for v in first)
-        bx1, by1, bx2, by2, area_b = (v[..., None, :] for v in second)
-        # The book's box_iou operations in its order (same bits), on coordinate planes.
-        w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
-        h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
-        inter = w.mul_(h)
-        union = (area_a + area_b).sub_(inter)
-        return inter.div_(union)
-
-    def suppression(first, g1, second, g2):
-        """``[b, j, i]``: box j of ``first`` would remove box i of ``second``."""
-        s = pair_iou(first, second) > iou_threshold
-        if g1 is not None:
-            s &= g1[:, :, None] == g2[:, None, :]
-        return s
-
-    upper = torch.ones((chunk, chunk), dtype=torch.bool, device=device).triu(1)
+    rows = torch.arange(batch, device=boxes.device)[:, None]
+    upper = torch.ones((chunk, chunk), dtype=torch.bool, device=boxes.device).triu(1)
     while bool(alive[:, :n].any()):
         live = alive[:, :n]
-        head = live & (live.cumsum(dim=1) <= chunk)
-        ci = _compact(head, n)  # (B, C) positions of this chunk
-        cmask = ci < n
-        cp, cg = gather(ci)
+        ci = _compact(live & (live.cumsum(dim=1) <= chunk), n)  # (B, C) this chunk's slots
+        cp, cg = cand.gather(ci)
         size = ci.shape[1]
-        s = suppression(cp, cg, cp, cg) & upper[:size, :size]
-        k = _resolve_chunk(s) & cmask
+        k = _resolve_chunk(_suppression(cp, cg, cp, cg, iou_threshold)
+                           & upper[:size, :size]) & (ci < n)
         keep[rows, ci] = k
         alive[rows, ci] = False
         keep[:, n] = False
@@ -117,20 +144,7 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
         if not bool(rest.any()):
             break
         ri = _compact(rest, n)
-        kept_local = _compact(k, size)  # chunk slots that were kept, padded with `size`
-        # Pad with a copy of the image's first kept box (a duplicate changes no "any"); an image
-        # without one has an empty chunk and so no rest either.
-        kept_local = torch.where(kept_local < size, kept_local, kept_local[:, :1])
-        ki = torch.cat((ci, ci.new_full((batch, 1), n)), dim=1).gather(1, kept_local)
-        kp, kg = gather(ki)
-        rp, rg = gather(ri)
-        if kg is None:
-            # max over the kept boxes, then one comparison: NaN (0/0) only arises for an empty
-            # rest box, which no box can suppress, and NaN > threshold is False.
-            removed = pair_iou(kp, rp).amax(dim=1) > iou_threshold
-        else:
-            removed = suppression(kp, kg, rp, rg).any(dim=1)
-        alive[rows, ri] = alive[rows, ri] & ~removed
+        alive[rows, ri] = alive[rows, ri] & ~_removed_by_kept(cand, ci, k, ri, n, iou_threshold)
         alive[:, n] = False
     return keep[:, :n]
 
@@ -182,6 +196,32 @@ def multibox_detection(
     is visited after all of them and so can never suppress one; only the order of the class -1
     rows differs from the book. Much faster when most anchors are confidently background.
     """
+    anchors = _check_detection_inputs(cls_probs, offset_preds, anchors, nms_threshold,
+                                      pos_threshold)
+    batch, _, n = cls_probs.shape
+    device = cls_probs.device
+    # argmax breaks ties toward the lower class, like the book's torch.max(dim) on CPU.
+    class_id = cls_probs[:, 1:].argmax(dim=1)  # (B, N)
+    conf = cls_probs[:, 1:].gather(1, class_id[:, None])[:, 0]
+    predicted = offset_inverse(anchors, offset_preds.reshape(batch, n, 4))
+
+    order = torch.argsort(conf, dim=1, descending=True, stable=True)
+    sorted_boxes = predicted.gather(1, order[..., None].expand(-1, -1, 4))
+    groups = class_id.gather(1, order) if per_class else None
+    if exact_order:
+        valid = torch.ones((batch, n), dtype=torch.bool, device=device)
+    else:
+        valid = conf.gather(1, order) >= pos_threshold
+    keep_sorted = _nms_sorted(sorted_boxes, valid, nms_threshold, groups)
+
+    return _book_rows(keep_sorted, order, class_id, conf, predicted, pos_threshold)
+
+
+# ------------------------------------------------------- the Detector (image in, boxes out)
+
+
+def _check_detection_inputs(cls_probs, offset_preds, anchors, nms_threshold, pos_threshold):
+    """Raise ValueError naming the bad argument; -> anchors as (N, 4)."""
     if not torch.is_tensor(cls_probs) or cls_probs.dim() != 3 or cls_probs.shape[1] < 2:
         shape = tuple(cls_probs.shape) if torch.is_tensor(cls_probs) else type(cls_probs).__name__
         raise ValueError(f"cls_probs must have shape (B, C+1, N) with C >= 1, got {shape}")
@@ -208,21 +248,13 @@ def multibox_detection(
     if not (0 <= nms_threshold <= 1 and 0 <= pos_threshold <= 1):
         raise ValueError("nms_threshold and pos_threshold must lie in [0, 1], got "
                          f"{nms_threshold} and {pos_threshold}")
-    device = cls_probs.device
-    # argmax breaks ties toward the lower class, like the book's torch.max(dim) on CPU.
-    class_id = cls_probs[:, 1:].argmax(dim=1)  # (B, N)
-    conf = cls_probs[:, 1:].gather(1, class_id[:, None])[:, 0]
-    predicted = offset_inverse(anchors, offset_preds.reshape(batch, n, 4))
+    return anchors
 
-    order = torch.argsort(conf, dim=1, descending=True, stable=True)
-    sorted_boxes = predicted.gather(1, order[..., None].expand(-1, -1, 4))
-    groups = class_id.gather(1, order) if per_class else None
-    if exact_order:
-        valid = torch.ones((batch, n), dtype=torch.bool, device=device)
-    else:
-        valid = conf.gather(1, order) >= pos_threshold
-    keep_sorted = _nms_sorted(sorted_boxes, valid, nms_threshold, groups)
 
+def _book_rows(keep_sorted, order, class_id, conf, predicted, pos_threshold):
+    """The book's output rows (B, N, 6) from the kept mask in visiting order."""
+    batch, n = class_id.shape
+    device = class_id.device
     # Output order: kept rows by their visiting position, then the rest by anchor index.
     arange = torch.arange(n, device=device).expand(batch, n)
     key = torch.where(keep_sorted, arange, order + n)  # in visiting order
@@ -237,8 +269,6 @@ def multibox_detection(
     conf_out = torch.where(below, 1 - conf_out, conf_out)
     return torch.cat((class_out[..., None].to(conf_out.dtype), conf_out[..., None], box_out), -1)
 
-
-# ------------------------------------------------------- the Detector (image in, boxes out)
 
 @torch.no_grad()
 def predict_batch(model, X, nms_threshold=0.5, pos_threshold=0.009):
