@@ -6,12 +6,17 @@ and we are root with apt available; otherwise the e2e tests are skipped with the
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
-from tests.server import CHROMIUM_ARGS, ROOT, chromium, serve
+from tests.server import CHROMIUM_ARGS, chromium, serve
 
-ARTIFACTS = ROOT / "test-artifacts"
-__all__ = ["ARTIFACTS", "CHROMIUM_ARGS"]
+from .browser import ARTIFACTS
+
+# The session's server (started by app_url below) trains into a runs folder of its own.
+os.environ.setdefault("SSD_RUNS_DIR", tempfile.mkdtemp(prefix="ssd-e2e-runs-"))
 
 
 @pytest.fixture(scope="session")

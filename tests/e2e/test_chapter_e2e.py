@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from .conftest import ARTIFACTS
-from .test_pages import wait_idle
+from .browser import open_page, shot, wait_idle
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
@@ -20,23 +19,6 @@ POINT_JS = """(gd, xy) => {
     return [r.left + fl.xaxis._offset + fl.xaxis.l2p(xy[0]),
             r.top + fl.yaxis._offset + fl.yaxis.l2p(xy[1])];
 }"""
-
-
-def open_page(page, url: str, heading: str) -> None:
-    """Like test_pages.open_page, with more patience: a cold server loads the shipped model and
-    runs the network once while other jobs share the two cores."""
-    page.goto(url)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=90_000)
-    wait_idle(page, timeout=90)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
-    assert page.locator('[data-testid="stException"]').count() == 0
-
-
-def shot(page, name: str, locator=None) -> None:
-    page.wait_for_timeout(500)  # let Plotly finish drawing
-    target = locator if locator is not None else page
-    kwargs = {} if locator is not None else {"full_page": True}
-    target.screenshot(path=str(ARTIFACTS / f"{name}.png"), **kwargs)
 
 
 def view_of(page, name: str, text) -> None:

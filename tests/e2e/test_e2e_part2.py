@@ -4,40 +4,18 @@ page goes to test-artifacts/. The server trains into a temporary runs folder."""
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 
 import pytest
 
 from ssd_core.data import SyntheticDetection
 from ssd_core.model import feature_map_sizes
 
-from .test_pages import shot, wait_idle
+from .browser import goto, metric_value, no_exception, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
 # Before the session's server starts (it inherits the environment): keep runs out of the repo.
-os.environ.setdefault("SSD_RUNS_DIR", tempfile.mkdtemp(prefix="ssd-e2e-runs-"))
-
-
-def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-
-
-def metric_value(page, label: str) -> str:
-    m = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
-    return m.locator('[data-testid="stMetricValue"]').inner_text()
-
-
-def goto(page, url: str, heading: str) -> None:
-    # Straight to the deep link: the app's navigation (sidebar with the device) must be there
-    # even when this is the first page a fresh server is asked for.
-    page.goto(url)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=45_000)
-    wait_idle(page, timeout=90)
-    no_exception(page)
-    assert page.locator('[data-testid="stSidebar"]').get_by_text("Device").count() >= 1
 
 
 def test_training_live_run(page, app_url):

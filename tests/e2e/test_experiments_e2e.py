@@ -11,8 +11,7 @@ import pytest
 
 from ssd_core.experiments import list_experiments
 
-from .test_e2e_part2 import goto, no_exception
-from .test_pages import shot, wait_idle
+from .browser import goto, no_exception, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 

@@ -4,21 +4,17 @@ photo.jpg show a clear error and no traceback. Screenshots go to test-artifacts/
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from .test_e2e_part2 import goto, metric_value, no_exception
-from .test_pages import shot, wait_idle
+from .browser import goto, metric_value, no_exception, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
 # Before the session's server starts (it inherits the environment): keep runs out of the repo.
-os.environ.setdefault("SSD_RUNS_DIR", tempfile.mkdtemp(prefix="ssd-e2e-runs-"))
 
 FILE_INPUT = '[data-testid="stFileUploader"] input[type="file"]'
 

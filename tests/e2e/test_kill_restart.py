@@ -15,9 +15,7 @@ from ssd_core import load_checkpoint
 from ssd_core.jobs import read_metrics
 from tests.server import serve
 
-from .conftest import ARTIFACTS
-from .test_e2e_part2 import goto, no_exception
-from .test_pages import shot, wait_idle
+from .browser import ARTIFACTS, goto, no_exception, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 

@@ -4,64 +4,14 @@ and a screenshot per page goes to test-artifacts/."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from .conftest import ARTIFACTS
+from .browser import metric, metric_value, nudge_slider, open_page, shot, wait_idle
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_idle(page, timeout: float = 45.0) -> None:
-    """Wait until Streamlit has finished running the script (no status widget for 0.7 s)."""
-    deadline = time.time() + timeout
-    quiet_since = None
-    while time.time() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since > 0.7:
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError("the app kept running for more than 45 s")
-
-
-def open_page(page, url: str, heading: str) -> None:
-    page.goto(url)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=45_000)
-    wait_idle(page)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-    assert page.locator('[data-testid="stException"]').count() == 0
-
-
-def shot(page, name: str) -> None:
-    page.wait_for_timeout(400)  # let Plotly finish drawing
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def metric(page, label: str):
-    m = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
-    return m.locator('[data-testid="stMetricValue"]')
-
-
-def metric_value(page, label: str) -> str:
-    return metric(page, label).inner_text()
-
-
-def nudge_slider(page, label: str, key: str = "ArrowRight", times: int = 1) -> None:
-    """Move the Streamlit slider whose label contains ``label`` with the keyboard."""
-    block = page.locator('[data-testid="stSlider"]').filter(has_text=label).first
-    handle = block.locator('input[type="range"]').first
-    handle.focus()
-    for _ in range(times):
-        handle.press(key)
-    page.wait_for_timeout(500)  # the status widget shows up only once the rerun is underway
-    wait_idle(page)
 
 
 def test_overview(page, app_url):

@@ -8,21 +8,11 @@ import re
 
 import pytest
 
-from .conftest import ARTIFACTS
-from .test_pages import metric, metric_value, wait_idle
+from .browser import ARTIFACTS, metric, metric_value, open_page, wait_idle
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
 pytestmark = pytest.mark.e2e
-
-
-def open_page(page, url: str, heading: str) -> None:
-    """Open a page and wait for its first Plotly chart (generous timeouts: shared 2-core VMs)."""
-    page.goto(url)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=90_000)
-    wait_idle(page, timeout=120)
-    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=90_000)
-    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 def keyed(page, key: str):
