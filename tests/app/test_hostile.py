@@ -16,12 +16,13 @@ import tempfile
 import time
 import uuid
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.helpers import encode, png_claiming
 
 from .conftest import app_on_page
 
@@ -29,23 +30,6 @@ ACCEPTED = "PNG, JPEG"  # the start of the list of accepted formats every refusa
 
 
 # ---------------------------------------------------------------------------- images
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-
-
-def png_claiming(w: int, h: int) -> bytes:
-    """A tiny PNG whose header claims w x h pixels (a decompression bomb header)."""
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
 
 
 def jpeg_claiming(jpg: bytes, w: int, h: int) -> bytes:
