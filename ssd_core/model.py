@@ -54,9 +54,7 @@ def down_sample_blk(in_channels: int, out_channels: int) -> nn.Sequential:
     for _ in range(2):
         blk.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
         blk.append(nn.BatchNorm2d(out_channels))
-        # In place: the same values, one activation-sized buffer less to write per layer
-        # (BatchNorm's backward needs its input, not its output, so nothing is lost).
-        blk.append(nn.ReLU(inplace=True))
+        blk.append(nn.ReLU())
         in_channels = out_channels
     blk.append(nn.MaxPool2d(2))
     return nn.Sequential(*blk)
