@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ssd_core.losses import metric_sums
+
 # Sums kept per window/epoch; all-reduced across processes as one tensor. A step's tensor has
 # two more entries after these: the stop request and the non-finite-loss flag.
 SUMS = ("loss", "cls_loss", "box_loss", "correct", "anchors", "abs_err", "offsets",
@@ -14,28 +16,19 @@ _IDX = {k: i for i, k in enumerate(SUMS)}
 
 def step_sums(losses: dict, cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks,
               images: int, stop: bool) -> torch.Tensor:
-    """One step's sums (float64, on the device) + [stop, loss not finite].
-
-    The same sums as ``ssd_core.losses.metric_sums``, built without any host-to-device copy
-    (``new_full`` fills on the device; ``new_tensor`` would copy and wait for a GPU): a step
-    never waits for the device unless the loop asks for the values.
-    """
+    """One step's sums (float64, on the device) + [stop, loss not finite]: the losses, the
+    book's metric sums (ssd_core.losses.metric_sums), images and batches. Built without a
+    host-to-device copy (``new_full`` fills on the device), so a step never waits for a GPU
+    unless the loop asks for the values."""
     total = losses["total"].detach()
     with torch.no_grad():
-        correct, positive = cls_preds.argmax(dim=-1) == cls_labels, cls_labels > 0
-        parts = [
-            total, losses["cls"].detach(), losses["box"].detach(),
-            correct.sum(),
-            total.new_full((), float(cls_labels.numel())),
-            torch.abs((bbox_labels - bbox_preds) * bbox_masks).sum().float(),
-            total.new_full((), float(bbox_labels.numel())),
-            positive.sum(),
-            (correct & positive).sum(),
-            total.new_full((), float(images)), total.new_full((), 1.0),
-            total.new_full((), 1.0 if stop else 0.0),
-            ~torch.isfinite(total),
-        ]
-        return torch.stack([p.float() for p in parts]).double()
+        return torch.cat([
+            torch.stack([total, losses["cls"].detach(), losses["box"].detach()]).float(),
+            metric_sums(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks),
+            torch.stack([total.new_full((), float(images)), total.new_full((), 1.0),
+                         total.new_full((), 1.0 if stop else 0.0),
+                         (~torch.isfinite(total)).float()]).float(),
+        ]).double()
 
 
 def make_record(kind: str, s: torch.Tensor, seconds: float, **fields) -> dict:
