@@ -66,3 +66,19 @@ def append_json_line(path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, default=json_default) + "\n")
         f.flush()
+
+
+def read_json_lines(path):
+    """The JSON objects of a JSON-lines file, in order; a torn line (a crash mid-write) or a
+    line that is not an object is skipped, and a missing or unreadable file holds none."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            yield obj

@@ -12,6 +12,7 @@ import torch
 
 from ssd_core.data import SyntheticDetection, load_dataset
 from ssd_core.errors import ConfigError
+from ssd_core.fileio import read_json_lines
 
 ACTIVE_STATES = ("queued", "running")
 PREVIEW_FILE = "preview.json"  # the latest epoch's detections on the fixed image
@@ -183,17 +184,7 @@ def read_metrics(path: Path) -> list[dict]:
     timeline that led to the model is kept: a record drops the earlier ones it rewinds over
     (a larger step, or the same step and kind)."""
     records: list[dict] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return records
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(rec, dict):
-            continue
+    for rec in read_json_lines(path):
         append_record(records, rec)
     return records
 
@@ -217,17 +208,8 @@ def read_previews(path: Path) -> list[dict]:
     """``previews.jsonl`` -> one preview per epoch, oldest first (torn lines skipped; a resumed
     run's re-done epochs replace the ones lost with the crash, as in read_metrics)."""
     previews: list[dict] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return previews
-    for line in lines:
-        try:
-            p = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(p, dict):
-            append_preview(previews, p)
+    for preview in read_json_lines(path):
+        append_preview(previews, preview)
     return previews
 
 
