@@ -116,6 +116,24 @@ def _top_k_first(values, k):
     return key.topk(k, dim=-1).indices
 
 
+def _argmax_last(values):
+    """``values.argmax(dim=-1)`` (first position on ties) for ``(..., L)`` values that are not
+    NaN, by blocks: the first block holding the maximum holds its first position. On the CPU
+    ``amax`` is vectorized and ``argmax`` is not; this is ~3x faster for ``L`` = 5444."""
+    n = values.shape[-1]
+    if n <= 4 * _CHUNK:
+        return values.argmax(dim=-1)
+    whole = (n // _CHUNK) * _CHUNK
+    block_max = values[..., :whole].unfold(-1, _CHUNK, _CHUNK).amax(dim=-1)
+    if whole < n:
+        block_max = torch.cat((block_max, values[..., whole:].amax(dim=-1, keepdim=True)), -1)
+    start = block_max.argmax(dim=-1, keepdim=True) * _CHUNK
+    index = start + torch.arange(_CHUNK, device=values.device)
+    inside = index < n  # the last block may be short
+    window = values.gather(-1, index.clamp_(max=n - 1)).masked_fill_(~inside, -torch.inf)
+    return start[..., 0] + window.argmax(dim=-1)
+
+
 def _best_anchors(iou, k):
     """For every object the ``k`` anchors of highest IoU, ties to the lower anchor index (the
     order of the book's ``argmax``): ``iou (B, M, N)`` -> anchor indices ``(B, M, k)``.
@@ -140,17 +158,13 @@ def _best_anchors(iou, k):
     return cand.gather(2, _top_k_first(values, k))  # cand ascending: position order = index
 
 
-def _match(iou, valid, iou_threshold):
-    """Book assignment on ``iou (B, M, N)`` (0 for padding slots) with ``valid (B, M)`` ->
-    ``(gt_index (B, N), greedy (B, N))``.
+def _greedy_on_candidates(iou, valid, gt_index, greedy):
+    """The book's greedy step 2 on ``iou (B, M, N)``, written into ``gt_index`` / ``greedy``
+    ``(B, N)``: repeatedly the globally largest remaining IoU (first in the book's row-major
+    anchor-by-object order on ties) assigns its pair and discards its anchor and its object;
+    once per valid object, stopping early if anchors run out (only possible when N < M).
 
-    Step 1: every anchor whose best IoU >= threshold takes that ground truth (first slot on
-    ties, like ``torch.max``). Step 2 (overrides): repeatedly take the globally largest
-    remaining IoU (first in the book's row-major anchor-by-object order on ties), assign that
-    pair and discard its anchor and its object; once per valid object, stopping early if anchors
-    run out (only possible when N < M).
-
-    Step 2 runs exactly on a ``(B, M * k)`` candidate set, ``k = min(M, N)``: when object g is
+    It runs exactly on a ``(B, M * k)`` candidate set, ``k = min(M, N)``: when object g is
     picked, fewer than k anchors have been discarded, and every remaining anchor ahead of the
     pick in g's own order (IoU, then index) would have been picked first, so the pick is one of
     g's k best anchors (:func:`_best_anchors`). The largest candidate, first in (anchor, object)
@@ -158,19 +172,6 @@ def _match(iou, valid, iou_threshold):
     """
     batch, num_gt, num_anchors = iou.shape
     device = iou.device
-    gt_index = torch.full((batch, num_anchors), -1, dtype=torch.long, device=device)
-    greedy = torch.zeros((batch, num_anchors), dtype=torch.bool, device=device)
-    if num_gt == 0 or batch == 0:
-        return gt_index, greedy
-    # Step 1. Padding slots have IoU 0 < threshold, so they never pass; a running maximum over
-    # the few slots is much faster than a reduction over a short dimension.
-    best = iou[:, 0].clone()
-    for g in range(1, num_gt):
-        torch.maximum(best, iou[:, g], out=best)
-    img, anc = torch.nonzero(best >= iou_threshold, as_tuple=True)
-    gt_index[img, anc] = iou[img, :, anc].argmax(dim=1)  # argmax: first slot on ties
-
-    # Step 2 on the candidate set, in (anchor, object) order so argmax breaks ties as the book.
     k = min(num_gt, num_anchors)
     cand_anchor = _best_anchors(iou, k).reshape(batch, num_gt * k)
     cand_gt = torch.arange(num_gt, device=device).repeat_interleave(k).expand(batch, -1)
@@ -189,6 +190,47 @@ def _match(iou, valid, iou_threshold):
         greedy[rows, a] |= active
         taken = (cand_anchor == a[:, None]) | (cand_gt == g[:, None])
         cand_iou.masked_fill_(taken & active[:, None], -1.0)
+
+
+def _match(iou, valid, iou_threshold):
+    """Book assignment on ``iou (B, M, N)`` (0 for padding slots) with ``valid (B, M)`` ->
+    ``(gt_index (B, N), greedy (B, N))``.
+
+    Step 1: every anchor whose best IoU >= threshold takes that ground truth (first slot on
+    ties, like ``torch.max``). Step 2 (overrides): the book's greedy best-anchor-per-object
+    assignment (:func:`_greedy_on_candidates`).
+    """
+    batch, num_gt, num_anchors = iou.shape
+    device = iou.device
+    gt_index = torch.full((batch, num_anchors), -1, dtype=torch.long, device=device)
+    greedy = torch.zeros((batch, num_anchors), dtype=torch.bool, device=device)
+    if num_gt == 0 or batch == 0:
+        return gt_index, greedy
+    # Step 1. Padding slots have IoU 0 < threshold, so they never pass; a running maximum over
+    # the few slots is much faster than a reduction over a short dimension.
+    best = iou[:, 0].clone()
+    for g in range(1, num_gt):
+        torch.maximum(best, iou[:, g], out=best)
+    img, anc = torch.nonzero(best >= iou_threshold, as_tuple=True)
+    gt_index[img, anc] = iou[img, :, anc].argmax(dim=1)  # argmax: first slot on ties
+
+    # Step 2. Where the valid objects' best anchors are all distinct, the greedy steps pick
+    # exactly those (each pick is the largest remaining pair; its anchor is that object's best,
+    # and removing it changes no other object's best): one argmax. Only images where two
+    # objects share a best anchor run the book's loop, on the candidate set.
+    best_anchor = _argmax_last(iou)  # (B, M): first anchor on ties, as the book's argmax
+    slots = torch.arange(num_gt, device=device)
+    key = torch.where(valid, best_anchor, -1 - slots)  # padding slots never collide
+    key = key.sort(dim=1).values
+    clash = (key[:, 1:] == key[:, :-1]).any(dim=1)  # (B,), all False when M == 1
+    img, slot = torch.nonzero(valid & ~clash[:, None], as_tuple=True)
+    gt_index[img, best_anchor[img, slot]] = slot
+    greedy[img, best_anchor[img, slot]] = True
+    rows = torch.nonzero(clash, as_tuple=True)[0]
+    if len(rows):
+        sub_index, sub_greedy = gt_index[rows], greedy[rows]
+        _greedy_on_candidates(iou[rows], valid[rows], sub_index, sub_greedy)
+        gt_index[rows], greedy[rows] = sub_index, sub_greedy
     return gt_index, greedy
 
 
@@ -244,7 +286,8 @@ def multibox_target(anchors, labels, iou_threshold=0.5):
     bbox_offset[img, anc] = offset_boxes(anchors[anc], assigned[:, 1:])
     cls_labels = torch.zeros((batch, num_anchors), dtype=torch.long, device=anchors.device)
     cls_labels[img, anc] = assigned[:, 0].long() + 1
-    mask = positive.to(dtype)[..., None].expand(-1, -1, 4)
+    mask = torch.zeros((batch, num_anchors, 4), dtype=dtype, device=anchors.device)
+    mask[img, anc] = 1.0  # writing the few positives beats expanding the (B, N) mask 4 times
     return (
         bbox_offset.reshape(batch, num_anchors * 4),
         mask.reshape(batch, num_anchors * 4),

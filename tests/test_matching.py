@@ -231,3 +231,16 @@ def test_padded_multibox_target_equals_the_book_on_each_images_objects(seed):
         real = labels[b : b + 1, labels[b, :, 0] >= 0]
         for mine, book in zip(got, book_multibox_target(anchors, real)):
             assert torch.equal(mine[b : b + 1], book)
+
+
+@pytest.mark.parametrize("length", [1, 7, 256, 257, 320, 5444])
+def test_blockwise_argmax_is_torch_argmax_with_ties(length):
+    """The block argmax used on (B, M, N) IoUs: first position on ties, short last block."""
+    from ssd_core.matching import _argmax_last
+
+    g = torch.Generator().manual_seed(length)
+    values = (torch.rand(6, 5, length, generator=g) * 4).floor() / 4  # many exact ties
+    values[0, 0] = 0.0  # all tied
+    values[1, 0, -1] = 2.0  # the maximum alone in the last (possibly short) block
+    values[2, 1, :] = -1.0
+    assert torch.equal(_argmax_last(values), values.argmax(dim=-1))
