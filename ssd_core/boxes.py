@@ -55,10 +55,14 @@ def offset_boxes(anchors, assigned_bb, eps=1e-6):
     The book's transform: ``10 * (c_b - c_a) / wh_a`` for centers, ``5 * log(eps + wh_b / wh_a)``
     for sizes.
     """
-    c_anc = box_corner_to_center(anchors)
-    c_bb = box_corner_to_center(assigned_bb)
-    offset_xy = CENTER_SCALE * (c_bb[..., :2] - c_anc[..., :2]) / c_anc[..., 2:]
-    offset_wh = SIZE_SCALE * torch.log(eps + c_bb[..., 2:] / c_anc[..., 2:])
+    # box_corner_to_center's operations, on (x, y) pairs: the same bits, half the kernels.
+    xy_a, xy_b = anchors[..., :2], assigned_bb[..., :2]
+    wh_a = anchors[..., 2:] - xy_a
+    wh_b = assigned_bb[..., 2:] - xy_b
+    c_a = (xy_a + anchors[..., 2:]) / 2
+    c_b = (xy_b + assigned_bb[..., 2:]) / 2
+    offset_xy = CENTER_SCALE * (c_b - c_a) / wh_a
+    offset_wh = SIZE_SCALE * torch.log(eps + wh_b / wh_a)
     return torch.cat((offset_xy, offset_wh), dim=-1)
 
 
