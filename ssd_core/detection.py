@@ -23,7 +23,10 @@ from .errors import CheckpointError, TrainingDiverged
 from .images import image_to_tensor, load_image
 from .resources import shipped_checkpoint
 
-_CHUNK = 128  # boxes resolved together; smaller chunks shrink the rest sooner (measured)
+# Boxes resolved together. Smaller chunks shrink the rest sooner; measured on 5444 TinySSD
+# boxes: 128 is fastest for one image (5.5 ms vs 7.5 ms at 64), 64 for a batch of 8 (27 ms vs
+# 30 ms at 128).
+_CHUNK_ONE, _CHUNK_BATCH = 128, 64
 
 
 def _compact(mask, sentinel):
@@ -120,7 +123,7 @@ def _removed_by_kept(cand, ci, k, ri, n, iou_threshold):
     return _suppression(kp, kg, rp, rg, iou_threshold).any(dim=1)
 
 
-def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
+def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=None):
     """Greedy NMS on boxes already in visiting order.
 
     ``boxes (B, N, 4)``, ``valid (B, N)`` bool (False = not a candidate), optional ``groups
@@ -129,6 +132,8 @@ def _nms_sorted(boxes, valid, iou_threshold, groups=None, chunk=_CHUNK):
     remove what they overlap among the rest.
     """
     batch, n = valid.shape
+    if chunk is None:
+        chunk = _CHUNK_ONE if batch <= 2 else _CHUNK_BATCH
     cand = _Candidates(boxes, groups)
     alive = torch.cat((valid, valid.new_zeros(batch, 1)), dim=1)
     keep = torch.zeros_like(alive)
