@@ -96,7 +96,7 @@ class EngineLoop:
         # The Trainer renders the set in its setup; hand it the copy rendered already.
         real = trainer_module.device_data
         if self.rendered is not None:
-            trainer_module.device_data = lambda config, data, device: self.rendered
+            trainer_module.device_data = lambda config, data, device, **kw: self.rendered
         try:
             return next(self.fit)
         finally:
@@ -312,6 +312,9 @@ def main():
                                            device_data="on", rendered=data), args.batch),
         "engine, real data path": (EngineLoop(ds, args.batch, device, args.steps,
                                               device_data="off"), args.batch),
+        "engine, same images, precision=bf16": (EngineLoop(
+            ds, args.batch, device, args.steps, device_data="on", rendered=data,
+            precision="bf16"), args.batch),
     }
     times = time_rounds(loops, args.steps, block, device)
     book_v = times["book loop (in-memory images)"]

@@ -24,7 +24,7 @@ SCHEDULES = ("none", "cosine", "step")
 CLS_LOSSES = ("ce", "focal")
 BOX_LOSSES = ("l1", "smooth_l1")
 NORMALIZATIONS = ("mean", "positives")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fast")
 DEVICE_DATA = ("auto", "on", "off")
 
 
@@ -205,7 +205,9 @@ class TrainConfig:
     precision: str = setting(
         "auto", kind="choice", choices=PRECISIONS,
         help="autocast precision of the network: auto = bf16 on CUDA (fp16 with amp), fp32 "
-             "elsewhere; bf16 also runs on CPU (measure it: changes results slightly)")
+             "elsewhere; fast = bf16 wherever the hardware runs it natively (CUDA, or a CPU "
+             "with AVX512-BF16 or AMX: about 2x on such a CPU), fp32 elsewhere; bf16 always "
+             "(emulated, slow, on other CPUs). bf16 changes results slightly")
     device_data: str = setting(
         "auto", kind="choice", choices=DEVICE_DATA,
         help="keep the training images on the training device, rendered once, augmented there "

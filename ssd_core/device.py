@@ -42,6 +42,18 @@ def device_label(device: torch.device | None = None) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products in hardware: a CUDA GPU with bf16
+    (Ampere and later), or a CPU with AVX512-BF16 or AMX. Elsewhere bf16 is emulated and
+    slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
 _ALLOCATOR_TUNED = False
 
 

@@ -281,6 +281,12 @@ class JobManager:
             if job.stop_requested:
                 trainer.stop()
             job.message = "training"
+
+        def status(text: str) -> None:
+            with self._lock:
+                job.message = text
+
+        trainer.on_status = status
         preview_data = val if val is not None and len(val) else train
         for rec in trainer.fit():
             with self._lock:

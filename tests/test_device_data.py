@@ -225,3 +225,29 @@ def test_bf16_autocast_runs_on_cpu():
     losses = _losses(t)
     assert t.use_amp and t.amp_dtype == torch.bfloat16 and not t.scaler.is_enabled()
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_fast_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from ssd_core import device as devmod
+    from ssd_core.engine.setup import autocast_dtype
+
+    cpu = torch.device("cpu")
+    for native, want in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(devmod, "native_bf16", lambda device, native=native: native)
+        assert autocast_dtype(tiny_config(precision="fast"), cpu) is want
+        assert autocast_dtype(tiny_config(precision="auto"), cpu) is None  # auto: fp32 on CPU
+        assert autocast_dtype(tiny_config(precision="bf16"), cpu) is torch.bfloat16
+    monkeypatch.undo()
+    assert devmod.native_bf16(torch.device("meta")) is False
+    t = Trainer(tiny_config(precision="fast"), tiny_set(8))
+    _losses(t)
+    assert t.amp_dtype == (torch.bfloat16 if devmod.native_bf16(cpu) else None)
+
+
+def test_rendering_the_set_reports_progress():
+    seen = []
+    t = Trainer(tiny_config(device_data="on"), tiny_set(8))
+    t.on_status = seen.append
+    _losses(t)
+    assert seen[0] == "rendering the 8 training images once: 0/8"
+    assert seen[-1] == "rendering the 8 training images once: 8/8"

@@ -62,13 +62,17 @@ class DeviceData:
         self.augment = augment
 
     @classmethod
-    def from_dataset(cls, ds, device, size: int | None = None, augment="dataset"):
-        """Render ``ds.sample(i)`` for every i once at ``size`` (default: the dataset's)."""
+    def from_dataset(cls, ds, device, size: int | None = None, augment="dataset",
+                     progress=None):
+        """Render ``ds.sample(i)`` for every i once at ``size`` (default: the dataset's);
+        ``progress(done, total)`` is called every 256 images and at the end."""
         size = int(size or ds.image_size)
         n = len(ds)
         images = torch.empty((n, 3, size, size), dtype=torch.uint8)
         targets = []
         for i in range(n):
+            if progress is not None and i % 256 == 0:
+                progress(i, n)
             img, boxes, labels = ds.sample(i)
             # image_to_tensor's own resize and conversion, so the pixels are ds[i]'s exactly.
             images[i] = image_to_tensor(img, size).mul_(255.0).round_().to(torch.uint8)
@@ -77,6 +81,8 @@ class DeviceData:
         padded = torch.full((n, m, 5), -1.0)
         for i, t in enumerate(targets):
             padded[i, : t.shape[0]] = t
+        if progress is not None:
+            progress(n, n)
         aug = device_augment(ds) if augment == "dataset" else augment
         return cls(images.to(device), padded, getattr(ds, "class_names", None), aug)
 

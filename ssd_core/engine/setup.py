@@ -117,15 +117,18 @@ DEVICE_DATA_LIMIT = {"cuda": 8 * 2**30, "cpu": 2**29}
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The network's autocast dtype, None for plain fp32: amp on CUDA is fp16 (with a
-    GradScaler, as before); precision "auto" is bf16 on CUDA, fp32 elsewhere."""
+    GradScaler, as before); precision "auto" is bf16 on CUDA, fp32 elsewhere; "fast" is bf16
+    wherever the device runs it natively (:func:`ssd_core.device.native_bf16`)."""
     if device.type == "cuda" and config.amp:
         return torch.float16
-    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
+    if (config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+            or (config.precision == "fast" and devmod.native_bf16(device))):
         return torch.bfloat16
     return None
 
 
-def device_data(config: TrainConfig, data, device: torch.device) -> DeviceData | None:
+def device_data(config: TrainConfig, data, device: torch.device,
+                progress=None) -> DeviceData | None:
     """The training set rendered once onto ``device`` (ssd_core.data.device_data), or None for
     the DataLoader path. "auto": on CUDA whenever the data can be rendered (plain
     DetectionDataset items, ssd_core's Augment or none) and fits DEVICE_DATA_LIMIT; on CPU only
@@ -137,7 +140,7 @@ def device_data(config: TrainConfig, data, device: torch.device) -> DeviceData |
             raise ConfigError("device_data='on' needs a DetectionDataset whose items are its "
                               "samples (no custom __getitem__); set device_data='off'.",
                               field="device_data")
-        return DeviceData.from_dataset(data, device)
+        return DeviceData.from_dataset(data, device, progress=progress)
     if not renderable(data):
         return None
     try:
@@ -149,7 +152,7 @@ def device_data(config: TrainConfig, data, device: torch.device) -> DeviceData |
     if nbytes > limit or (device.type != "cuda" and aug is not None):
         return None
     # At the dataset's own size, as ds[i]: the step resizes to input_size as on the host path.
-    return DeviceData.from_dataset(data, device)
+    return DeviceData.from_dataset(data, device, progress=progress)
 
 
 class SkipSampler(torch.utils.data.Sampler):

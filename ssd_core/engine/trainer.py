@@ -86,6 +86,7 @@ class Trainer:
         # Profiling hook: called with a phase name ("data", "forward", "target", "loss",
         # "metrics", "backward", "optimizer", "logging") as each phase of a step ends.
         self.on_phase = None
+        self.on_status = None  # called with a line of text while setting up (rendering)
         self.steps_per_epoch = self.total_steps = 0
         self.progress = Progress()  # where this run started (a resumed run: mid-way)
         self._dist, self._own_group = None, False
@@ -108,6 +109,10 @@ class Trainer:
         return self.rank == 0
 
     # ---- setup
+    def _render_progress(self, done: int, total: int) -> None:
+        if self.on_status is not None:
+            self.on_status(f"rendering the {total} training images once: {done}/{total}")
+
     def _setup(self) -> None:
         cfg = self.config
         self._dist, self._own_group = join_process_group(cfg, self.world_size)
@@ -128,7 +133,8 @@ class Trainer:
         self.use_amp = self.amp_dtype is not None
         # bf16 has fp32's range: only fp16 (amp on CUDA) needs loss scaling.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.device_data = device_data(cfg, self.train_data, self.device)
+        self.device_data = device_data(cfg, self.train_data, self.device,
+                                       progress=self._render_progress)
         if self.device.type == "cuda" and self._dist is None:
             self._sync_every = cfg.log_every
         self._window = torch.zeros(len(SUMS), dtype=torch.float64, device=self.device)
