@@ -165,8 +165,9 @@ def profile(loop, device, steps: int, first_phase: str) -> dict:
 # ---------------------------------------------------------------- compute limit
 
 
-def matmul_gflops(device, n=2048, reps=10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device, n=2048, reps=10, dtype=torch.float32) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     ts = []
@@ -355,8 +356,17 @@ def main():
           f"{100 * eng / limit:.0f}% (real data path "
           f"{100 * statistics.median(times['engine, real data path']) / limit:.0f}%), "
           f"book loop {100 * book / limit:.0f}%")
-    print(f"goals: >= 25 img/s: {eng:.1f}; >= 1.5x the book loop: {eng / book:.2f}x "
-          f"(real data path {statistics.median(times['engine, real data path']) / book:.2f}x)")
+    bf16 = statistics.median(times["engine, same images, precision=bf16"])
+    bf16_gflops = matmul_gflops(device, dtype=torch.bfloat16)
+    bf16_limit = bf16_gflops / per_img
+    print(f"bf16: matmul {bf16_gflops:.0f} GFLOP/s here -> {bf16_limit:.1f} img/s; the engine "
+          f"in bf16 reaches {bf16:.1f} img/s = {100 * bf16 / bf16_limit:.0f}% "
+          f"(native bf16 on this device: {devmod.native_bf16(device)}; precision='fast', the "
+          f"Classroom demo's, picks bf16 only then)")
+    print(f"goals: >= 25 img/s and >= 1.5x the book loop: fp32 {eng:.1f} img/s, "
+          f"{eng / book:.2f}x (real data path "
+          f"{statistics.median(times['engine, real data path']) / book:.2f}x); "
+          f"bf16 {bf16:.1f} img/s, {bf16 / book:.2f}x")
     for loop, _ in loops.values():
         if isinstance(loop, EngineLoop):
             loop.fit.close()

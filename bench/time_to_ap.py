@@ -115,7 +115,8 @@ def table(results, thresholds, budget) -> str:
         loss = c.loss
         settings = (f"{c.optimizer} lr {c.lr:g}, {c.schedule}, {loss.box_loss}, {loss.cls_loss}, "
                     f"{loss.normalize}{', HNM' if loss.hard_negative_mining else ''}, "
-                    f"batch {c.batch_size}, {c.input_size} px, {c.epochs} epochs"
+                    f"batch {c.batch_size}, {c.input_size} px, {c.epochs} epochs, "
+                    f"precision {c.precision}"
                     f"{', spread anchors' if c.anchor_sizes else ''}")
         row = [r["label"], settings, str(r["images"]), f"{r['img_s']:.1f}"] + [
             _cell(r["reached"][t], budget) for t in thresholds] + [

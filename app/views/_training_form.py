@@ -50,10 +50,16 @@ def start_job(spec: DataSpec, name: str, settings: dict, num_images: int) -> Non
     st.query_params["run"] = run_id
 
 
+def initial(key: str, value, unset):
+    """A widget's default ``value``, or Streamlit's own ``unset`` one when the recipe already put
+    the key in Session State (a default there as well makes Streamlit show a warning box)."""
+    return unset if key in st.session_state else value
+
+
 def number(box, name: str, key: str, label: str, lo, hi, step=None, **kw):
     """A number input for the setting ``name``, with its default and help from ssd_core.config."""
-    return box.number_input(label, lo, hi, FIELDS[name].default, step, key=key,
-                            help=help_text(name), **kw)
+    return box.number_input(label, lo, hi, initial(key, FIELDS[name].default, "min"), step,
+                            key=key, help=help_text(name), **kw)
 
 
 def choice(widget, name: str, key: str, label: str, **kw):
@@ -71,7 +77,9 @@ def optimisation_inputs() -> dict:
         "optimizer": choice(st.selectbox, "optimizer", "training.optimizer", "Optimizer"),
         "schedule": choice(st.selectbox, "schedule", "training.schedule", "LR schedule"),
         "input_size": st.select_slider("Input size", urlstate.INPUT_SIZES,
-                                       FIELDS["input_size"].default, key="training.input_size",
+                                       initial("training.input_size",
+                                               FIELDS["input_size"].default, None),
+                                       key="training.input_size",
                                        help=help_text("input_size")),
     }
 
@@ -96,7 +104,8 @@ def loss_inputs() -> dict:
                               horizontal=True)
     out["hard_negative_mining"] = st.checkbox(
         f"Hard negative mining ({FIELDS['neg_ratio'].default:g}:1)",
-        FIELDS["hard_negative_mining"].default, key="training.hnm",
+        initial("training.hnm", FIELDS["hard_negative_mining"].default, False),
+        key="training.hnm",
         help=help_text("hard_negative_mining"))
     return out
 
@@ -108,8 +117,11 @@ def data_inputs(upload) -> dict:
         d = {"preset": st.selectbox("Synthetic preset", list(PRESETS), key="training.preset",
                                     help="default: bananas, rings and stars, 1-6 per image; "
                                          "book: one banana per image, like the chapter."),
-             "n": st.number_input("Training images", 1, 100_000, 512, key="training.n"),
-             "val_n": st.number_input("Validation images", 0, 10_000, 64, key="training.val_n"),
+             "n": st.number_input("Training images", 1, 100_000,
+                                  initial("training.n", 512, "min"), key="training.n"),
+             "val_n": st.number_input("Validation images", 0, 10_000,
+                                      initial("training.val_n", 64, "min"),
+                                      key="training.val_n"),
              "seed": st.number_input("Data seed", 0, 2**31 - 1, 0, key="training.seed")}
     else:
         d = {"fmt": st.selectbox("Format", ["auto", *FORMATS], key="training.fmt"),

@@ -96,6 +96,7 @@ def test_a_run_gets_the_recipes_other_settings_and_the_class_error_note(at, tmp_
     assert (config.warmup_steps, config.weight_decay) == (recipe.warmup_steps,
                                                           recipe.weight_decay)
     assert (config.epochs, config.input_size, config.optimizer) == (1, 64, "adam")
+    assert config.precision == recipe.precision == "fast"
     deadline = time.time() + 120
     while True:
         at.run()
