@@ -31,7 +31,7 @@ _EXPORTS = {
     "hard_negative_mask": "matching",
     "AnchorMatch": "matching",
     # detection
-    "nms": "detection",
+    "nms": "suppression",
     "multibox_detection": "detection",
     "Detector": "detection",
     "Detections": "detection",

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .boxes import box_iou
-from .detection import _check_boxes_scores, _nms_sorted
+from .suppression import _check_boxes_scores, _nms_sorted
 
 
 class NmsTrace(NamedTuple):
