@@ -49,6 +49,14 @@ def open_page(page, url: str, heading: str) -> None:
     no_exception(page)
 
 
+def wait_charts(page, count: int, timeout: float = 60.0) -> None:
+    """Wait until at least ``count`` Plotly charts have drawn their SVG. Charts draw after the
+    script run ends, and a session's first chart waits for the Plotly bundle to load: on a
+    busy machine that takes longer than wait_idle's quiet period."""
+    chart = page.locator(".js-plotly-plot").nth(count - 1)
+    chart.locator(".main-svg").first.wait_for(timeout=timeout * 1000)
+
+
 def shot(page, name: str, locator=None) -> None:
     """Screenshot the whole page (or one element) to test-artifacts/<name>.png."""
     page.wait_for_timeout(500)  # let Plotly finish drawing

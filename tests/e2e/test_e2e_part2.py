@@ -11,7 +11,7 @@ import pytest
 from ssd_core.data import SyntheticDetection
 from ssd_core.model import feature_map_sizes
 
-from .browser import goto, metric_value, no_exception, shot, wait_idle
+from .browser import goto, metric_value, no_exception, shot, wait_charts, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,8 @@ def test_training_live_run(page, app_url):
     wait_idle(page, timeout=60)
     no_exception(page)
     assert metric_value(page, "Loss") != "–"
-    assert page.locator(".js-plotly-plot").count() >= 2  # curves + preview
+    wait_charts(page, 2)  # curves + preview
+    assert page.locator(".js-plotly-plot").count() >= 2
     shot(page, "training")
     page.get_by_role("button", name="Use for detection").click()
     wait_idle(page)
