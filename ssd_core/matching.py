@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from .boxes import offset_boxes
+from .boxes import inter_union, offset_boxes
 from .errors import AnnotationError
 
 
@@ -89,14 +89,7 @@ def _anchor_iou(anchors, boxes):
     bx1, by1, bx2, by2 = (v[..., None] for v in boxes.unbind(-1))  # (B, M, 1) each
     area_a = (ax2 - ax1) * (ay2 - ay1)
     area_b = (bx2 - bx1) * (by2 - by1)
-    # Three (B, M, N) planes in all, each reused, so that they stay in the cache.
-    w = torch.minimum(ax2, bx2)
-    spare = torch.maximum(ax1, bx1)
-    w.sub_(spare).clamp_(min=0)
-    h = torch.minimum(ay2, by2)
-    h.sub_(torch.maximum(ay1, by1, out=spare)).clamp_(min=0)
-    inter = w.mul_(h)
-    union = torch.add(area_a, area_b, out=h).sub_(inter)
+    inter, union = inter_union((ax1, ay1, ax2, ay2, area_a), (bx1, by1, bx2, by2, area_b))
     if not bool((area_a > 0).all()):  # sides so small that the area underflows to 0
         return torch.where(union > 0, inter / union, torch.zeros_like(inter))
     return inter.div_(union)
