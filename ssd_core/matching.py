@@ -155,6 +155,28 @@ def _best_anchors(iou, k):
     return cand.gather(2, _top_k_first(values, k))  # cand ascending: position order = index
 
 
+_FEW_ROWS = 8  # on the CPU, up to this many images run the greedy loop on Python lists
+
+
+def _greedy_lists(cand_anchor, cand_gt, cand_iou, gt_index, greedy):
+    """The loop of :func:`_greedy_on_candidates` on Python lists, for a few images on the CPU:
+    the same picks (``max`` keeps the first of equal values, as ``argmax`` does), without the
+    dozen tensor operations per step that dominate when the candidate set is this small."""
+    picks = []  # (image, anchor, object)
+    rows = zip(cand_anchor.tolist(), cand_gt.tolist(), cand_iou.tolist())
+    for image, (anchor, obj, iou) in enumerate(rows):
+        live = [i for i, v in enumerate(iou) if v >= 0]  # valid objects, in candidate order
+        while live:
+            pick = max(live, key=iou.__getitem__)
+            a, g = anchor[pick], obj[pick]
+            picks.append((image, a, g))
+            live = [i for i in live if anchor[i] != a and obj[i] != g]
+    if picks:
+        image, a, g = torch.tensor(picks, dtype=torch.long).unbind(1)
+        gt_index[image, a] = g
+        greedy[image, a] = True
+
+
 def _greedy_on_candidates(iou, valid, gt_index, greedy):
     """The book's greedy step 2 on ``iou (B, M, N)``, written into ``gt_index`` / ``greedy``
     ``(B, N)``: repeatedly the globally largest remaining IoU (first in the book's row-major
@@ -177,6 +199,9 @@ def _greedy_on_candidates(iou, valid, gt_index, greedy):
     cand_gt = cand_gt.gather(1, order)
     cand_iou = torch.gather(iou.reshape(batch, -1), 1, cand_gt * num_anchors + cand_anchor)
     cand_iou = cand_iou.masked_fill_(~valid.gather(1, cand_gt), -1.0)
+    if device.type == "cpu" and batch <= _FEW_ROWS:
+        _greedy_lists(cand_anchor, cand_gt, cand_iou, gt_index, greedy)
+        return
     rows = torch.arange(batch, device=device)
     for _ in range(int(valid.sum(dim=1).max())):
         pick = cand_iou.argmax(dim=1, keepdim=True)
@@ -236,9 +261,11 @@ def _iou_and_match(anchors, labels, iou_threshold):
     anchors = _check_anchors(anchors)
     valid = _check_labels(labels)
     _check_threshold(iou_threshold)
-    # Padding rows become empty boxes at the origin: IoU 0 with every (positive-area) anchor.
-    boxes = labels[..., 1:].to(anchors.dtype) * valid[..., None]
-    iou = _anchor_iou(anchors, boxes)
+    if int(valid.sum()) * 4 < 3 * valid.numel():  # many padding rows: only real objects' IoUs
+        iou = anchors.new_zeros((*valid.shape, anchors.shape[0]))
+        iou[valid] = _anchor_iou(anchors, labels[valid][None, :, 1:].to(anchors.dtype))[0]
+    else:  # padding rows become empty boxes at the origin: IoU 0 with every anchor
+        iou = _anchor_iou(anchors, labels[..., 1:].to(anchors.dtype) * valid[..., None])
     gt_index, greedy = _match(iou, valid, iou_threshold)
     return anchors, valid, iou, gt_index, greedy
 

@@ -4,6 +4,7 @@ with the loop oracles, errors."""
 import pytest
 import torch
 
+from ssd_core import matching
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.errors import AnnotationError
 from ssd_core.matching import (
@@ -18,6 +19,15 @@ from tests.reference import (
     ref_hard_negative_mask,
     ref_multibox_target,
 )
+
+
+@pytest.fixture(params=["lists", "tensors"])
+def greedy_loop(request, monkeypatch):
+    """Run a test once with the greedy step on Python lists (a few images on the CPU) and once
+    with the batched tensor loop (many images, or a GPU)."""
+    monkeypatch.setattr(matching, "_FEW_ROWS", 10**9 if request.param == "lists" else -1)
+    return request.param
+
 
 BOOK_GT = torch.tensor([[0, 0.1, 0.08, 0.52, 0.92], [1, 0.55, 0.2, 0.9, 0.88]])
 BOOK_ANCHORS = torch.tensor(
@@ -78,7 +88,7 @@ def _random_labels(g, batch, slots, quantize):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_multibox_target_matches_reference(seed):
+def test_multibox_target_matches_reference(seed, greedy_loop):
     g = torch.Generator().manual_seed(seed)
     anchors = torch.cat(
         (
@@ -198,7 +208,7 @@ def _objects(g, batch, slots, quantize):
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_multibox_target_equals_the_books(seed):
+def test_multibox_target_equals_the_books(seed, greedy_loop):
     g = torch.Generator().manual_seed(seed)
     anchors = _tinyssd_anchors() if seed < 3 else torch.cat(
         (multibox_prior(torch.zeros(1, 1, 6, 6), [0.2, 0.3], [1, 2, 0.5]),
@@ -216,7 +226,7 @@ def test_multibox_target_equals_the_books(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_padded_multibox_target_equals_the_book_on_each_images_objects(seed):
+def test_padded_multibox_target_equals_the_book_on_each_images_objects(seed, greedy_loop):
     """The book takes no padding rows: each image's real objects, one image at a time."""
     g = torch.Generator().manual_seed(100 + seed)
     anchors = _tinyssd_anchors()
