@@ -180,6 +180,26 @@ def matmul_gflops(device, n=2048, reps=10, dtype=torch.float32) -> float:
     return 2 * n**3 / statistics.median(ts) / 1e9
 
 
+def conv_gflops(device, channels=64, side=64, batch=32, reps=5, dtype=torch.float32) -> float:
+    """GFLOP/s of one 3x3 convolution forward (channels_last), TinySSD's own kind of kernel:
+    oneDNN's convolutions can run faster than a square matmul on the same cores."""
+    x = torch.randn(batch, channels, side, side, device=device, dtype=dtype).contiguous(
+        memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).contiguous(
+        memory_format=torch.channels_last)
+    conv = torch.nn.functional.conv2d
+    for _ in range(2):
+        conv(x, w, padding=1)
+    ts = []
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        conv(x, w, padding=1)
+        sync(device)
+        ts.append(time.perf_counter() - t)
+    return 2 * batch * side * side * channels * channels * 9 / min(ts) / 1e9
+
+
 def gflop_per_image(num_classes, size, device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -198,12 +218,17 @@ class NetStep:
     """Forward + backward + SGD step of TinySSD on one fixed batch, in a given setting."""
 
     def __init__(self, num_classes, X, device, channels_last=True, inplace=False,
-                 bf16=False, compiled=False):
+                 bf16=False, compiled=False, strip=()):
         torch.manual_seed(0)
         net = TinySSD(num_classes)
         for m in net.modules():
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = inplace
+        # A floor, not a setting: layers of these types replaced by identities.
+        for m in list(net.modules()):
+            for name, child in list(m.named_children()):
+                if isinstance(child, strip):
+                    setattr(m, name, torch.nn.Identity())
         net.to(device)
         if channels_last:
             net.to(memory_format=torch.channels_last)
@@ -220,6 +245,21 @@ class NetStep:
         self.opt.zero_grad(set_to_none=True)
 
 
+def floor(num_classes, batch, size, device, rounds, block) -> dict:
+    """img/s of the network step as shipped and with BatchNorm, then BatchNorm and ReLU, taken
+    out (interleaved): what the convolutions (and pooling) alone cost, the part of the step
+    that no change to the loop around them can make faster in fp32."""
+    X = torch.rand(batch, 3, size, size, device=device)
+    bn, relu = torch.nn.BatchNorm2d, torch.nn.ReLU
+    loops = {
+        "network step as shipped (channels_last fp32)": (NetStep(num_classes, X, device), batch),
+        "  BatchNorm taken out": (NetStep(num_classes, X, device, strip=(bn,)), batch),
+        "  BatchNorm and ReLU taken out: convolutions + pooling": (
+            NetStep(num_classes, X, device, strip=(bn, relu)), batch),
+    }
+    return {k: statistics.median(v) for k, v in time_rounds(loops, rounds, block, device).items()}
+
+
 def extras(ds, data, batch, size, device, rounds, block, compile_too) -> list[tuple]:
     """Rows (what, img/s of it, img/s of the shipped setting, ratio, note)."""
     C = len(ds.class_names)
@@ -232,7 +272,8 @@ def extras(ds, data, batch, size, device, rounds, block, compile_too) -> list[tu
     }
     t = time_rounds(loops, rounds, block, device)
     base = statistics.median(t["shipped: channels_last fp32"])
-    rows = [(k, statistics.median(v), base, "network step alone") for k, v in t.items()]
+    rows = [(k, statistics.median(v), base, "network step alone") for k, v in t.items()
+            if not k.startswith("shipped")]
     # Loop-level variants: one fewer host sync per step, DataLoader workers.
     eng = {
         "engine, real data path": (EngineLoop(ds, batch, device, rounds, device_data="off"),
@@ -347,29 +388,47 @@ def main():
         print(f"{name}: data + target assignment = "
               f"{100 * (prof['data'] + prof['target']) / tot:.1f}% of the step")
 
-    gflops = matmul_gflops(device)
+    gflops = max(matmul_gflops(device), conv_gflops(device))
     per_img = gflop_per_image(len(ds.class_names), args.size, device)
     limit = gflops / per_img
     eng = statistics.median(times["engine, same images"])
-    print(f"\ncompute limit: {per_img:.2f} GFLOP per image (forward + backward), fp32 matmul "
-          f"{gflops:.0f} GFLOP/s here -> {limit:.1f} img/s; engine reaches {eng:.1f} img/s = "
-          f"{100 * eng / limit:.0f}% (real data path "
-          f"{100 * statistics.median(times['engine, real data path']) / limit:.0f}%), "
-          f"book loop {100 * book / limit:.0f}%")
+    print(f"\ncompute limit: {per_img:.2f} GFLOP per image (forward + backward); the faster of an "
+          f"fp32 2048^2 matmul and a 3x3 64-channel convolution runs at {gflops:.0f} GFLOP/s here "
+          f"-> {limit:.1f} img/s; engine reaches {eng:.1f} img/s = {100 * eng / limit:.0f}% "
+          f"(real data path {100 * statistics.median(times['engine, real data path']) / limit:.0f}"
+          f"%), book loop {100 * book / limit:.0f}%; 1.5x the book loop would be "
+          f"{1.5 * book:.1f} img/s = {150 * book / limit:.0f}% of the limit")
     bf16 = statistics.median(times["engine, same images, precision=bf16"])
-    bf16_gflops = matmul_gflops(device, dtype=torch.bfloat16)
+    bf16_gflops = max(matmul_gflops(device, dtype=torch.bfloat16),
+                      conv_gflops(device, dtype=torch.bfloat16))
     bf16_limit = bf16_gflops / per_img
-    print(f"bf16: matmul {bf16_gflops:.0f} GFLOP/s here -> {bf16_limit:.1f} img/s; the engine "
-          f"in bf16 reaches {bf16:.1f} img/s = {100 * bf16 / bf16_limit:.0f}% "
-          f"(native bf16 on this device: {devmod.native_bf16(device)}; precision='fast', the "
-          f"Classroom demo's, picks bf16 only then)")
+    native = devmod.native_bf16(device)
+    print(f"bf16: {bf16_gflops:.1f} GFLOP/s here -> {bf16_limit:.1f} img/s; the engine in bf16 "
+          f"reaches {bf16:.1f} img/s = {100 * bf16 / bf16_limit:.0f}% of that. Native bf16 on "
+          f"this device: {native}; precision='fast' (the Classroom demo's) picks bf16 only then"
+          + ("" if native else ", so here it trains in fp32 (bf16 is emulated and slow)"))
     print(f"goals: >= 25 img/s and >= 1.5x the book loop: fp32 {eng:.1f} img/s, "
           f"{eng / book:.2f}x (real data path "
           f"{statistics.median(times['engine, real data path']) / book:.2f}x); "
-          f"bf16 {bf16:.1f} img/s, {bf16 / book:.2f}x")
+          f"bf16 {bf16:.1f} img/s, {bf16 / book:.2f}x; 25 img/s is {2500 / limit:.0f}% of "
+          f"this machine's fp32 limit")
     for loop, _ in loops.values():
         if isinstance(loop, EngineLoop):
             loop.fit.close()
+
+    fl = floor(len(ds.class_names), args.batch, args.size, device, max(2, args.steps // 2),
+               block)
+    print("\nwhat stands in the way (the network step alone, fp32, interleaved; the two lower "
+          "rows are floors, not settings):\n")
+    print("| network step | img/s | vs book loop | share of the compute limit |")
+    print("|---|---:|---:|---:|")
+    for name, v in fl.items():
+        print(f"| {name} | {v:.1f} | {v / book:.2f}x | {100 * v / limit:.0f}% |")
+    convs = fl["  BatchNorm and ReLU taken out: convolutions + pooling"]
+    full = fl["network step as shipped (channels_last fp32)"]
+    print(f"BatchNorm and ReLU cost {1000 * args.batch * (1 / full - 1 / convs):.0f} ms of a "
+          f"{1000 * args.batch / full:.0f} ms network step; with both free, the convolutions "
+          f"alone would give {convs / book:.2f}x the book loop")
 
     if not args.no_extras:
         rows = extras(ds, data, args.batch, args.size, device, max(2, args.steps // 2), block,
