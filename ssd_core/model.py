@@ -48,6 +48,20 @@ def concat_preds(preds: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([flatten_pred(p) for p in preds], dim=1)
 
 
+class DownSampleBlk(nn.Sequential):
+    """The book's layers in the book's order, run with the last ReLU after the pooling.
+
+    ReLU is monotone, so max(relu(x)) == relu(max(x)) bit for bit, and both orders send the
+    gradient to the same element (the first maximum; nothing where the maximum is <= 0). After
+    the pooling the last ReLU touches a quarter of the values: ~2.5% of a CPU training step."""
+
+    def forward(self, X):
+        *body, relu, pool = self
+        for layer in body:
+            X = layer(X)
+        return relu(pool(X))
+
+
 def down_sample_blk(in_channels: int, out_channels: int) -> nn.Sequential:
     """2x [conv3x3 pad 1, BatchNorm, ReLU] + MaxPool2d(2): (B, in, h, w) -> (B, out, h/2, w/2)."""
     blk: list[nn.Module] = []
@@ -57,7 +71,7 @@ def down_sample_blk(in_channels: int, out_channels: int) -> nn.Sequential:
         blk.append(nn.ReLU())
         in_channels = out_channels
     blk.append(nn.MaxPool2d(2))
-    return nn.Sequential(*blk)
+    return DownSampleBlk(*blk)
 
 
 def base_net(channels=(16, 32, 64), in_channels: int = 3) -> nn.Sequential:

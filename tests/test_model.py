@@ -257,3 +257,39 @@ def test_autocast_and_channels_last_keep_float32_anchors():
     assert cls_preds.shape == ref[1].shape
     for a, b in zip(out_cl, ref):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_step_equals_the_books_bit_for_bit(channels_last):
+    """Same weights, same batch: the book's TinySSD (tests/book_train.py, pooling after the
+    last ReLU) and ours (the last ReLU after the pooling) give the same outputs, loss gradients
+    and BatchNorm statistics, bit for bit; ReLU outputs of exactly 0 included."""
+    from tests.book_train import BookTinySSD
+
+    torch.manual_seed(0)
+    book, ours = BookTinySSD(num_classes=2), TinySSD(num_classes=2)
+    # Module order differs (setattr blocks vs ModuleLists); the blocks' layers line up.
+    book_params = [getattr(book, f"{kind}_{i}") for kind in ("blk", "cls", "bbox")
+                   for i in range(5)]
+    our_params = [*ours.blks, *ours.cls_predictors, *ours.bbox_predictors]
+    for b, o in zip(book_params, our_params):
+        o.load_state_dict(b.state_dict())
+    X = torch.rand(4, 3, 128, 128)
+    X[0, :, :40] = 0.0  # flat regions: many ReLU outputs exactly 0, ties inside pool windows
+    if channels_last:
+        book, ours = (m.to(memory_format=torch.channels_last) for m in (book, ours))
+        X = X.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for net in (book, ours):
+        net.train()
+        anchors, cls, bbox = net(X)
+        (cls.square().mean() + bbox.abs().mean()).backward()
+        grads = [p.grad for m in (book_params if net is book else our_params)
+                 for p in m.parameters()]
+        stats = [b for m in (book_params if net is book else our_params) for b in m.buffers()]
+        outs.append((anchors, cls, bbox, grads, stats))
+    (ab, cb, bb, gb, sb), (ao, co, bo, go, so) = outs
+    assert torch.allclose(ab, ao, atol=1e-6)  # the book computes anchors every forward
+    assert torch.equal(cb, co) and torch.equal(bb, bo)
+    assert len(gb) == len(go) and all(torch.equal(x, y) for x, y in zip(gb, go))
+    assert all(torch.equal(x, y) for x, y in zip(sb, so))
