@@ -122,6 +122,37 @@ def test_same_seed_same_losses_other_seed_differs(tiny_data):
     assert a != c
 
 
+def test_data_loader_workers_start_once_and_train_the_same(tiny_data, tmp_path,
+                                                          monkeypatch):
+    # The PIL path (device_data off): one worker process loader serves every whole epoch; the
+    # batches, so the losses, are those of the in-process loader, resumed mid-epoch too.
+    cfg = tiny_config(epochs=3, device_data="off")
+    plain = losses(Trainer(cfg.replace(num_workers=0), tiny_data).fit())
+    made = []
+    real_loader = torch.utils.data.DataLoader
+
+    class Counting(real_loader):
+        def __init__(self, *a, **kw):
+            made.append(kw.get("persistent_workers", False))
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Counting)
+    trainer = Trainer(cfg.replace(num_workers=1), tiny_data, run_dir=tmp_path)
+    first = []
+    for r in trainer.fit():
+        first.append(r)
+        if r["kind"] == "step" and r["step"] == 8:  # mid-way through epoch 2 (6 steps each)
+            trainer.stop()
+    assert made == [True]  # epochs 1 and 2 from one loader
+    assert trainer._workers_loader is None  # its workers ended with fit()
+    resumed = Trainer(cfg.replace(num_workers=1), tiny_data, run_dir=tmp_path,
+                      resume=tmp_path / "checkpoint.pt")
+    rest = list(resumed.fit())
+    # The rest of epoch 2 from a one-off loader, epoch 3 from a kept one.
+    assert made == [True, False, True]
+    assert losses(first) + losses(rest) == plain
+
+
 def test_schedules_warmup_and_cosine(tiny_data):
     cfg = tiny_config(epochs=2, schedule="cosine", warmup_steps=4)
     lrs = [r["lr"] for r in Trainer(cfg, tiny_data).fit() if r["kind"] == "step"]

@@ -91,6 +91,7 @@ class Trainer:
         self.progress = Progress()  # where this run started (a resumed run: mid-way)
         self._dist, self._own_group = None, False
         self._sampler, self._num_workers = None, 0
+        self._workers_loader = None  # with workers: one DataLoader kept for every whole epoch
         self._t_start = self._window_t0 = time.perf_counter()
         self._run_step0 = 0
         self._window = torch.zeros(len(SUMS), dtype=torch.float64)
@@ -161,10 +162,20 @@ class Trainer:
             sampler = SkipSampler(sampler, skip_batches * self.config.batch_size)
         if self.device_data is not None:  # batches indexed and augmented on the device
             return self.device_data.batches(list(sampler), self.config.batch_size)
+        if self._num_workers and not skip_batches:
+            # Workers started once, not every epoch: the loader asks the sampler for the new
+            # epoch's order each time it is iterated.
+            if self._workers_loader is None:
+                self._workers_loader = self._data_loader(sampler, persistent=True)
+            return self._workers_loader
+        return self._data_loader(sampler)
+
+    def _data_loader(self, sampler, persistent=False):
         return torch.utils.data.DataLoader(
             self.train_data, batch_size=self.config.batch_size, sampler=sampler,
             collate_fn=detection_collate, num_workers=self._num_workers,
-            pin_memory=self.device.type == "cuda", drop_last=False)
+            pin_memory=self.device.type == "cuda", drop_last=False,
+            persistent_workers=persistent)
 
     # ---- the loop
     def fit(self) -> Iterator[dict]:
@@ -185,6 +196,7 @@ class Trainer:
             self._write_status("failed", f"{type(e).__name__}: {e}")
             raise
         finally:
+            self._workers_loader = None  # its worker processes end with it
             if self._dist is not None and self._own_group:
                 self._dist.destroy_process_group()
 
