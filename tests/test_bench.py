@@ -1,0 +1,49 @@
+"""The bench scripts run and print their tables (tiny sizes; no timing is asserted here: speed
+goals live in the scripts' own output)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(*args: str, timeout: float = 300) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_bench_train_prints_the_book_comparison_profile_and_floor():
+    out = run_bench("bench/bench_train.py", "--batch", "2", "--size", "64", "--steps", "1",
+                    "--no-extras")
+    for row in ("| book loop (in-memory images) |", "| engine, same images |",
+                "| engine, real data path |", "| engine, same images, precision=bf16 |"):
+        assert row in out
+    # The profile names every phase for both loops.
+    for phase in ("data", "forward", "target", "loss", "backward", "optimizer", "metrics"):
+        assert f"| {phase} |" in out
+    assert "compute limit:" in out and "goals: >= 25 img/s and >= 1.5x the book loop" in out
+    assert "BatchNorm and ReLU taken out: convolutions + pooling" in out
+    assert "with both free, the convolutions alone would give" in out
+
+
+def test_bench_boxes_compares_with_the_book_and_says_when_outputs_agree():
+    out = run_bench("bench/bench_boxes.py", "--repeats", "1")
+    assert "multibox_target, B=32, 5444 anchors, 8 objects" in out
+    assert "multibox_detection, B=8, trained-like, exact book order" in out
+    assert "nms, 5444 decoded TinySSD boxes, IoU 0.5" in out
+    assert "outputs equal: NO" not in out and "outputs equal: yes" in out
+    # OpenCV's NMS is the library baseline when installed; otherwise the bench says how.
+    assert ("cv2.dnn.NMSBoxes (baseline = OpenCV)" in out) or ('pip install -e ".[bench]"'
+                                                              in out)
+    assert "same kept indices: no" not in out
