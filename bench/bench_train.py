@@ -290,7 +290,7 @@ def extras(ds, data, batch, size, device, rounds, block, compile_too) -> list[tu
     t = time_rounds(eng, rounds, block, device)
     real, same = statistics.median(t["engine, real data path"]), statistics.median(
         t["engine, same images"])
-    rows.append(("1 DataLoader worker (the Trainer makes a loader per epoch)",
+    rows.append(("1 DataLoader worker, persistent (started once for every epoch)",
                  statistics.median(t["  + 1 DataLoader worker"]), real,
                  "vs real data path, 0 workers"))
     rows.append(("render once (uint8 tensor) vs PIL per step", same, real,
