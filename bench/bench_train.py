@@ -165,18 +165,24 @@ def profile(loop, device, steps: int, first_phase: str) -> dict:
 # ---------------------------------------------------------------- compute limit
 
 
-def matmul_gflops(device, n=2048, reps=10, dtype=torch.float32) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
+def kernel_seconds(fn, device, warmup: int, reps: int) -> list[float]:
+    """Seconds of each of ``reps`` calls of ``fn`` after ``warmup`` calls, synchronized."""
+    for _ in range(warmup):
+        fn()
     ts = []
     for _ in range(reps):
         sync(device)
         t = time.perf_counter()
-        a @ b
+        fn()
         sync(device)
         ts.append(time.perf_counter() - t)
+    return ts
+
+
+def matmul_gflops(device, n=2048, reps=10, dtype=torch.float32) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    ts = kernel_seconds(lambda: a @ b, device, 3, reps)
     return 2 * n**3 / statistics.median(ts) / 1e9
 
 
@@ -187,16 +193,7 @@ def conv_gflops(device, channels=64, side=64, batch=32, reps=5, dtype=torch.floa
         memory_format=torch.channels_last)
     w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).contiguous(
         memory_format=torch.channels_last)
-    conv = torch.nn.functional.conv2d
-    for _ in range(2):
-        conv(x, w, padding=1)
-    ts = []
-    for _ in range(reps):
-        sync(device)
-        t = time.perf_counter()
-        conv(x, w, padding=1)
-        sync(device)
-        ts.append(time.perf_counter() - t)
+    ts = kernel_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, 2, reps)
     return 2 * batch * side * side * channels * channels * 9 / min(ts) / 1e9
 
 

@@ -269,10 +269,10 @@ def test_training_step_equals_the_books_bit_for_bit(channels_last):
     torch.manual_seed(0)
     book, ours = BookTinySSD(num_classes=2), TinySSD(num_classes=2)
     # Module order differs (setattr blocks vs ModuleLists); the blocks' layers line up.
-    book_params = [getattr(book, f"{kind}_{i}") for kind in ("blk", "cls", "bbox")
-                   for i in range(5)]
-    our_params = [*ours.blks, *ours.cls_predictors, *ours.bbox_predictors]
-    for b, o in zip(book_params, our_params):
+    book_modules = [getattr(book, f"{kind}_{i}") for kind in ("blk", "cls", "bbox")
+                    for i in range(5)]
+    our_modules = [*ours.blks, *ours.cls_predictors, *ours.bbox_predictors]
+    for b, o in zip(book_modules, our_modules):
         o.load_state_dict(b.state_dict())
     X = torch.rand(4, 3, 128, 128)
     X[0, :, :40] = 0.0  # flat regions: many ReLU outputs exactly 0, ties inside pool windows
@@ -280,13 +280,12 @@ def test_training_step_equals_the_books_bit_for_bit(channels_last):
         book, ours = (m.to(memory_format=torch.channels_last) for m in (book, ours))
         X = X.contiguous(memory_format=torch.channels_last)
     outs = []
-    for net in (book, ours):
+    for net, modules in ((book, book_modules), (ours, our_modules)):
         net.train()
         anchors, cls, bbox = net(X)
         (cls.square().mean() + bbox.abs().mean()).backward()
-        grads = [p.grad for m in (book_params if net is book else our_params)
-                 for p in m.parameters()]
-        stats = [b for m in (book_params if net is book else our_params) for b in m.buffers()]
+        grads = [p.grad for m in modules for p in m.parameters()]
+        stats = [b for m in modules for b in m.buffers()]
         outs.append((anchors, cls, bbox, grads, stats))
     (ab, cb, bb, gb, sb), (ao, co, bo, go, so) = outs
     assert torch.allclose(ab, ao, atol=1e-6)  # the book computes anchors every forward
