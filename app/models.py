@@ -8,13 +8,12 @@ from pathlib import Path
 import jobs
 import streamlit as st
 import timing
-import torch
 
 from ssd_core.config import FIELDS
 from ssd_core.data import CLASS_NAMES
 from ssd_core.detection import Detector
 from ssd_core.errors import CheckpointError
-from ssd_core.model import TinySSD
+from ssd_core.model import seeded_tinyssd
 from ssd_core.resources import shipped_checkpoint
 
 UNTRAINED = "untrained"
@@ -44,9 +43,8 @@ def _mtime(path: str | None) -> int:
 def _detector(choice: str, mtime: int) -> Detector:
     timing.event("model load", model=choice)
     if choice == UNTRAINED:
-        torch.manual_seed(0)
-        return Detector(TinySSD(len(CLASS_NAMES)), list(CLASS_NAMES), FIELDS["input_size"].default,
-                        device="cpu")
+        return Detector(seeded_tinyssd(len(CLASS_NAMES), seed=0), list(CLASS_NAMES),
+                        FIELDS["input_size"].default, device="cpu")
     return Detector.from_checkpoint(_path(choice))
 
 

@@ -26,6 +26,7 @@ from ssd_core.model import (
     cls_predictor,
     concat_preds,
     down_sample_blk,
+    seeded,
 )
 
 # The book's printed outputs (ssd-chapter: Out[3], Out[5], Out[7], Out[8], In[13]).
@@ -52,6 +53,11 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(n) for n in t.shape)
 
 
+def _seed0(make):
+    """A layer built with the weights of a generator seeded 0 (its own, not torch's global)."""
+    return seeded(make, torch.Generator().manual_seed(0))
+
+
 def forward(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
     """The book's helper (``block.initialize(); return block(x)``); PyTorch layers come
     initialized, and no gradients are needed to read a shape."""
@@ -62,9 +68,8 @@ def forward(x: torch.Tensor, block: torch.nn.Module) -> torch.Tensor:
 def predictor_outputs() -> tuple[torch.Tensor, torch.Tensor]:
     """In [3]: ``Y1`` (2, 55, 20, 20) with 5 anchors and ``Y2`` (2, 33, 10, 10) with 3 anchors
     per pixel, both for 10 classes."""
-    torch.manual_seed(0)
-    Y1 = forward(torch.zeros((2, 8, 20, 20)), cls_predictor(8, 5, 10))
-    Y2 = forward(torch.zeros((2, 16, 10, 10)), cls_predictor(16, 3, 10))
+    Y1 = forward(torch.zeros((2, 8, 20, 20)), _seed0(lambda: cls_predictor(8, 5, 10)))
+    Y2 = forward(torch.zeros((2, 16, 10, 10)), _seed0(lambda: cls_predictor(16, 3, 10)))
     return Y1, Y2
 
 
@@ -81,12 +86,12 @@ def cell_concat_shape() -> tuple[int, ...]:
 
 def cell_down_sample_shape() -> tuple[int, ...]:
     """In [7]: ``forward(zeros((2, 3, 20, 20)), down_sample_blk(3, 10)).shape``."""
-    return _shape(forward(torch.zeros((2, 3, 20, 20)), down_sample_blk(3, 10)))
+    return _shape(forward(torch.zeros((2, 3, 20, 20)), _seed0(lambda: down_sample_blk(3, 10))))
 
 
 def cell_base_net_shape() -> tuple[int, ...]:
     """In [8]: ``forward(zeros((2, 3, 256, 256)), base_net()).shape``."""
-    return _shape(forward(torch.zeros((2, 3, 256, 256)), base_net()))
+    return _shape(forward(torch.zeros((2, 3, 256, 256)), _seed0(base_net)))
 
 
 def cell_sizes() -> dict:
@@ -110,8 +115,7 @@ def cell_tinyssd(batch_size: int = 32, input_size: int = 256, device="meta") -> 
     The default ``device="meta"`` runs the same forward code on shapes alone (no arithmetic),
     so the book's 32-image batch costs milliseconds; ``device="cpu"`` computes it for real.
     """
-    torch.manual_seed(0)
-    net = TinySSD(num_classes=1).to(device).eval()
+    net = _seed0(lambda: TinySSD(num_classes=1)).to(device).eval()
     X = torch.zeros((batch_size, 3, input_size, input_size), device=device)
     anchors, cls_preds, bbox_preds = forward(X, net)
     return {"anchors": _shape(anchors), "cls_preds": _shape(cls_preds),

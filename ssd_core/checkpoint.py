@@ -20,7 +20,7 @@ from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES
 from ssd_core.config import TrainConfig
 from ssd_core.errors import CheckpointError, ConfigError
 from ssd_core.fileio import atomic_write_bytes, json_default
-from ssd_core.model import TinySSD
+from ssd_core.model import seeded_tinyssd
 
 CHECKPOINT_FORMAT = "ssd-explorer-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -41,13 +41,15 @@ class Checkpoint:
 
 
 def build_model(config: TrainConfig, num_classes: int | None = None) -> nn.Module:
-    """A fresh TinySSD for ``config`` (num_classes from the argument or the config)."""
+    """A fresh TinySSD for ``config`` (num_classes from the argument or the config), with the
+    random weights a run of ``config.seed`` starts from (:func:`ssd_core.model.seeded_tinyssd`:
+    the run's own generator, never torch's process-wide one)."""
     n = num_classes if num_classes is not None else config.num_classes
     if n is None:
         raise ConfigError("num_classes is unknown: set it in the config or give class names.")
-    return TinySSD(n, base_channels=config.base_channels, channels=config.channels,
-                   sizes=config.anchor_sizes or TINYSSD_SIZES,
-                   ratios=config.anchor_ratios or TINYSSD_RATIOS)
+    return seeded_tinyssd(n, config.seed, base_channels=config.base_channels,
+                          channels=config.channels, sizes=config.anchor_sizes or TINYSSD_SIZES,
+                          ratios=config.anchor_ratios or TINYSSD_RATIOS)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -9,6 +9,9 @@ the feature-map sizes) are computed once per input size/device/dtype and cached.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -24,6 +27,7 @@ from ssd_core.anchors import (
     multibox_prior,
 )
 from ssd_core.errors import ConfigError
+from ssd_core.seeding import INIT, torch_generator
 
 NUM_BLOCKS = NUM_SCALES
 
@@ -196,6 +200,40 @@ class TinySSD(nn.Module):
         cls_preds = concat_preds(cls_preds)
         cls_preds = cls_preds.reshape(cls_preds.shape[0], -1, self.num_classes + 1)
         return anchors, cls_preds, concat_preds(bbox_preds)
+
+
+def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Initialize every parameter of ``model`` as PyTorch's layer defaults do, drawing only from
+    ``generator`` (on the parameters' device): convolutions and linear layers get Kaiming-uniform
+    weights (a=sqrt(5)) and uniform biases of bound 1/sqrt(fan_in); BatchNorm gets ones, zeros
+    and fresh running statistics. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, nn.modules.batchnorm._NormBase):
+            m.reset_parameters()  # no random draws
+        elif next(m.parameters(recurse=False), None) is not None:
+            raise TypeError(f"init_parameters does not know how to initialize {type(m).__name__}")
+    return model
+
+
+def seeded(make: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
+    """``make()`` built on the meta device (so nothing is drawn from torch's process-wide
+    generator), then materialized on ``generator``'s device and initialized from it."""
+    with torch.device("meta"):
+        model = make()
+    model.to_empty(device=generator.device)
+    return init_parameters(model, generator)
+
+
+def seeded_tinyssd(num_classes: int, seed: int = 0, **kwargs) -> TinySSD:
+    """A TinySSD with the random weights a run of this ``seed`` starts from (the run's own
+    generator, stream INIT); the same seed gives the same weights in any thread."""
+    return seeded(lambda: TinySSD(num_classes, **kwargs), torch_generator(seed, INIT))
 
 
 BLOCK_NAMES = ["base_net", "down_sample_blk_1", "down_sample_blk_2", "down_sample_blk_3",

@@ -5,12 +5,12 @@ import streamlit as st
 import urlstate
 from pages import PAGES
 
-from ssd_core.model import TinySSD, describe
+from ssd_core.model import TinySSD, describe, seeded_tinyssd
 
 
 @st.cache_resource(show_spinner=False)
 def _book_model() -> TinySSD:
-    return TinySSD(num_classes=1)
+    return seeded_tinyssd(1)  # its own generator: page scripts never touch torch's global one
 
 
 st.title("SSD Explorer")

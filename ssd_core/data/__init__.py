@@ -5,7 +5,14 @@ Every dataset has ``sample(i) -> (PIL image, boxes (M,4) pixel corners, labels (
 """
 
 from .archive import extract_zip
-from .dataset import DetectionDataset, detection_collate, make_loader, make_target
+from .dataset import (
+    DetectionDataset,
+    ItemSeeds,
+    detection_collate,
+    make_loader,
+    make_target,
+    takes_item_seeds,
+)
 from .export import export_dataset
 from .formats import FORMATS, AnnotatedDetection, AnnotationWarning, detect_format, load_dataset
 from .synthetic import CLASS_NAMES, PRESETS, SyntheticDetection
@@ -13,7 +20,7 @@ from .transforms import Augment, hflip, photometric, random_iou_crop, resolve_au
 
 __all__ = [
     "CLASS_NAMES", "FORMATS", "PRESETS", "AnnotatedDetection", "AnnotationWarning", "Augment",
-    "DetectionDataset", "SyntheticDetection", "detect_format", "detection_collate",
+    "DetectionDataset", "ItemSeeds", "SyntheticDetection", "detect_format", "detection_collate",
     "export_dataset", "extract_zip", "hflip", "load_dataset", "make_loader", "make_target",
-    "photometric", "random_iou_crop", "resolve_augment", "zoom_out",
+    "photometric", "random_iou_crop", "resolve_augment", "takes_item_seeds", "zoom_out",
 ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from ssd_core.images import image_to_tensor
+from ssd_core.seeding import AUGMENT, LOADER, SHUFFLE, derive_seed, fresh_seed, torch_generator
 
 from .transforms import Augment, resolve_augment
 
@@ -44,14 +45,42 @@ class DetectionDataset(Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {n} images")
         return i % n
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index -> (image (3,S,S) float [0,1], target (M,5) [class, x1,y1,x2,y2] in [0,1])."""
+    def __getitem__(self, i) -> tuple[torch.Tensor, torch.Tensor]:
+        """Index, or ``(index, seed)`` -> (image (3,S,S) float [0,1], target (M,5) [class,
+        x1,y1,x2,y2] in [0,1]). With augmentation on, ``seed`` makes the draw reproducible
+        (:class:`ItemSeeds` hands them out); a bare index augments from fresh entropy."""
+        i, seed = i if isinstance(i, tuple) else (i, None)
         img, boxes, labels = self.sample(self._index(int(i)))
         if self.augment is not None:
-            # Seeded from torch so torch.manual_seed and DataLoader worker seeding apply.
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            rng = np.random.default_rng(seed)  # None: OS entropy, never a process-wide state
             img, boxes, labels = self.augment(img, boxes, labels, rng)
         return image_to_tensor(img, self.image_size), make_target(boxes, labels, img.size)
+
+
+def takes_item_seeds(data) -> bool:
+    """Whether ``data[(index, seed)]`` works: a DetectionDataset using the base __getitem__."""
+    return (isinstance(data, DetectionDataset)
+            and type(data).__getitem__ is DetectionDataset.__getitem__)
+
+
+class ItemSeeds(Sampler):
+    """A sampler of ``(index, seed)`` pairs: ``base``'s indices, each with the seed
+    ``derive_seed(seed, AUGMENT, epoch, *keys, position)``, so an item's augmentation depends on
+    the run's seed and where it falls, not on any shared generator. ``epoch`` None reads the
+    base sampler's ``epoch`` (DistributedSampler.set_epoch) or else counts the passes."""
+
+    def __init__(self, base, seed: int, epoch: int | None = None, keys=()):
+        self.base, self.seed, self.epoch, self.keys = base, int(seed), epoch, tuple(keys)
+        self._passes = 0
+
+    def __iter__(self):
+        epoch = self.epoch if self.epoch is not None else getattr(self.base, "epoch", self._passes)
+        self._passes += 1
+        for pos, i in enumerate(self.base):
+            yield int(i), derive_seed(self.seed, AUGMENT, epoch, *self.keys, pos)
+
+    def __len__(self) -> int:
+        return len(self.base)
 
 
 def make_target(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -77,10 +106,13 @@ def detection_collate(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def make_loader(ds, batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
                 seed: int | None = None, drop_last: bool = False, **kwargs) -> DataLoader:
-    """A DataLoader over a detection dataset with ``detection_collate`` (seeded shuffle if seed)."""
-    gen = None
-    if seed is not None:
-        gen = torch.Generator()
-        gen.manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=detection_collate, generator=gen, drop_last=drop_last, **kwargs)
+    """A DataLoader over a detection dataset with ``detection_collate``. Its draws (order,
+    augmentation) come from its own generators: seeded by ``seed`` (the same seed, the same
+    batches, epoch after epoch), or from fresh entropy when ``seed`` is None."""
+    seed = fresh_seed() if seed is None else int(seed)
+    gen = torch_generator(seed, SHUFFLE)
+    order = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
+    sampler = ItemSeeds(order, seed) if takes_item_seeds(ds) else order
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=detection_collate, generator=torch_generator(seed, LOADER),
+                      drop_last=drop_last, **kwargs)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ssd_core.errors import ConfigError
 from ssd_core.images import image_to_tensor
+from ssd_core.seeding import DEVICE_AUGMENT, derive_seed, fresh_seed
 
 from .dataset import DetectionDataset, make_target
 from .transforms import Augment
@@ -105,19 +106,22 @@ class DeviceData:
         X = self.images.index_select(0, idx).float().div_(255.0)
         Y = self.targets.index_select(0, idx)
         if self.augment is not None:
+            if generator is None:  # never torch's process-wide generator
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed(fresh_seed())
             X, Y = augment_batch(X, Y, self.augment, generator)
         return X, Y
 
-    def batches(self, indices, batch_size: int, seed: int | None = None):
-        """Batches over a list of indices in order; one generator seeded with ``seed`` (drawn
-        from torch's global RNG when None, so torch.manual_seed and resume states apply)."""
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, ()).item())
+    def batches(self, indices, batch_size: int, seed: int | None = None, first_batch: int = 0):
+        """Batches over a list of indices in order. Batch k (counting from ``first_batch``, so a
+        resumed epoch numbers on) is augmented with the device generator seeded
+        ``derive_seed(seed, DEVICE_AUGMENT, k)``; ``seed`` None takes fresh entropy."""
+        seed = fresh_seed() if seed is None else int(seed)
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed)
         # One copy of the epoch's order to the device: slicing it needs no host transfer.
         order = torch.as_tensor(list(indices), dtype=torch.long).to(self.device)
-        for start in range(0, len(order), batch_size):
+        for k, start in enumerate(range(0, len(order), batch_size), start=first_batch):
+            gen.manual_seed(derive_seed(seed, DEVICE_AUGMENT, k))
             yield self.batch(order[start:start + batch_size], gen)
 
 

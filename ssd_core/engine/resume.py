@@ -1,13 +1,13 @@
 """Resume state: everything besides the weights that a run needs to continue exactly where its
-checkpoint left off (optimizer, scheduler, progress, RNG states), as plain values and tensors
-so checkpoints load with ``weights_only=True``."""
+checkpoint left off (optimizer, scheduler, progress), as plain values and tensors so checkpoints
+load with ``weights_only=True``. No random-generator state is stored: every draw of a run is
+derived from its seed and the step it belongs to (ssd_core.seeding), so a resumed run recomputes
+them. Checkpoints of older versions carry an "rng" entry, which is ignored."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ssd_core.checkpoint import Checkpoint, load_checkpoint, unwrap
@@ -29,7 +29,6 @@ class Progress:
 
 def capture(optimizer, scheduler, scaler, progress: Progress) -> dict:
     """The train_state dict stored in a resumable checkpoint."""
-    np_state = np.random.get_state()
     sums = progress.epoch_sums
     return {
         "optimizer": optimizer.state_dict(),
@@ -41,22 +40,11 @@ def capture(optimizer, scheduler, scaler, progress: Progress) -> dict:
         "elapsed": progress.elapsed,
         "best_ap50": progress.best_ap50,
         "epoch_sums": [] if sums is None else [float(v) for v in sums.tolist()],
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                      int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        },
     }
 
 
-def _as_tuple(x):
-    """random.setstate wants tuples; weights_only loading may hand back lists."""
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
 def restore(resume, model, optimizer, scheduler, scaler, config, class_names) -> Progress:
-    """Load a resumable checkpoint (path or Checkpoint) into the run's objects and RNGs ->
+    """Load a resumable checkpoint (path or Checkpoint) into the run's objects ->
     its Progress. The optimizer state is kept only when the optimizer kind is unchanged."""
     ckpt = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume)
     ts = ckpt.train_state
@@ -79,17 +67,9 @@ def restore(resume, model, optimizer, scheduler, scaler, config, class_names) ->
                             float(ts.get("elapsed", 0.0)), ts.get("best_ap50"))
         if ts.get("epoch_sums") and progress.skip_batches:
             progress.epoch_sums = torch.tensor(ts["epoch_sums"], dtype=torch.float64)
-        _restore_rng(ts["rng"])
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise CheckpointError(
             f"{ckpt.path!r} has an incomplete or mismatched training state ({e}); "
             "start a fresh run or resume from the run's own checkpoint.pt.",
             path=ckpt.path) from None
     return progress
-
-
-def _restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    random.setstate(_as_tuple(rng["python"]))
-    kind, keys, pos, has_gauss, cached = rng["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

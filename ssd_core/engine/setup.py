@@ -1,12 +1,10 @@
-"""Everything a run needs before its first step: processes and device, seeds, the model, the
-optimizer and the data loader."""
+"""Everything a run needs before its first step: processes and device, the model (its weights
+drawn from the run's own generator: build_model), the optimizer and the data loader."""
 
 from __future__ import annotations
 
 import os
-import random
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -54,12 +52,6 @@ def training_device(config: TrainConfig, distributed: bool, local_rank: int) -> 
         devmod.tune_cpu_allocator()
         devmod.configure_cpu_threads()
     return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def make_model(config: TrainConfig, class_names, device, init=None, sync_bn=False) -> nn.Module:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssd_core.config import TrainConfig
-from ssd_core.data import detection_collate
+from ssd_core.data import ItemSeeds, detection_collate, takes_item_seeds
 from ssd_core.engine.records import SUMS, has_batches, make_record, step_sums
 from ssd_core.engine.resume import Progress, capture, restore
 from ssd_core.engine.runfolder import RunFolder
@@ -28,13 +28,13 @@ from ssd_core.engine.setup import (
     loader_workers,
     make_model,
     make_optimizer,
-    seed_everything,
     training_device,
 )
 from ssd_core.engine.validation import validate
 from ssd_core.errors import ConfigError, TrainingDiverged
 from ssd_core.losses import ssd_loss
 from ssd_core.matching import multibox_target
+from ssd_core.seeding import LOADER, derive_seed, torch_generator
 
 
 class Trainer:
@@ -91,6 +91,7 @@ class Trainer:
         self.progress = Progress()  # where this run started (a resumed run: mid-way)
         self._dist, self._own_group = None, False
         self._sampler, self._num_workers = None, 0
+        self._item_seeds = takes_item_seeds(train_data)  # data[(i, seed)] works
         self._workers_loader = None  # with workers: one DataLoader kept for every whole epoch
         self._t_start = self._window_t0 = time.perf_counter()
         self._run_step0 = 0
@@ -118,7 +119,6 @@ class Trainer:
         cfg = self.config
         self._dist, self._own_group = join_process_group(cfg, self.world_size)
         self.device = training_device(cfg, self._dist is not None, self.local_rank)
-        seed_everything(cfg.seed)
         self.model = make_model(cfg, self.class_names, self.device, self._init,
                                 sync_bn=self._dist is not None and cfg.sync_bn)
         self.optimizer = make_optimizer(self.model, cfg)
@@ -156,26 +156,37 @@ class Trainer:
         self.progress, self.step, self.best_ap50 = p, p.step, p.best_ap50
 
     def _loader(self, epoch: int, skip_batches: int):
+        """The epoch's batches. Every draw comes from the run's seed and the batch's place in
+        the run (the sampler's order from (seed, epoch); an item's augmentation from (seed,
+        epoch, rank, position)), so a resumed run recomputes them and no other thread's use of
+        a shared generator can change them."""
+        cfg = self.config
         self._sampler.set_epoch(epoch)
         sampler = self._sampler
-        if skip_batches:
-            sampler = SkipSampler(sampler, skip_batches * self.config.batch_size)
         if self.device_data is not None:  # batches indexed and augmented on the device
-            return self.device_data.batches(list(sampler), self.config.batch_size)
+            order = list(sampler)[skip_batches * cfg.batch_size:]
+            return self.device_data.batches(
+                order, cfg.batch_size, seed=derive_seed(cfg.seed, epoch, self.rank),
+                first_batch=skip_batches)
+        if self._item_seeds:
+            sampler = ItemSeeds(sampler, cfg.seed, keys=(self.rank,))  # epoch: the sampler's
+        if skip_batches:
+            sampler = SkipSampler(sampler, skip_batches * cfg.batch_size)
         if self._num_workers and not skip_batches:
             # Workers started once, not every epoch: the loader asks the sampler for the new
-            # epoch's order each time it is iterated.
+            # epoch's order each time it is iterated (ItemSeeds reads the sampler's epoch).
             if self._workers_loader is None:
                 self._workers_loader = self._data_loader(sampler, persistent=True)
             return self._workers_loader
         return self._data_loader(sampler)
 
     def _data_loader(self, sampler, persistent=False):
+        # Its own generator: DataLoader would otherwise draw worker seeds from torch's global one.
         return torch.utils.data.DataLoader(
             self.train_data, batch_size=self.config.batch_size, sampler=sampler,
             collate_fn=detection_collate, num_workers=self._num_workers,
             pin_memory=self.device.type == "cuda", drop_last=False,
-            persistent_workers=persistent)
+            persistent_workers=persistent, generator=torch_generator(self.config.seed, LOADER))
 
     # ---- the loop
     def fit(self) -> Iterator[dict]:

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ssd_core.data import CLASS_NAMES, SyntheticDetection
 from ssd_core.detection import Detector
-from ssd_core.model import TinySSD
+from ssd_core.model import seeded_tinyssd
 
 from .conftest import app_on_page
 
@@ -53,8 +52,9 @@ def arr(v) -> np.ndarray:
 
 
 def untrained_detector() -> Detector:
-    torch.manual_seed(0)  # the app's untrained model: TinySSD(3) right after manual_seed(0)
-    return Detector(TinySSD(len(CLASS_NAMES)), list(CLASS_NAMES), 256, device="cpu")
+    # the app's untrained model: the weights a run of seed 0 starts from
+    return Detector(seeded_tinyssd(len(CLASS_NAMES), seed=0), list(CLASS_NAMES), 256,
+                    device="cpu")
 
 
 def test_upload_detects_and_sliders_never_rerun_the_network(at, monkeypatch):

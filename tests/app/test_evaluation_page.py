@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ssd_core import evaluate_model, predict_batch
 from ssd_core.boxes import box_iou
 from ssd_core.data import CLASS_NAMES, SyntheticDetection
-from ssd_core.model import TinySSD
+from ssd_core.model import seeded_tinyssd
 
 from .conftest import app_on_page
 
@@ -84,8 +83,7 @@ def reference_counts(preds, threshold):
 def test_metrics_sweep_and_gallery_match_ssd_core(at):
     at.run()
     assert not at.exception and not at.error
-    torch.manual_seed(0)
-    model = TinySSD(len(CLASS_NAMES)).eval()  # the page's untrained model
+    model = seeded_tinyssd(len(CLASS_NAMES), seed=0).eval()  # the page's untrained model
     ds = SyntheticDetection(N, seed=SEED, image_size=256)
     ref = evaluate_model(model, ds, list(CLASS_NAMES))
     preds = predictions(model, ds)
