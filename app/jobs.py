@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from ssd_core import JobManager
+from ssd_core.runfolder import UPLOADS_DIR
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +39,7 @@ def job_manager() -> JobManager:
 def save_upload(data: bytes) -> Path:
     """Keep an uploaded dataset zip where a job can read it, once per content:
     ``<runs>/_uploads/<sha1>.zip`` (the Training and Evaluation pages share it)."""
-    path = runs_dir() / "_uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
+    path = runs_dir() / UPLOADS_DIR / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

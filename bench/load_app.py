@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ssd_core import runfolder as rf  # noqa: E402
 from tests.server import CHROMIUM_ARGS, chromium, serve  # noqa: E402
 
 TRAIN_SETTINGS = [("Training images", "8"), ("Validation images", "4"), ("Epochs", "2"),
@@ -111,10 +111,8 @@ class Watcher(threading.Thread):
 
     def states(self) -> dict[str, str]:
         out = {}
-        for p in self.runs.glob("*/status.json"):
-            # never half-written (atomic rename), but a reader may race a rename
-            with contextlib.suppress(OSError, ValueError):
-                out[p.parent.name] = json.loads(p.read_text()).get("state")
+        for p in self.runs.glob(f"*/{rf.STATUS}"):  # written by atomic renames: never half
+            out[p.parent.name] = rf.read_status(p.parent).state
         return out
 
     def run(self):
@@ -124,11 +122,11 @@ class Watcher(threading.Thread):
             now = time.time()
             for run, state in states.items():
                 self.seen.setdefault(run, now)
-                if state != "queued":
+                if state != rf.QUEUED:
                     self.started.setdefault(run, now)
             values = list(states.values())
-            self.report.max_running = max(self.report.max_running, values.count("running"))
-            self.report.max_queued = max(self.report.max_queued, values.count("queued"))
+            self.report.max_running = max(self.report.max_running, values.count(rf.RUNNING))
+            self.report.max_queued = max(self.report.max_queued, values.count(rf.QUEUED))
         self.report.queue_wait_s = [self.started.get(r, time.time()) - t
                                     for r, t in self.seen.items()]
 
@@ -325,7 +323,7 @@ def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float
             report.rss_after_mb = rss_mb(server.pid)
             end = time.time() + settle_timeout
             while settle_runs and time.time() < end and any(
-                    s in ("queued", "running") for s in watcher.states().values()):
+                    s in rf.ACTIVE for s in watcher.states().values()):
                 time.sleep(1)
             report.peak_rss_mb = max(report.peak_rss_mb, rss_mb(server.pid, "VmHWM"))
         finally:
@@ -342,8 +340,8 @@ def run_load(sessions: int, moves: int = 6, train_every: int = 5, timeout: float
             report.page_ms.append(r["ms"])
         elif r["what"] == "model load":
             report.model_loads[r["model"]] = report.model_loads.get(r["model"], 0) + 1
-    for p in runs.glob("*/status.json"):
-        state = json.loads(p.read_text()).get("state")
+    for p in runs.glob(f"*/{rf.STATUS}"):
+        state = rf.read_status(p.parent).state
         report.run_states[state] = report.run_states.get(state, 0) + 1
     made = sum(report.run_states.values())
     if made != report.trainings_started:  # a press of Start training that made no run, or more

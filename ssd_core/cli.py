@@ -27,6 +27,7 @@ from ssd_core.evaluate import evaluate_model
 from ssd_core.images import load_image
 from ssd_core.recipes import get_recipe
 from ssd_core.resources import shipped_checkpoint
+from ssd_core.runfolder import CHECKPOINT
 
 # ---------------------------------------------------------------- helpers
 
@@ -122,7 +123,7 @@ def _train_setup(args):
         if args.resume:
             resume = Path(args.resume)
         elif out is not None:
-            resume = out / "checkpoint.pt"
+            resume = out / CHECKPOINT
         else:
             raise UsageError("--resume without a path needs --out (the run folder to resume).")
         out = out or resume.parent
@@ -178,7 +179,7 @@ def cmd_train(args) -> int:
             else:
                 progress.step(r)
     if trainer.is_main:
-        progress.line(f"{trainer.state}: {trainer.message}; checkpoint {out / 'checkpoint.pt'}")
+        progress.line(f"{trainer.state}: {trainer.message}; checkpoint {out / CHECKPOINT}")
     if trainer.world_size > 1:  # every process reports, so a launcher can see all of them ran
         images = sum(r["images"] for r in trainer.history if r["kind"] == "step")
         print(f"[rank {trainer.rank}/{trainer.world_size}] {trainer.state}: {trainer.step} steps,"

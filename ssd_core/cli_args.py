@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ssd_core import runfolder as rf
 from ssd_core.config import FIELDS
 from ssd_core.recipes import RECIPES
 
@@ -110,20 +111,21 @@ def _add_train(sub) -> None:
     t = sub.add_parser(
         "train", help="train TinySSD (runs unchanged under torchrun for several processes)",
         formatter_class=_Formatter,
-        description="Train TinySSD with the book's loop. Writes OUT/config.json, "
-                    "OUT/metrics.jsonl, OUT/checkpoint.pt (latest, resumable), OUT/best.pt "
-                    "(best validation AP50) and OUT/status.json. Ctrl-C stops after the current "
-                    "step and saves a checkpoint; --resume continues from it.")
+        description=f"Train TinySSD with the book's loop. Writes OUT/{rf.CONFIG}, "
+                    f"OUT/{rf.METRICS}, OUT/{rf.CHECKPOINT} (latest, resumable), OUT/{rf.BEST} "
+                    f"(best validation AP50) and OUT/{rf.STATUS}. Ctrl-C stops after the "
+                    "current step and saves a checkpoint; --resume continues from it.")
     _add_data_options(t, val=True)
     t.add_argument("--out", metavar="DIR", help="run folder (default: runs/<date-time>)")
     t.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
-                   help="continue a run: from CHECKPOINT, or OUT/checkpoint.pt when no path "
-                        "is given; its settings are kept unless overridden here")
+                   help=f"continue a run: from CHECKPOINT, or OUT/{rf.CHECKPOINT} when no "
+                        "path is given; its settings are kept unless overridden here")
     t.add_argument("--init", metavar="CHECKPOINT",
                    help="start a new run from CHECKPOINT's weights (fresh optimizer and "
                         "schedule), e.g. assets/tinyssd_synthetic.pt to fine-tune the shipped "
                         "model; its settings are the starting point unless overridden here")
-    t.add_argument("--config", metavar="JSON", help="read settings from a config.json first")
+    t.add_argument("--config", metavar="JSON",
+                   help=f"read settings from a {rf.CONFIG} first")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="start from a setting recipe instead of the book's defaults: "
                         + " ".join(f"'{k}' ({r.label}): {r.why}".replace("%", "%%")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from ssd_core.config import TrainConfig
 from ssd_core.errors import ConfigError
-from ssd_core.fileio import write_json_atomic
+from ssd_core.fileio import read_json, write_json_atomic
 from ssd_core.jobs import JobManager
-from ssd_core.runs import DataSpec, read_json
-
-GROUPS_DIR = "experiments"  # inside the runs folder; it holds no config.json, so no run
+from ssd_core.runfolder import EXPERIMENTS_DIR as GROUPS_DIR  # in the runs folder, not a run
+from ssd_core.runs import DataSpec
 
 
 @dataclass(frozen=True)

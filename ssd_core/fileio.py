@@ -61,6 +61,15 @@ def write_json_atomic(path, data) -> None:
     atomic_write_bytes(Path(path), lambda f: f.write(blob))
 
 
+def read_json(path, default=None):
+    """The JSON in ``path``, or ``default`` when it is missing or not JSON (a torn or
+    hand-edited file)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
 def append_json_line(path, record: dict) -> None:
     """Append one JSON line to ``path`` and flush it (metrics.jsonl)."""
     with open(path, "a", encoding="utf-8") as f:

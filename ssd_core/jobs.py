@@ -1,16 +1,18 @@
 """Background training jobs and the runs folder, for the app (and anyone else).
 
-A :class:`JobManager` owns one runs folder. ``submit`` creates the run's folder at once
-(``config.json``, ``data.json``, ``status.json`` = queued) and queues the job; at most
-``max_running`` jobs train at the same time (1 by default: a CPU server trains one model at a time),
-the others wait in FIFO order with their position reported. Each job trains in its own thread
-through :class:`ssd_core.engine.Trainer`, which writes ``metrics.jsonl``, ``checkpoint.pt``,
-``best.pt`` and ``status.json``. The worker never touches a UI: readers take a :meth:`snapshot`
+A :class:`JobManager` owns one runs folder (its layout: ssd_core.runfolder). ``submit``
+creates the run's folder at once (config, data, owner and a ``queued`` status) and queues the
+job; at most ``max_running`` jobs train at the same time (1 by default: a CPU server trains one
+model at a time), the others wait in FIFO order with their position reported. Each job trains in
+its own thread through :class:`ssd_core.engine.Trainer`, which writes the metrics, checkpoints and
+its progress into the status. The worker never touches a UI: readers take a :meth:`snapshot`
 (a copy made under a lock) whenever they like, e.g. from ``st.fragment(run_every=...)``.
 
+The manager knows the state of the jobs it runs from memory; it writes the status for other
+readers (another replica, a restarted server) and reads it only for runs it does not hold.
 Runs survive the process: :meth:`list_runs` reads every run folder from disk; a run whose status
-says running or queued but whose owning process is gone is reported as ``interrupted`` and can be
-resumed from its last checkpoint with :meth:`resume`.
+says active but whose owning process is gone is reported as ``interrupted`` and can be resumed
+from its last checkpoint with :meth:`resume`.
 """
 
 from __future__ import annotations
@@ -19,30 +21,23 @@ import dataclasses
 import os
 import re
 import secrets
-import socket
 import threading
 import time
 from pathlib import Path
 
+from ssd_core import runfolder as rf
 from ssd_core.config import TrainConfig
 from ssd_core.detection import predict_batch
 from ssd_core.engine import Trainer
 from ssd_core.errors import ConfigError, SSDError
-from ssd_core.fileio import append_json_line, write_json_atomic
 from ssd_core.images import ACCEPTED_MARK
 
 # DataSpec, JobSnapshot and read_metrics are part of this module's interface too.
 from ssd_core.runs import (  # noqa: F401
-    ACTIVE_STATES,
-    CREATED_KEY,
-    PREVIEW_FILE,
-    PREVIEWS_FILE,
     DataSpec,
     JobSnapshot,
     append_preview,
     append_record,
-    created_time,
-    read_json,
     read_metrics,
     read_previews,
 )
@@ -54,7 +49,7 @@ class _Job:
         self.run_id, self.path, self.config, self.data, self.resume = (
             run_id, path, config, data, resume)
         self.created = created  # as created_time(path) reads it, kept: snapshots are polled
-        self.state, self.message = "queued", "waiting for a free training slot"
+        self.state, self.message = rf.QUEUED, "waiting for a free training slot"
         self.records: list[dict] = []
         self.preview: dict | None = None
         self.previews: list[dict] = []
@@ -85,16 +80,6 @@ def failure(e: BaseException) -> dict:
             "path": getattr(e, "path", None), "bad_image": bad_image}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class JobManager:
     """Queue and run training jobs in background threads; see the module docstring."""
 
@@ -123,28 +108,32 @@ class JobManager:
             run_id = f"{run_id}-{safe}"
         path = self.runs_dir / run_id
         path.mkdir(parents=True)
-        write_json_atomic(path / "config.json", config.to_dict())
+        rf.write_config(path, config)
         with self._lock:  # strictly increasing, so the runs list has one order
             self._last_created = max(time.time_ns(), self._last_created + 1)
             created = self._last_created
-        write_json_atomic(path / "data.json", {**dataclasses.asdict(data), CREATED_KEY: created})
+        rf.write_data(path, dataclasses.asdict(data), created)
         job = _Job(run_id, path, config, data, None, created / 1e9)
         self._enqueue(job)
         return run_id
 
     def resume(self, run_id: str) -> str:
-        """Continue a stopped, failed or interrupted run from its checkpoint.pt (same folder)."""
+        """Continue a stopped, failed or interrupted run from its last checkpoint (same
+        folder). Refused while the run is active, here or in another live process."""
         path = self.runs_dir / run_id
-        ckpt = path / "checkpoint.pt"
         with self._lock:
             live = self._jobs.get(run_id)
-            if live is not None and live.state in ACTIVE_STATES:
-                raise ConfigError(f"Run {run_id} is already {live.state}.")
-        if not ckpt.exists():
+            state = live.state if live is not None else None
+        if state is None and rf.is_run(path):
+            state = rf.current_status(path).state  # a run this process does not hold
+        if state in rf.ACTIVE:
+            raise ConfigError(f"Run {run_id} is already {state}.")
+        ckpt = rf.resume_checkpoint(path)
+        if ckpt is None:
             raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start a new run.")
-        config = TrainConfig.from_dict(read_json(path / "config.json", {}))
-        data = DataSpec.from_dict(read_json(path / "data.json", {}) or {})
-        self._enqueue(_Job(run_id, path, config, data, ckpt, created_time(path)))
+        config = TrainConfig.from_dict(rf.read_config(path))
+        data = DataSpec.from_dict(rf.read_data(path))
+        self._enqueue(_Job(run_id, path, config, data, ckpt, rf.created_time(path)))
         return run_id
 
     def stop(self, run_id: str) -> None:
@@ -154,13 +143,13 @@ class JobManager:
             if job is None:
                 return
             job.stop_requested = True
-            if job.state == "queued":
+            if job.state == rf.QUEUED:
                 self._queue.remove(run_id)
-                job.state, job.message = "stopped", "cancelled before it started"
+                job.state, job.message = rf.STOPPED, "cancelled before it started"
                 self._write_status(job)
                 self._lock.notify_all()
-            elif job.state == "running":
-                job.state, job.message = "stopping", "finishing the current step, then saving"
+            elif job.state == rf.RUNNING:
+                job.state, job.message = rf.STOPPING, "finishing the current step, then saving"
                 if job.trainer is not None:
                     job.trainer.stop()
 
@@ -188,53 +177,35 @@ class JobManager:
 
     def list_runs(self) -> list[JobSnapshot]:
         """Every run in the folder, newest first."""
-        if not self.runs_dir.exists():
-            return []
-        runs = [self.snapshot(p.name) for p in self.runs_dir.iterdir()
-                if p.is_dir() and (p / "config.json").exists()]
+        runs = [self.snapshot(p.name) for p in rf.run_folders(self.runs_dir)]
         return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
     def active(self) -> list[str]:
         with self._lock:
-            return [i for i, j in self._jobs.items() if j.state in ACTIVE_STATES + ("stopping",)]
+            return [i for i, j in self._jobs.items() if j.state in rf.ACTIVE]
 
     def _snapshot_from_disk(self, path: Path) -> JobSnapshot:
-        if not (path / "config.json").exists():
+        """A run this process does not hold: what its folder says (rf.current_status)."""
+        if not rf.is_run(path):
             raise ConfigError(f"No run named {path.name!r} in {self.runs_dir}.")
-        status = read_json(path / "status.json", {}) or {}
-        state = status.get("state", "interrupted")
-        message = status.get("message", "")
-        if state in ACTIVE_STATES + ("stopping",) and not self._owner_alive(path):
-            state = "interrupted"
-            message = ("the server stopped while this run was " + status.get("state", "active")
-                       + ("; resume it from its last checkpoint"
-                          if (path / "checkpoint.pt").exists() else "; start it again"))
-        return JobSnapshot(path.name, path, state, message, None,
-                           read_metrics(path / "metrics.jsonl"),
-                           read_json(path / "config.json", {}) or {},
-                           read_json(path / PREVIEW_FILE), created_time(path),
-                           read_previews(path / PREVIEWS_FILE),
-                           status.get("error") if state == "failed" else None)
-
-    @staticmethod
-    def _owner_alive(path: Path) -> bool:
-        owner = read_json(path / "owner.json", {}) or {}
-        if owner.get("host") != socket.gethostname():
-            # Another machine (a replica): trust it while its status is fresh (1 hour).
-            st = path / "status.json"
-            return st.exists() and time.time() - st.stat().st_mtime < 3600
-        pid = owner.get("pid")
-        return isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid)
+        status = rf.current_status(path)
+        return JobSnapshot(path.name, path, status.state, status.message, None,
+                           read_metrics(path / rf.METRICS), rf.read_config(path),
+                           rf.read_preview(path), rf.created_time(path),
+                           read_previews(path / rf.PREVIEWS),
+                           status.error if status.state == rf.FAILED else None)
 
     # ---- internals
     def _write_status(self, job: _Job) -> None:
-        write_json_atomic(job.path / "status.json", {
-            "state": job.state, "message": job.message, "time": time.time(),
-            **({"error": job.error} if job.error else {})})
+        """The job's state for readers of the folder (the manager itself keeps it in memory),
+        with the trainer's progress once it has one."""
+        t = job.trainer
+        rf.write_status(job.path, job.state, job.message, error=job.error,
+                        step=t.step if t else None, epoch=t.epoch if t else None,
+                        total_steps=(t.total_steps or None) if t else None)
 
     def _enqueue(self, job: _Job) -> None:
-        write_json_atomic(job.path / "owner.json",
-                          {"pid": os.getpid(), "host": socket.gethostname()})
+        rf.write_owner(job.path)
         with self._lock:
             self._jobs[job.run_id] = job
             self._queue.append(job.run_id)
@@ -245,26 +216,25 @@ class JobManager:
 
     def _run(self, job: _Job) -> None:
         with self._lock:
-            while job.state == "queued" and (
+            while job.state == rf.QUEUED and (
                     self._queue[0] != job.run_id or len(self._running) >= self.max_running):
                 self._lock.wait(1.0)
-            if job.state != "queued":  # cancelled while waiting
+            if job.state != rf.QUEUED:  # cancelled while waiting
                 return
             self._queue.remove(job.run_id)
             self._running.add(job.run_id)
-            job.state, job.message = "running", "preparing data"
+            job.state, job.message = rf.RUNNING, "preparing data"
             self._write_status(job)  # readers of the folder (other replicas) see it start
             self._lock.notify_all()
         try:
             self._train(job)
         except Exception as e:  # noqa: BLE001 - the job must end with a message, not kill a UI
             job.error = failure(e)
-            self._finish(job, "failed", job.error["message"])
-        else:
-            status = read_json(job.path / "status.json", {}) or {}
-            state = status.get("state", "finished")
-            self._finish(job, "finished" if state == "running" else state,
-                         status.get("message", ""))
+            self._finish(job, rf.FAILED, job.error["message"])
+        else:  # fit() returned: the trainer says how it ended (finished, or stopped)
+            trainer = job.trainer
+            self._finish(job, trainer.state if trainer.state in rf.ENDED else rf.FINISHED,
+                         trainer.message)
         finally:
             with self._lock:
                 self._running.discard(job.run_id)
@@ -274,8 +244,8 @@ class JobManager:
         train, val = job.data.build(job.config.input_size)
         trainer = Trainer(job.config, train, val, run_dir=job.path, resume=job.resume)
         if job.resume is not None:
-            job.records = read_metrics(job.path / "metrics.jsonl")
-            job.previews = read_previews(job.path / PREVIEWS_FILE)
+            job.records = read_metrics(job.path / rf.METRICS)
+            job.previews = read_previews(job.path / rf.PREVIEWS)
         with self._lock:
             job.trainer = trainer
             if job.stop_requested:
@@ -298,8 +268,7 @@ class JobManager:
                 with self._lock:
                     job.preview = preview
                     append_preview(job.previews, preview)
-                write_json_atomic(job.path / PREVIEW_FILE, preview)
-                append_json_line(job.path / PREVIEWS_FILE, preview)
+                rf.write_preview(job.path, preview)
 
     @staticmethod
     def _preview(trainer: Trainer, data, rec: dict) -> dict:

@@ -1,23 +1,18 @@
-"""A runs folder on disk: what a run was trained on (DataSpec), its metrics timeline and a
-snapshot of its state. Written by ssd_core.engine (metrics, checkpoints, status) and
-ssd_core.jobs (data.json, preview.json); read by the app and by JobManager after a restart."""
+"""What a run trains on (DataSpec), a snapshot of a run's state (JobSnapshot) and its metrics
+and preview timelines. The run folder's layout, file names, status schema and states belong to
+ssd_core.runfolder; this module reads the timelines out of those files."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
+from ssd_core import runfolder
 from ssd_core.data import SyntheticDetection, load_dataset
 from ssd_core.errors import ConfigError
 from ssd_core.fileio import read_json_lines
-
-ACTIVE_STATES = ("queued", "running")
-PREVIEW_FILE = "preview.json"  # the latest epoch's detections on the fixed image
-PREVIEWS_FILE = "previews.jsonl"  # every epoch's, for the training replay
-CREATED_KEY = "created_ns"  # in data.json: when submit made the run (ns since the epoch)
 
 
 @dataclass
@@ -41,8 +36,10 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
-        """A run's data.json -> DataSpec (the run's creation stamp stored beside it dropped)."""
-        return cls(**{k: v for k, v in d.items() if k != CREATED_KEY})
+        """A run's data.json -> DataSpec (the run's creation stamp stored beside it, and any key
+        this version does not know, dropped)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     def validate(self) -> DataSpec:
         if self.kind not in ("synthetic", "path"):
@@ -113,7 +110,7 @@ class JobSnapshot:
 
     run_id: str
     path: Path
-    state: str  # queued | running | stopping | finished | stopped | failed | interrupted
+    state: str  # one of runfolder.STATES
     message: str
     queue_position: int | None
     records: list
@@ -136,44 +133,18 @@ class JobSnapshot:
         """Fraction of the planned steps done, in [0, 1]."""
         last = self.records[-1] if self.records else None
         if not last or not last.get("total_steps"):
-            return 1.0 if self.state == "finished" else 0.0
+            return 1.0 if self.state == runfolder.FINISHED else 0.0
         return min(1.0, last["step"] / last["total_steps"])
 
     @property
     def checkpoint(self) -> Path | None:
-        for name in ("best.pt", "checkpoint.pt"):
-            if (self.path / name).exists():
-                return self.path / name
-        return None
+        """The model the run leaves (best.pt, else checkpoint.pt), or None."""
+        return runfolder.checkpoint(self.path)
 
     @property
     def resumable(self) -> bool:
-        return self.state in ("stopped", "interrupted", "failed") and (
-            self.path / "checkpoint.pt").exists()
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
-
-
-def created_time(path: Path) -> float:
-    """When the run was made, in seconds: the stamp submit wrote into data.json. (The folder's
-    ctime moves with every file written into it, config.json is written again when training
-    starts, and file times are coarse: two runs queued in the same millisecond can share one.)
-    A run folder without the stamp (made by the CLI or an older version) falls back to its
-    data.json's, then its config.json's time."""
-    stamp = (read_json(path / "data.json", {}) or {}).get(CREATED_KEY)
-    if isinstance(stamp, int):
-        return stamp / 1e9
-    for name in ("data.json", "config.json"):
-        try:
-            return (path / name).stat().st_mtime
-        except OSError:
-            continue
-    return 0.0
+        return self.state in runfolder.RESUMABLE and runfolder.resume_checkpoint(
+            self.path) is not None
 
 
 def read_metrics(path: Path) -> list[dict]:

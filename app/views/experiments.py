@@ -17,10 +17,10 @@ from ssd_core.experiments import (
     submit_experiment,
 )
 from ssd_core.recipes import RECIPES
-from ssd_core.runs import ACTIVE_STATES, DataSpec
+from ssd_core.runfolder import ACTIVE
+from ssd_core.runs import DataSpec
 
 POLL_S = 2.0
-ACTIVE = ACTIVE_STATES + ("stopping",)
 SHOWN_GROUPS = 5  # the newest experiments drawn in full; older ones are listed
 
 

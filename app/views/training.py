@@ -20,10 +20,14 @@ import urlstate
 from views._training_form import FORM_OPEN_KEY, RUN_KEY, config_form, recipe_choice
 
 from ssd_core import DataSpec, TrainConfig, anchor_layout
+from ssd_core import runfolder as rf
 from ssd_core.errors import ConfigError, SSDError
 
 POLL_S = 1.0
-LIVE = ("queued", "running", "stopping")
+BADGES = {rf.QUEUED: ":material/schedule:", rf.RUNNING: ":material/directions_run:",
+          rf.STOPPING: ":material/hourglass_top:", rf.FINISHED: ":material/check_circle:",
+          rf.STOPPED: ":material/stop_circle:", rf.FAILED: ":material/error:",
+          rf.INTERRUPTED: ":material/warning:"}
 def _eta(seconds) -> str:
     if seconds is None:
         return "–"
@@ -45,8 +49,8 @@ def job_message(snap) -> str:
 def preview_image(run_path: str):
     """PNG bytes of the fixed validation image a run's preview detections refer to."""
     root = Path(run_path)
-    spec = DataSpec.from_dict(json.loads((root / "data.json").read_text()))
-    cfg = TrainConfig.from_dict(json.loads((root / "config.json").read_text()))
+    spec = DataSpec.from_dict(json.loads((root / rf.DATA).read_text()))
+    cfg = TrainConfig.from_dict(json.loads((root / rf.CONFIG).read_text()))
     train, val = spec.build(cfg.input_size)
     data = val if val is not None and len(val) else train
     return images.png_bytes(data.sample(0)[0])
@@ -112,7 +116,7 @@ def preview(snap) -> None:
 def run_controls(snap) -> None:
     manager = jobs.job_manager()
     b = st.columns(4)
-    if snap.state in ("queued", "running") and b[0].button("Stop", key="training.stop",
+    if snap.state in rf.STOPPABLE and b[0].button("Stop", key="training.stop",
                                                             icon=":material/stop:"):
         manager.stop(snap.run_id)
         st.rerun()
@@ -124,7 +128,7 @@ def run_controls(snap) -> None:
             st.error(str(e))
         st.rerun()
     ckpt = snap.checkpoint
-    if ckpt is not None and snap.state not in LIVE:
+    if ckpt is not None and snap.state not in rf.ACTIVE:
         b[1].download_button("Download checkpoint", lambda: Path(ckpt).read_bytes(),
                              file_name=f"{snap.run_id}-{ckpt.name}",
                              mime="application/octet-stream", on_click="ignore",
@@ -167,24 +171,21 @@ def run_panel(run_id: str, was_live: bool) -> None:
     except ConfigError as e:
         st.warning(str(e))
         return
-    if was_live and snap.state not in LIVE:
+    if was_live and snap.state not in rf.ACTIVE:
         st.rerun()  # the job ended: one full rerun stops the polling and refreshes the list
-    badge = {"queued": ":material/schedule:", "running": ":material/directions_run:",
-             "stopping": ":material/hourglass_top:", "finished": ":material/check_circle:",
-             "stopped": ":material/stop_circle:", "failed": ":material/error:",
-             "interrupted": ":material/warning:"}.get(snap.state, "")
+    badge = BADGES.get(snap.state, "")
     message = job_message(snap)
     st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {message}")
-    if snap.state == "queued" and snap.queue_position:
+    if snap.state == rf.QUEUED and snap.queue_position:
         st.info(f"Queued: position {snap.queue_position} in line. The server trains "
                 f"{jobs.job_manager().max_running} model(s) at a time "
                 "(SSD_MAX_TRAINING_JOBS).")
-    if snap.state == "failed":
+    if snap.state == rf.FAILED:
         st.error(f"Training failed: {message}")
     last = snap.records[-1] if snap.records else {}
     text = (f"epoch {last.get('epoch', 0)}/{last.get('epochs', snap.config.get('epochs', '?'))}"
             f" · step {last.get('step', 0)}/{last.get('total_steps', '?')}"
-            f" · ETA {_eta(last.get('eta_s')) if snap.state in LIVE else '–'}")
+            f" · ETA {_eta(last.get('eta_s')) if snap.state in rf.ACTIVE else '–'}")
     st.progress(snap.progress, text=text)
     run_controls(snap)
     metrics_row(snap)
@@ -212,7 +213,7 @@ def runs_section(listed) -> None:
                            fit=lambda v: v if v in ids else ids[0], format_func=labels.get)
     # The same snapshot as the label: if the job ends after this, the fragment sees it and
     # reruns the page once (a fresh snapshot here could miss that and leave a stale label).
-    live = next(r for r in listed if r.run_id == run_id).state in LIVE
+    live = next(r for r in listed if r.run_id == run_id).state in rf.ACTIVE
     st.fragment(run_every=POLL_S if live else None)(run_panel)(run_id, live)
     compare(listed)
 

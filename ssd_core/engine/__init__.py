@@ -1,7 +1,7 @@
 """The training engine, split by role: ``setup`` (processes, device, seeds, model, optimizer,
 loader), ``trainer`` (the Trainer: the epoch loop and the step), ``records`` (metrics records),
-``validation``, ``resume`` (the state a checkpoint needs to continue), ``runfolder`` (the files
-of a run) and ``schedule`` (the learning rate).
+``validation``, ``resume`` (the state a checkpoint needs to continue) and ``schedule`` (the
+learning rate). The files of a run are ssd_core.runfolder's.
 
 The loop is the book's (forward -> multibox_target -> loss -> SGD step), batched and honest about
 speed: ``images_per_s`` is measured over whole steps, data loading and target assignment included.
@@ -16,8 +16,8 @@ over processes), ``images_per_s``, ``lr``, ``elapsed`` (s of training so far), `
 ``val_map`` (left out when the validation images hold no objects) and ``val_per_class``
 ({class name: AP50, None for a class without objects}). No record ever holds NaN.
 
-Run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (latest, resumable),
-``best.pt`` (best validation AP50), ``status.json`` ({"state", "message", ...}).
+Run folder (names and status schema in ssd_core.runfolder): the config, the metrics, the latest
+(resumable) checkpoint, the best validation AP50's and the status with the step reached.
 
 Several processes: under ``torchrun`` (``WORLD_SIZE`` > 1) the Trainer joins a process group
 (gloo on CPU, nccl on CUDA), wraps the model in DistributedDataParallel, splits every epoch with a

@@ -17,7 +17,6 @@ from ssd_core.config import TrainConfig
 from ssd_core.data import ItemSeeds, detection_collate, takes_item_seeds
 from ssd_core.engine.records import SUMS, has_batches, make_record, step_sums
 from ssd_core.engine.resume import Progress, capture, restore
-from ssd_core.engine.runfolder import RunFolder
 from ssd_core.engine.schedule import apply_config_lr, lr_factor
 from ssd_core.engine.setup import (
     SkipSampler,
@@ -34,6 +33,7 @@ from ssd_core.engine.validation import validate
 from ssd_core.errors import ConfigError, TrainingDiverged
 from ssd_core.losses import ssd_loss
 from ssd_core.matching import multibox_target
+from ssd_core.runfolder import BEST, CHECKPOINT, RunFolder
 from ssd_core.seeding import LOADER, derive_seed, torch_generator
 
 
@@ -244,7 +244,7 @@ class Trainer:
                 self._check_finite()
                 if has_batches(self._window):
                     yield self._window_record()
-                self._save("checkpoint.pt", epoch, batch, sums,
+                self._save(CHECKPOINT, epoch, batch, sums,
                            self.history[-1] if self.history else {})
                 self._write_status("stopped", f"stopped at step {self.step}; resume with the "
                                               "checkpoint")
@@ -268,11 +268,11 @@ class Trainer:
                 (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             rec.update(self.validate())
         self._log(rec)
-        self._save("checkpoint.pt", epoch + 1, 0, torch.zeros(len(SUMS)), rec)
+        self._save(CHECKPOINT, epoch + 1, 0, torch.zeros(len(SUMS)), rec)
         ap = rec.get("val_ap50")
         if ap is not None and (self.best_ap50 is None or ap > self.best_ap50):
             self.best_ap50 = ap
-            self._save("best.pt", epoch + 1, 0, None, rec, with_state=False)
+            self._save(BEST, epoch + 1, 0, None, rec, with_state=False)
         return rec
 
     def _stop_requested(self) -> bool:
