@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ssd_core.boxes import box_iou
-from ssd_core.data import detection_collate
+from ssd_core.data import detection_collate, plain_item
 from ssd_core.detection import predict_batch
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -216,15 +216,16 @@ def _class_ap(scores_list, tp_list, num_gt: int, num_thresholds: int, i50: int):
 @torch.no_grad()
 def evaluate_model(model, data, class_names, batch_size=32, input_size=None, device=None,
                    nms_threshold=0.5, pos_threshold=0.009, channels_last=False):
-    """Run ``model`` over a dataset and score it -> ssd_core.evaluate.EvalResult (normalized
-    boxes on both sides). The model is put in eval mode and left there."""
+    """Run ``model`` over a dataset's images, never augmented, and score it ->
+    ssd_core.evaluate.EvalResult (normalized boxes on both sides). The model runs in eval mode;
+    its training mode is restored afterwards."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
-                                         collate_fn=detection_collate)
     dets, gts = [], []
-    for X, Y in loader:
+    for start in range(0, len(data), batch_size):
+        stop = min(start + batch_size, len(data))
+        X, Y = detection_collate([plain_item(data, i) for i in range(start, stop)])
         X = X.to(device)
         if input_size and X.shape[-1] != input_size:
             X = F.interpolate(X, size=(input_size, input_size), mode="bilinear",

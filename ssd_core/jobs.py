@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ssd_core import runfolder as rf
 from ssd_core.config import TrainConfig
+from ssd_core.data import plain_item
 from ssd_core.detection import predict_batch
 from ssd_core.engine import Trainer
 from ssd_core.errors import ConfigError, SSDError
@@ -272,10 +273,11 @@ class JobManager:
 
     @staticmethod
     def _preview(trainer: Trainer, data, rec: dict) -> dict:
-        """The current model's detections on the fixed first validation image."""
+        """The current model's detections on the fixed first validation image (never
+        augmented: the same pixels every epoch)."""
         model = trainer.model
         device = next(model.parameters()).device
-        X, target = data[0]
+        X, target = plain_item(data, 0)
         was_training = model.training
         model.eval()
         rows = predict_batch(model, X.unsqueeze(0).to(device))[0].cpu()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import stat
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,8 +27,11 @@ from ssd_core import (
     write_json_atomic,
 )
 from ssd_core.checkpoint import CHECKPOINT_FORMAT
+from ssd_core.data import Augment
 from ssd_core.errors import CheckpointError, ConfigError, TrainingDiverged
-from tests.helpers import tiny_config
+from ssd_core.evaluate import evaluate_model
+from ssd_core.recipes import SPREAD_ANCHOR_SIZES
+from tests.helpers import tiny_config, tiny_set
 
 
 def losses(records, kind="step"):
@@ -81,24 +86,28 @@ def test_config_json_round_trip_and_unknown_keys():
 
 
 def test_training_drives_loss_down_and_ap_up(tmp_path):
-    train = SyntheticDetection(64, seed=0, image_size=128, preset="book")
-    val = SyntheticDetection(16, seed=1, image_size=128, preset="book")
-    cfg = TrainConfig(input_size=128, batch_size=8, epochs=10, val_every=5, log_every=4,
-                      optimizer="adam", lr=3e-3, loss=LossConfig(normalize="positives"),
-                      val_pos_threshold=0.05)  # fewer candidates: faster NMS, same AP ranking
-    trainer = Trainer(cfg, train, val, run_dir=tmp_path)
+    # Learning measured where it has a wide margin on any CPU (kernels differ from CPU to CPU, so
+    # trajectories do): a small TinySSD fits 32 images, AP50 on those images climbs from about
+    # 0 to 0.94-1.0 (seeds 0-2, AVX-512 and AVX2 kernels) in 30 epochs.
+    train = SyntheticDetection(32, seed=0, image_size=64, preset="book")
+    cfg = tiny_config(batch_size=8, epochs=30, val_every=15, log_every=4, val_pos_threshold=0.05,
+                      hard_negative_mining=True, box_loss="smooth_l1", schedule="cosine",
+                      warmup_steps=10, min_lr_ratio=0.05, anchor_sizes=SPREAD_ANCHOR_SIZES)
+    untrained = evaluate_model(build_model(cfg, 1).eval(), train, ["banana"], input_size=64)
+    trainer = Trainer(cfg, train, train, run_dir=tmp_path)
     records = list(trainer.fit())
     epochs = [r for r in records if r["kind"] == "epoch"]
-    assert [r["epoch"] for r in epochs] == list(range(1, 11))
+    assert [r["epoch"] for r in epochs] == list(range(1, 31))
     assert epochs[-1]["loss"] < 0.3 * epochs[0]["loss"]
-    assert epochs[-1]["class_error"] < epochs[0]["class_error"]
-    assert epochs[-1]["val_ap50"] > max(0.05, 2 * epochs[4]["val_ap50"])
+    assert epochs[-1]["class_error"] < 0.2 * epochs[0]["class_error"]
+    assert untrained.ap50 < 0.2
+    assert epochs[-1]["val_ap50"] > 0.7
     assert set(epochs[-1]["val_per_class"]) == {"banana"}
     r = epochs[-1]
     for key in ("step", "cls_loss", "box_loss", "box_mae", "positives_per_image",
                 "images_per_s", "lr", "elapsed", "eta_s", "val_map"):
         assert key in r
-    assert r["step"] == 80 and r["images"] == 64 and r["eta_s"] == 0
+    assert r["step"] == 120 and r["images"] == 32 and r["eta_s"] == 0
     assert r["positives_per_image"] > 1
     # Run folder: config, one metrics line per record, status, checkpoints.
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -120,6 +129,56 @@ def test_same_seed_same_losses_other_seed_differs(tiny_data):
     c = losses(Trainer(tiny_config(seed=8), tiny_data).fit())
     assert len(a) == 6 and a == b
     assert a != c
+
+
+@pytest.mark.parametrize("device_data", ["off", "on"])  # per-item seeds / device batches
+def test_same_seed_same_run_alone_or_beside_others(device_data):
+    """Two same-seed runs at the same time, beside a thread that keeps reseeding and drawing
+    from the process-wide generators (as page scripts do), give the losses of a run alone:
+    weights, order and augmentation all come from the run's seed."""
+    data = tiny_set(16)
+    data.set_augment(Augment(hflip=0.5, iou_crop=0.5, zoom_out=0.5, photometric=0.5))
+    cfg = tiny_config(seed=5, epochs=2, device_data=device_data)
+    alone = losses(Trainer(cfg, data).fit())
+    assert len(alone) == 8 and alone != losses(Trainer(cfg.replace(seed=6), data).fit())
+    done, results, errors = threading.Event(), {}, []
+
+    def noise():
+        while not done.is_set():
+            torch.manual_seed(0)
+            random.seed(0)
+            np.random.seed(0)
+            torch.rand(1000), random.random(), np.random.rand(100)
+
+    def run(name):
+        try:
+            results[name] = losses(Trainer(cfg, data).fit())
+        except BaseException as e:  # surfaced below, not lost in the thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=noise)] + [
+        threading.Thread(target=run, args=(k,)) for k in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    done.set()
+    threads[0].join()
+    assert not errors
+    assert results["a"] == alone and results["b"] == alone
+
+
+def test_a_run_draws_nothing_from_the_process_wide_generators(tiny_data):
+    data = tiny_set(8)
+    data.set_augment(Augment())
+    torch.manual_seed(123)
+    random.seed(123)
+    np.random.seed(123)
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    list(Trainer(tiny_config(epochs=1, val_every=1), data, data).fit())
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert random.getstate() == before[1]
+    assert (np.random.get_state()[1] == before[2]).all()
 
 
 def test_data_loader_workers_start_once_and_train_the_same(tiny_data, tmp_path,

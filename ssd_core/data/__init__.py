@@ -11,6 +11,7 @@ from .dataset import (
     detection_collate,
     make_loader,
     make_target,
+    plain_item,
     takes_item_seeds,
 )
 from .export import export_dataset
@@ -22,5 +23,6 @@ __all__ = [
     "CLASS_NAMES", "FORMATS", "PRESETS", "AnnotatedDetection", "AnnotationWarning", "Augment",
     "DetectionDataset", "ItemSeeds", "SyntheticDetection", "detect_format", "detection_collate",
     "export_dataset", "extract_zip", "hflip", "load_dataset", "make_loader", "make_target",
-    "photometric", "random_iou_crop", "resolve_augment", "takes_item_seeds", "zoom_out",
+    "photometric", "plain_item", "random_iou_crop", "resolve_augment", "takes_item_seeds",
+    "zoom_out",
 ]

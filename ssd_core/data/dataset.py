@@ -57,6 +57,15 @@ class DetectionDataset(Dataset):
         return image_to_tensor(img, self.image_size), make_target(boxes, labels, img.size)
 
 
+def plain_item(data, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``data[i]`` without augmentation (the same image every time): for a DetectionDataset its
+    sample at its image size, for any other dataset its own item."""
+    if not isinstance(data, DetectionDataset):
+        return data[i]
+    img, boxes, labels = data.sample(data._index(int(i)))
+    return image_to_tensor(img, data.image_size), make_target(boxes, labels, img.size)
+
+
 def takes_item_seeds(data) -> bool:
     """Whether ``data[(index, seed)]`` works: a DetectionDataset using the base __getitem__."""
     return (isinstance(data, DetectionDataset)
