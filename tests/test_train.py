@@ -181,10 +181,13 @@ def test_a_run_draws_nothing_from_the_process_wide_generators(tiny_data):
     assert (np.random.get_state()[1] == before[2]).all()
 
 
-def test_data_loader_workers_start_once_and_train_the_same(tiny_data, tmp_path,
+def test_data_loader_workers_start_once_and_train_the_same(tmp_path,
                                                           monkeypatch):
     # The PIL path (device_data off): one worker process loader serves every whole epoch; the
-    # batches, so the losses, are those of the in-process loader, resumed mid-epoch too.
+    # batches, so the losses, are those of the in-process loader, resumed mid-epoch too, and
+    # so is each item's augmentation (seeded by its place in the run, not by the process).
+    tiny_data = tiny_set(24)
+    tiny_data.set_augment(Augment(hflip=0.5, iou_crop=0.5, zoom_out=0.5, photometric=0.5))
     cfg = tiny_config(epochs=3, device_data="off")
     plain = losses(Trainer(cfg.replace(num_workers=0), tiny_data).fit())
     made = []
@@ -224,8 +227,13 @@ def test_schedules_warmup_and_cosine(tiny_data):
 # ---------------------------------------------------------------- stop / resume
 
 
-def test_stop_from_another_thread_then_resume_matches_uninterrupted(tiny_data, tmp_path):
-    cfg = tiny_config(epochs=2)  # 6 steps per epoch, 12 in all
+@pytest.mark.parametrize("data_path", ["plain", "augmented", "augmented on device"])
+def test_stop_from_another_thread_then_resume_matches_uninterrupted(data_path, tmp_path):
+    tiny_data = tiny_set(24)
+    if data_path != "plain":  # every draw is recomputed from the seed on resume
+        tiny_data.set_augment(Augment(hflip=0.5, iou_crop=0.5, zoom_out=0.5, photometric=0.5))
+    cfg = tiny_config(epochs=2,  # 6 steps per epoch, 12 in all
+                      device_data="on" if data_path == "augmented on device" else "auto")
     full = list(Trainer(cfg, tiny_data).fit())
 
     trainer = Trainer(cfg, tiny_data, run_dir=tmp_path)
