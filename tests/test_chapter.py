@@ -14,6 +14,7 @@ from ssd_core.checkpoint import load_checkpoint
 from ssd_core.detection import multibox_detection
 from ssd_core.images import image_to_tensor
 from ssd_core.resources import samples_dir, shipped_checkpoint
+from tests.book import BOOK_PRINT, book_focal, book_smooth_l1
 
 # Out[3], Out[5], Out[7], Out[8] and the three lines In [13] prints, as the chapter shows them.
 PRINTED = {
@@ -24,9 +25,8 @@ PRINTED = {
     "tinyssd": "output anchors: (1, 5444, 4)\noutput class preds: (32, 5444, 2)\n"
                "output bbox preds: (32, 21776)",
 }
-# In [18]'s print statement and the four lines it printed (the chapter's HTML collapses the
-# space that %2d puts before a one-digit epoch).
-BOOK_PRINT = "epoch %2d, class err %.2e, bbox mae %.2e, time %.1f sec"
+# The four lines In [18] printed (the chapter's HTML collapses the space that %2d puts before a
+# one-digit epoch).
 BOOK_EPOCHS = [
     ((5, 2.91e-3, 3.09e-3, 11.6), "epoch 5, class err 2.91e-03, bbox mae 3.09e-03, time 11.6 sec"),
     ((10, 2.52e-3, 2.79e-3, 11.8),
@@ -141,19 +141,6 @@ def test_predict_cell_is_the_books_predict_and_display():
     assert res["threshold"] == 0.3 and len(shown) >= 1  # the shipped model finds the shapes
     w, h = image.size
     torch.testing.assert_close(res["pixels"], shown[:, 2:6] * torch.tensor([w, h, w, h]))
-
-
-def book_smooth_l1(x, sigma):
-    """MXNet's smooth_l1 (In [22]): (sigma x)^2 / 2 where |x| < 1 / sigma^2, else |x| - 0.5 /
-    sigma^2; float64 numpy."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(np.abs(x) < 1 / sigma**2, (sigma * x) ** 2 / 2, np.abs(x) - 0.5 / sigma**2)
-
-
-def book_focal(gamma, x):
-    """In [23]: -(1 - x) ** gamma * log(x); float64 numpy."""
-    x = np.asarray(x, dtype=np.float64)
-    return -((1 - x) ** gamma) * np.log(x)
 
 
 def test_problem_cells():
