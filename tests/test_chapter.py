@@ -11,10 +11,10 @@ from PIL import Image
 
 from ssd_core import chapter
 from ssd_core.checkpoint import load_checkpoint
-from ssd_core.detection import multibox_detection
 from ssd_core.images import image_to_tensor
 from ssd_core.resources import samples_dir, shipped_checkpoint
 from tests.book import BOOK_PRINT, book_focal, book_smooth_l1
+from tests.reference import ref_multibox_detection
 
 # Out[3], Out[5], Out[7], Out[8] and the three lines In [13] prints, as the chapter shows them.
 PRINTED = {
@@ -128,11 +128,12 @@ def test_predict_cell_is_the_books_predict_and_display():
     model = load_checkpoint(shipped_checkpoint()).model.eval()
     image = Image.open(samples_dir() / "shapes-1.jpg").convert("RGB")
     res = chapter.cell_predict(model, image)
-    # The book's predict(): softmax, transpose, multibox_detection, rows with class -1 dropped.
+    # The book's predict(): softmax, transpose, multibox_detection (the reference loop, not
+    # ssd_core's), rows with class -1 dropped.
     with torch.no_grad():
         anchors, cls_preds, bbox_preds = model(image_to_tensor(image, 256)[None])
         cls_probs = torch.softmax(cls_preds, dim=2).permute(0, 2, 1)
-        output = multibox_detection(cls_probs, bbox_preds, anchors)
+        output = ref_multibox_detection(cls_probs, bbox_preds, anchors)
     idx = [i for i, row in enumerate(output[0]) if row[0] != -1]
     book = output[0, idx]
     torch.testing.assert_close(res["output"], book)
