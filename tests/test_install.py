@@ -103,15 +103,32 @@ def test_launcher_uses_the_checkout_streamlit_config():
 
 
 def test_resources_find_the_shipped_files():
+    """The shipped checkpoint is the real file: in the installed assets package if there is one
+    (``pip install``, editable or not), else in the checkout's assets/; it loads as the
+    pretrained 3-class TinySSD its config and metrics files describe."""
+    import importlib.util
+
     from ssd_core import resources
+    from ssd_core.checkpoint import load_checkpoint
     from ssd_core.detection import DEFAULT_CHECKPOINT
 
-    assert resources.shipped_checkpoint() == DEFAULT_CHECKPOINT
-    assert resources.shipped_checkpoint().is_file()
-    assert resources.shipped_checkpoint().with_suffix(".config.json").is_file()
-    assert sorted(p.name for p in resources.samples_dir().glob("*.jpg"))
+    spec = importlib.util.find_spec("ssd_explorer_assets")
+    folder = (Path(next(iter(spec.submodule_search_locations))) if spec is not None
+              else ROOT / "assets")
+    path = resources.shipped_checkpoint()
+    assert path == folder / "tinyssd_synthetic.pt" and path.is_file()
+    assert path == DEFAULT_CHECKPOINT  # what Detector() loads without a path
+    config = json.loads(path.with_suffix(".config.json").read_text())
+    metrics = json.loads(path.with_suffix(".metrics.json").read_text())
+    ckpt = load_checkpoint(path)
+    assert ckpt.class_names == config["class_names"] == ["banana", "ring", "star"]
+    assert ckpt.config.input_size == config["input_size"] == 256
+    assert metrics["checkpoint"] == "assets/tinyssd_synthetic.pt"
+    samples = sorted(p.name for p in resources.samples_dir().glob("*.jpg"))
+    assert resources.samples_dir() == folder / "samples"
+    assert {"shapes-1.jpg", "shapes-2.jpg", "shapes-3.jpg"} <= set(samples)
     missing = resources.asset_path("no-such-file.pt")
-    assert not missing.exists() and missing.name == "no-such-file.pt"
+    assert not missing.exists() and missing == folder / "no-such-file.pt"
 
 
 # ------------------------------------------------- a wheel in a fresh venv (slow, offline)
