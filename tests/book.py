@@ -19,6 +19,7 @@ Equality tests therefore use inputs where these cases cannot occur (positive-are
 padding, no tied scores); the loop oracles in ``tests/reference.py`` cover the rest.
 """
 
+import numpy as np
 import torch
 
 
@@ -171,3 +172,22 @@ def book_multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5,
         pred_info = torch.cat((class_id.unsqueeze(1), conf.unsqueeze(1), predicted_bb), dim=1)
         out.append(pred_info)
     return torch.stack(out)
+
+
+# The chapter's (MXNet edition's) own code for its print-out and its problems, for the Chapter
+# tests: In [18]'s print format, In [22]'s smooth_l1 (MXNet's definition) and In [23]'s focal_loss,
+# in float64 numpy.
+BOOK_PRINT = "epoch %2d, class err %.2e, bbox mae %.2e, time %.1f sec"
+
+
+def book_smooth_l1(x, sigma):
+    """MXNet's smooth_l1 (In [22]): (sigma x)^2 / 2 where |x| < 1 / sigma^2, else |x| - 0.5 /
+    sigma^2; float64 numpy."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(np.abs(x) < 1 / sigma**2, (sigma * x) ** 2 / 2, np.abs(x) - 0.5 / sigma**2)
+
+
+def book_focal(gamma, x):
+    """In [23]: -(1 - x) ** gamma * log(x); float64 numpy."""
+    x = np.asarray(x, dtype=np.float64)
+    return -((1 - x) ** gamma) * np.log(x)

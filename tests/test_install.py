@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shutil
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from pathlib import Path
@@ -101,34 +103,71 @@ def test_launcher_uses_the_checkout_streamlit_config():
 
 
 def test_resources_find_the_shipped_files():
+    """The shipped checkpoint is the real file: in the installed assets package if there is one
+    (``pip install``, editable or not), else in the checkout's assets/; it loads as the
+    pretrained 3-class TinySSD its config and metrics files describe."""
+    import importlib.util
+
     from ssd_core import resources
+    from ssd_core.checkpoint import load_checkpoint
     from ssd_core.detection import DEFAULT_CHECKPOINT
 
-    assert resources.shipped_checkpoint() == DEFAULT_CHECKPOINT
-    assert resources.shipped_checkpoint().is_file()
-    assert resources.shipped_checkpoint().with_suffix(".config.json").is_file()
-    assert sorted(p.name for p in resources.samples_dir().glob("*.jpg"))
+    spec = importlib.util.find_spec("ssd_explorer_assets")
+    folder = (Path(next(iter(spec.submodule_search_locations))) if spec is not None
+              else ROOT / "assets")
+    path = resources.shipped_checkpoint()
+    assert path == folder / "tinyssd_synthetic.pt" and path.is_file()
+    assert path == DEFAULT_CHECKPOINT  # what Detector() loads without a path
+    config = json.loads(path.with_suffix(".config.json").read_text())
+    metrics = json.loads(path.with_suffix(".metrics.json").read_text())
+    ckpt = load_checkpoint(path)
+    assert ckpt.class_names == config["class_names"] == ["banana", "ring", "star"]
+    assert ckpt.config.input_size == config["input_size"] == 256
+    assert metrics["checkpoint"] == "assets/tinyssd_synthetic.pt"
+    samples = sorted(p.name for p in resources.samples_dir().glob("*.jpg"))
+    assert resources.samples_dir() == folder / "samples"
+    assert {"shapes-1.jpg", "shapes-2.jpg", "shapes-3.jpg"} <= set(samples)
     missing = resources.asset_path("no-such-file.pt")
-    assert not missing.exists() and missing.name == "no-such-file.pt"
+    assert not missing.exists() and missing == folder / "no-such-file.pt"
 
 
 # ------------------------------------------------- a wheel in a fresh venv (slow, offline)
 
 
 CHECK_INSTALL = """
-import json, sys
+import importlib.metadata, json, sys
 from pathlib import Path
-import ssd_core, app.launch
+import ssd_core, app.launch, ssd_explorer_assets
+import ssd_core.detection, ssd_core.cli, app.views
 from ssd_core import resources
+from ssd_core.checkpoint import load_checkpoint
+ckpt = load_checkpoint(resources.shipped_checkpoint())
+packages = {name: [Path(p) for p in sys.modules[name].__path__]
+            for name in ("ssd_core", "app", "ssd_explorer_assets")}  # app: a namespace package
 print(json.dumps({
     "ssd_core": ssd_core.__file__, "launch": app.launch.__file__,
     "checkpoint": str(resources.shipped_checkpoint()),
     "checkpoint_exists": resources.shipped_checkpoint().is_file(),
+    "class_names": list(ckpt.class_names),
     "samples": sorted(str(p) for p in resources.samples_dir().glob("*.jpg")),
     "sys_path": [str(Path(p or ".").resolve()) for p in sys.path],
     "version": ssd_core.__version__,
+    "modules": {name: [m.__file__] if getattr(m, "__file__", None) else list(m.__path__)
+                for name, m in list(sys.modules.items()) if name.split(".")[0] in packages},
+    "folders": {name: [str(f) for f in folders] for name, folders in packages.items()},
+    "files": {name: sorted(str(p.relative_to(folders[0])) for p in folders[0].rglob("*")
+                           if p.is_file() and "__pycache__" not in p.parts)
+              for name, folders in packages.items()},
+    "distribution": str(importlib.metadata.distribution("ssd-explorer").locate_file("")),
+    "meta_path": [repr(f) for f in sys.meta_path],
 }))
 """
+
+
+def _checkout_files(folder: Path, patterns=("*.py",)) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for pattern in patterns
+                  for p in folder.rglob(pattern) if "__pycache__" not in p.parts)
+
 
 # What `streamlit run` does before the script runs (puts the script's folder on sys.path),
 # then the app's first page and its Detection page with the shipped model, in AppTest.
@@ -159,10 +198,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _visible_site_dirs() -> list[str]:
+    """The site directories this interpreter imports installed packages from, in its sys.path
+    order: a venv's own site-packages (and the base's only if that venv includes them), or,
+    outside a venv, the interpreter's site-packages and the user site when it is on sys.path."""
+    candidates = [*site.getsitepackages(), sysconfig.get_path("purelib"),
+                  sysconfig.get_path("platlib")]
+    if site.ENABLE_USER_SITE:
+        candidates.append(site.getusersitepackages())
+    known = {os.path.realpath(p) for p in candidates}
+    entries = dict.fromkeys(os.path.realpath(e) for e in sys.path if e)
+    return [e for e in entries if e in known and os.path.isdir(e)]
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
     """``(bin folder, env, cwd)`` of a venv holding the project's wheel; torch and streamlit
-    come from this interpreter's site-packages (no network)."""
+    come from this interpreter's site directories (no network), venv or not.
+
+    ``venv --system-site-packages`` would expose the *base* interpreter's site-packages, which
+    inside a venv lacks what the venv installed; instead a .pth file in the new venv lists the
+    site directories this interpreter sees. Plain path lines in a .pth are appended after the
+    new venv's own site-packages and their folders' .pth files are not run, so an editable
+    install of this project here (a .pth finder mapping to a checkout) cannot reach the new
+    venv: only the wheel's copy of ssd_core, app and the assets is importable."""
     tmp = tmp_path_factory.mktemp("install")
     src, dist, env_dir, cwd = tmp / "src", tmp / "dist", tmp / "venv", tmp / "elsewhere"
     # Build from a copy: the checkout gets no build/ or egg-info, and uncommitted files count.
@@ -174,10 +233,17 @@ def venv(tmp_path_factory):
                         "--no-build-isolation", "--no-index", "-w", str(dist)], **run)
     assert p.returncode == 0, p.stdout + p.stderr
     (wheel,) = dist.glob("ssd_explorer-*.whl")
-    p = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                        str(env_dir)], **run)
+    p = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], **run)
     assert p.returncode == 0, p.stderr
     bindir = env_dir / "bin"
+    p = subprocess.run([str(bindir / "python"), "-I", "-c",
+                        "import sysconfig; print(sysconfig.get_path('purelib'))"], **run)
+    assert p.returncode == 0, p.stderr
+    own_site = Path(p.stdout.strip())
+    assert own_site.is_dir() and own_site.is_relative_to(env_dir), own_site
+    shared = _visible_site_dirs()
+    assert shared, sys.path
+    (own_site / "_this_interpreters_site_dirs.pth").write_text("\n".join(shared) + "\n")
     # pip of this interpreter, run by the venv's python, installs into the venv; --no-index:
     # every dependency the wheel declares must already be installed here.
     p = subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--no-index",
@@ -204,12 +270,32 @@ def test_wheel_installs_code_and_shipped_files_outside_the_checkout(venv):
     p = _run(venv, "python", "-c", CHECK_INSTALL)
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
-    prefix = str(venv[0].parent)
-    for key in ("ssd_core", "launch", "checkpoint"):
-        assert info[key].startswith(prefix) and "site-packages" in info[key], (key, info)
-    assert info["checkpoint_exists"] and info["checkpoint"].endswith("tinyssd_synthetic.pt")
-    assert len(info["samples"]) >= 1 and all(s.startswith(prefix) for s in info["samples"])
-    assert str(ROOT) not in info["sys_path"], info["sys_path"]
+    prefix = Path(venv[0].parent).resolve()
+
+    def installed(path) -> bool:
+        return Path(path).resolve().is_relative_to(prefix) and "site-packages" in str(path)
+
+    for key in ("ssd_core", "launch", "checkpoint", "distribution"):
+        assert installed(info[key]), (key, info[key])
+    # Every module of the project that was imported is the wheel's, none a checkout's (this
+    # one's or the one an editable install here points to), and no finder maps to one.
+    assert info["modules"] and all(installed(f) for files in info["modules"].values()
+                                   for f in files), info["modules"]
+    assert all(len(f) == 1 and installed(f[0]) for f in info["folders"].values()), info["folders"]
+    assert not any("editable" in f.lower() for f in info["meta_path"]), info["meta_path"]
+    assert not any(Path(e).is_relative_to(ROOT) for e in info["sys_path"]), info["sys_path"]
+    # The wheel holds every module of the checkout and the shipped files.
+    assert _checkout_files(ROOT / "ssd_core") == [
+        f for f in info["files"]["ssd_core"] if f.endswith(".py")]
+    assert _checkout_files(ROOT / "app") == [f for f in info["files"]["app"] if f.endswith(".py")]
+    assets = info["files"]["ssd_explorer_assets"]
+    assert {"__init__.py", "tinyssd_synthetic.pt", "tinyssd_synthetic.config.json",
+            "tinyssd_synthetic.metrics.json", "samples/shapes-1.jpg"} <= set(assets), assets
+    assert info["checkpoint_exists"] and Path(info["checkpoint"]).name == "tinyssd_synthetic.pt"
+    assert info["class_names"] == ["banana", "ring", "star"]
+    assert len(info["samples"]) >= 1 and all(installed(s) for s in info["samples"])
+    # The dependencies are this interpreter's: its site directories are on the venv's path.
+    assert set(_visible_site_dirs()) <= set(info["sys_path"])
     import ssd_core
 
     assert info["version"] == ssd_core.__version__

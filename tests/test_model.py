@@ -194,12 +194,42 @@ def test_custom_channels_and_anchor_specs():
     assert torch.equal(anchors[:, : first.shape[1]], first)
 
 
+def _biases_before_batchnorm(net) -> set[str]:
+    """Names of conv biases that a BatchNorm follows: its mean subtraction cancels them, so in
+    training mode their gradient is 0 (up to rounding) and they cannot learn."""
+    names = set()
+    for prefix, module in net.named_modules():
+        children = list(module.named_children())
+        for (name, a), (_, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and a.bias is not None:
+                names.add(f"{prefix}.{name}.bias" if prefix else f"{name}.bias")
+    return names
+
+
 def test_gradients_flow():
     torch.manual_seed(0)
     net = TinySSD(2)
-    _, cls_preds, bbox_preds = net(torch.rand(2, 3, 64, 64))
+    batch = 2
+    _, cls_preds, bbox_preds = net(torch.rand(batch, 3, 64, 64))
     (cls_preds.sum() + bbox_preds.sum()).backward()
-    assert all(p.grad is not None for p in net.parameters())
+    grads = dict(net.named_parameters())
+    cancelled = _biases_before_batchnorm(net)
+    assert len(cancelled) == 2 * 6  # 2 convs in each of the 3 base blocks and 3 down-samplers
+    for name, p in grads.items():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        assert torch.isfinite(p.grad).all(), name
+        if name in cancelled:
+            weight = grads[name[: -len("bias")] + "weight"].grad
+            assert float(p.grad.abs().max()) <= 1e-3 * float(weight.abs().max()), name
+        else:  # every other parameter learns: each of its tensors gets a nonzero gradient
+            top = float(p.grad.abs().max())
+            assert top > 1e-3, (name, top)
+    # d(sum of outputs)/d(predictor bias) = the number of outputs per channel: batch * h * w of
+    # that scale's map (8, 4, 2, 1, 1 for a 64x64 input), a sum of ones, exact on any CPU.
+    for i, side in enumerate((8, 4, 2, 1, 1)):
+        for head in ("cls_predictors", "bbox_predictors"):
+            bias = grads[f"{head}.{i}.bias"].grad
+            assert torch.equal(bias, torch.full_like(bias, batch * side * side)), (head, i)
 
 
 def test_describe(net):

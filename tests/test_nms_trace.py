@@ -1,14 +1,16 @@
-"""ssd_core.nms_trace: the step-by-step trace keeps exactly nms's boxes in nms's order (and the
-per-class path's), and every removal matches a plain greedy loop (remover, step and IoU)."""
+"""ssd_core.nms_trace against independent oracles: the kept boxes and their order are the
+reference NMS's (tests/reference.py, its own IoU), every removal matches a plain greedy loop
+written here on that IoU (remover, step and IoU), and trace_raw keeps the candidates a plain
+filter + reference NMS keeps (and the Detector's)."""
 
 import pytest
 import torch
 
-from ssd_core.boxes import box_iou
 from ssd_core.data import CLASS_NAMES
 from ssd_core.detection import Detector, RawOutput, nms
 from ssd_core.model import TinySSD
 from ssd_core.nms_trace import nms_trace, trace_raw
+from tests.reference import ref_box_iou, ref_nms, ref_per_class_nms
 
 
 def _boxes(seed, k, quantize=False):
@@ -22,8 +24,9 @@ def _boxes(seed, k, quantize=False):
 
 
 def greedy_loop(boxes, scores, threshold, groups=None):
-    """The book's NMS one box at a time -> kept list, {removed: (step, remover, iou)}."""
-    iou = box_iou(boxes, boxes)
+    """The book's NMS one box at a time on the reference IoU (not ssd_core's) -> kept list,
+    {removed: (step, remover, iou)}."""
+    iou = ref_box_iou(boxes, boxes)
     order = torch.argsort(scores, descending=True, stable=True).tolist()
     alive, kept, removed = list(order), [], {}
     while alive:
@@ -43,14 +46,14 @@ def greedy_loop(boxes, scores, threshold, groups=None):
 def test_kept_order_is_nms_and_removals_match_a_greedy_loop(seed, k, threshold, quantize):
     boxes, scores = _boxes(seed, k, quantize)
     t = nms_trace(boxes, scores, threshold)
-    assert torch.equal(t.kept, nms(boxes, scores, threshold))
     kept, removed = greedy_loop(boxes, scores, threshold)
-    assert t.kept.tolist() == kept
+    assert t.kept.tolist() == kept == ref_nms(boxes, scores, threshold).tolist()
+    assert torch.equal(t.kept, nms(boxes, scores, threshold))
     assert t.step[t.kept].tolist() == list(range(len(kept)))
     assert (t.removed_by[t.kept] == -1).all()
     for j, (step, by, iou) in removed.items():
         assert (int(t.step[j]), int(t.removed_by[j])) == (step, by)
-        assert float(t.iou[j]) == pytest.approx(iou, abs=1e-7)
+        assert float(t.iou[j]) == pytest.approx(iou, abs=1e-6)
         assert t.iou[j] > threshold
 
 
@@ -74,7 +77,7 @@ def test_per_class_groups_match_a_greedy_loop():
     groups = torch.randint(0, 3, (300,), generator=torch.Generator().manual_seed(0))
     t = nms_trace(boxes, scores, 0.5, groups)
     kept, removed = greedy_loop(boxes, scores, 0.5, groups.tolist())
-    assert t.kept.tolist() == kept
+    assert t.kept.tolist() == kept == ref_per_class_nms(boxes, scores, groups, 0.5).tolist()
     assert all(int(t.removed_by[j]) == by and groups[by] == groups[j]
                for j, (_, by, _) in removed.items())
     assert len(kept) > len(nms(boxes, scores, 0.5))
@@ -93,7 +96,18 @@ def test_trace_raw_keeps_the_detectors_boxes_in_its_order(per_class, conf):
     det = Detector(TinySSD(len(CLASS_NAMES)), list(CLASS_NAMES), 256, device="cpu")
     d = det.filter(raw, conf, 0.45, per_class=per_class)
     rt = trace_raw(raw, conf, 0.45, per_class)
-    assert rt.anchor[rt.trace.kept].tolist() == d.anchor_index.tolist()
+    # Independently: each anchor's best foreground class, the candidates with score >= conf,
+    # the reference NMS (per class or not) on their boxes.
+    best, label = raw.probs[:, 1:].max(dim=1)
+    cand = torch.tensor([i for i in range(n) if float(best[i]) >= conf], dtype=torch.long)
+    assert rt.anchor.tolist() == cand.tolist()
+    if per_class:
+        keep = ref_per_class_nms(raw.boxes[cand], best[cand], label[cand], 0.45)
+    else:
+        keep = ref_nms(raw.boxes[cand], best[cand], 0.45)
+    assert rt.anchor[rt.trace.kept].tolist() == cand[keep].tolist() == d.anchor_index.tolist()
+    assert torch.equal(rt.scores[rt.trace.kept], best[cand[keep]])
+    assert torch.equal(rt.labels[rt.trace.kept], label[cand[keep]])
     assert torch.equal(rt.scores[rt.trace.kept], d.scores)
 
 

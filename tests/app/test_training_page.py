@@ -64,7 +64,8 @@ def test_tiny_run_shows_metrics_preview_and_becomes_active_model(at, tmp_path):
     run_id = start_tiny(at, epochs=2)
     run_dir = tmp_path / "runs" / run_id
     assert json.loads((run_dir / "config.json").read_text())["input_size"] == 64
-    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    # the run's id in the URL, once (AppTest gives a single value as str, a repeated key as list)
+    assert at.query_params["run"] == run_id and type(at.query_params["run"]) is str
     poll(at, lambda a: "finished" in status_line(a))
 
     records = read_metrics(run_dir / "metrics.jsonl")
