@@ -24,18 +24,17 @@ def box_center_to_corner(boxes):
     return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
 
 
-def box_area(boxes):
-    """Areas ``(...,)`` of corner boxes ``(..., 4)``."""
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
 def box_iou(boxes1, boxes2):
     """Pairwise IoU: ``(..., N, 4)`` and ``(..., M, 4)`` corner boxes -> ``(..., N, M)``.
 
     Leading dimensions broadcast (one IoU matrix per image). The book's float operations in the
     book's order (the same bits), computed on coordinate planes so no ``(..., N, M, 2)``
-    temporaries are built. Two boxes whose union has zero area (both degenerate) get IoU 0
-    instead of the book's 0/0 = NaN.
+    temporaries are built.
+
+    Two boxes whose union has zero area (both degenerate) get IoU 0 instead of the book's
+    0/0 = NaN: they share no area, and the book only ever compares an IoU with a threshold
+    (``>= 0.5`` to label an anchor), where its NaN already acts as "no overlap". This is the
+    one rule of ssd_core (matching, NMS, the crop augmentations on the host and the device).
     """
     x1a, y1a, x2a, y2a = (v[..., :, None] for v in boxes1.unbind(-1))
     x1b, y1b, x2b, y2b = (v[..., None, :] for v in boxes2.unbind(-1))

@@ -251,3 +251,17 @@ def test_rendering_the_set_reports_progress():
     _losses(t)
     assert seen[0] == "rendering the 8 training images once: 0/8"
     assert seen[-1] == "rendering the 8 training images once: 8/8"
+
+
+def test_the_crop_iou_is_box_iou_with_its_empty_union_rule():
+    """The crop windows' IoU is ssd_core.boxes.box_iou at shapes (B,T,4) x (B,M,4): 0 where the
+    union is empty; degenerate (point) objects crop without NaN."""
+    from ssd_core.boxes import box_iou
+
+    point = [0.3, 0.3, 0.3, 0.3]
+    windows = torch.tensor([[point, [0.0, 0.0, 0.5, 0.5]]])
+    boxes = torch.tensor([[point, [0.25, 0.25, 0.5, 0.5]]])
+    assert torch.equal(box_iou(windows, boxes), torch.tensor([[[0.0, 0.0], [0.0, 0.25]]]))
+    Y = torch.tensor([[[0.0, *point], [1.0, 0.6, 0.6, 0.6, 0.6], [-1.0, 0, 0, 0, 0]]] * 8)
+    window, keep = zoom_crop_windows(Y, torch.Generator().manual_seed(0), crop_p=1.0)
+    assert bool(torch.isfinite(window).all()) and not keep[:, 2].any()

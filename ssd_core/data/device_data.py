@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssd_core.boxes import box_iou
 from ssd_core.errors import ConfigError
 from ssd_core.images import image_to_tensor
 from ssd_core.seeding import DEVICE_AUGMENT, derive_seed, fresh_seed
@@ -199,16 +200,6 @@ def _rotate_hue(X, angle):
     return torch.einsum("bij,bjhw->bihw", m.to(X.dtype), X)
 
 
-def _box_iou_windows(windows, boxes):
-    """IoU of windows (B,T,4) with boxes (B,M,4) -> (B,T,M)."""
-    lt = torch.maximum(windows[:, :, None, :2], boxes[:, None, :, :2])
-    rb = torch.minimum(windows[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    aw = (windows[..., 2:] - windows[..., :2]).prod(-1)[:, :, None]
-    ab = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)[:, None, :]
-    return inter / (aw + ab - inter).clamp(min=1e-12)
-
-
 def zoom_crop_windows(Y, gen, zoom_p=0.5, zoom_max=2.0, crop_p=0.5, min_scale=0.3,
                       max_aspect=2.0, trials=40):
     """Per image a source window (B,4) ``[u0,v0,u1,v1]`` in the image's normalized coordinates
@@ -238,7 +229,7 @@ def zoom_crop_windows(Y, gen, zoom_p=0.5, zoom_max=2.0, crop_p=0.5, min_scale=0.
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2  # (B,M,2)
     inside = ((centres[:, None] > cand[:, :, None, :2])
               & (centres[:, None] < cand[:, :, None, 2:])).all(-1) & valid[:, None]  # (B,T,M)
-    iou = _box_iou_windows(cand, boxes).masked_fill(~valid[:, None], -1.0)
+    iou = box_iou(cand, boxes).masked_fill(~valid[:, None], -1.0)
     has_objects = valid.any(1, keepdim=True)
     ok = aspect_ok & torch.where(
         has_objects, (iou.max(-1).values >= min_iou[:, None]) & inside.any(-1),

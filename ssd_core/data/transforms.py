@@ -42,14 +42,16 @@ def zoom_out(img: Image.Image, boxes: torch.Tensor, rng: np.random.Generator,
     return canvas, boxes + shift
 
 
-def _iou_with(crop: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box (4,) with boxes (M,4)."""
-    lt = np.maximum(crop[:2], boxes[:, :2])
-    rb = np.minimum(crop[2:], boxes[:, 2:])
+def _iou_with(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box (4,) with boxes (M,4) on the host: :func:`ssd_core.boxes.box_iou`'s float
+    operations in its order and its rule, 0 where the union is empty."""
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
     inter = np.clip(rb - lt, 0, None).prod(1)
-    area_c = (crop[2:] - crop[:2]).prod()
+    area_c = (box[2:] - box[:2]).prod()
     area_b = (boxes[:, 2:] - boxes[:, :2]).prod(1)
-    return inter / (area_c + area_b - inter)
+    union = area_c + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def random_iou_crop(img: Image.Image, boxes: torch.Tensor, labels: torch.Tensor,
