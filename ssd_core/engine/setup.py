@@ -108,13 +108,14 @@ DEVICE_DATA_LIMIT = {"cuda": 8 * 2**30, "cpu": 2**29}
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The network's autocast dtype, None for plain fp32: amp on CUDA is fp16 (with a
-    GradScaler, as before); precision "auto" is bf16 on CUDA, fp32 elsewhere; "fast" is bf16
-    wherever the device runs it natively (:func:`ssd_core.device.native_bf16`)."""
-    if device.type == "cuda" and config.amp:
-        return torch.float16
-    if (config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-            or (config.precision == "fast" and devmod.native_bf16(device))):
+    """The network's autocast dtype for ``config.precision`` on ``device``, None for plain
+    fp32: "fp16" is fp16 on CUDA (with a GradScaler); "auto" is bf16 on CUDA; "fast" is bf16
+    wherever the device runs it natively (:func:`ssd_core.device.native_bf16`); "bf16" is
+    bf16 everywhere; anything else is fp32."""
+    p, cuda = config.precision, device.type == "cuda"
+    if p == "fp16":
+        return torch.float16 if cuda else None
+    if p == "bf16" or (p == "auto" and cuda) or (p == "fast" and devmod.native_bf16(device)):
         return torch.bfloat16
     return None
 

@@ -132,7 +132,7 @@ class Trainer:
             self.optimizer, lr_factor(cfg, self.steps_per_epoch))
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.use_amp = self.amp_dtype is not None
-        # bf16 has fp32's range: only fp16 (amp on CUDA) needs loss scaling.
+        # bf16 has fp32's range: only fp16 (precision 'fp16' on CUDA) needs loss scaling.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.device_data = device_data(cfg, self.train_data, self.device,
                                        progress=self._render_progress)
@@ -407,7 +407,7 @@ class Trainer:
         if cfg.warmup_steps == 0:
             hint += " or add warmup_steps"
         if self.use_amp:
-            hint += "; or turn off amp (precision='fp32')"
+            hint += f"; or train in fp32 (precision='fp32' instead of {cfg.precision!r})"
         path = self.checkpoint_path
         where = (f"; the last good checkpoint is {path}"
                  if path is not None and path.exists() else "")
