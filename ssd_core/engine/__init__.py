@@ -1,7 +1,9 @@
-"""The training engine, split by role: ``setup`` (processes, device, seeds, model, optimizer,
-loader), ``trainer`` (the Trainer: the epoch loop and the step), ``records`` (metrics records),
-``validation``, ``resume`` (the state a checkpoint needs to continue) and ``schedule`` (the
-learning rate). The files of a run are ssd_core.runfolder's.
+"""The training engine, split by role: ``trainer`` (the Trainer: the epoch loop, stop, status),
+``step`` (one optimizer step), ``batches`` (each epoch's batches), ``setup`` (device, model,
+optimizer, autocast, the set on the device), ``distributed`` (processes under torchrun),
+``records`` (metrics records), ``validation``, ``checkpoints`` (checkpoint.pt and best.pt),
+``resume`` (the state a checkpoint needs to continue), ``divergence`` (what a diverged run says)
+and ``schedule`` (the learning rate). The files of a run are ssd_core.runfolder's.
 
 The loop is the book's (forward -> multibox_target -> loss -> SGD step), batched and honest about
 speed: ``images_per_s`` is measured over whole steps, data loading and target assignment included.

@@ -3,6 +3,8 @@ record made of them (see ssd_core.engine for the record's fields)."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ssd_core.losses import metric_sums
@@ -80,3 +82,45 @@ def make_record(kind: str, s: torch.Tensor, seconds: float, **fields) -> dict:
 
 def has_batches(s: torch.Tensor) -> bool:
     return entry(s, "batches").item() > 0
+
+
+class Recorder:
+    """A run's records as its loop makes them: the ``window`` of sums since the last step
+    record, the pace behind ``eta_s``, the seconds trained, and every record kept in
+    ``history`` and appended to the run folder's metrics (``folder``: a RunFolder)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.history: list[dict] = []
+        self.window = torch.zeros(len(SUMS), dtype=torch.float64)
+        self._t_start = self._window_t0 = time.perf_counter()
+        self._step0, self._elapsed0 = 0, 0.0
+
+    def start(self, step: int, elapsed: float, device) -> None:
+        """The loop starts at ``step``, ``elapsed`` seconds trained before (a resumed run)."""
+        self.window = torch.zeros(len(SUMS), dtype=torch.float64, device=device)
+        self._t_start = self._window_t0 = time.perf_counter()
+        self._step0, self._elapsed0 = step, elapsed
+
+    def elapsed(self) -> float:
+        return self._elapsed0 + (time.perf_counter() - self._t_start)
+
+    def record(self, kind: str, sums: torch.Tensor, seconds: float, progress: dict) -> dict:
+        """The record of ``sums`` over ``seconds`` (:func:`make_record`, not logged);
+        ``progress``: step, epoch, epochs, steps_per_epoch, total_steps, lr, world_size."""
+        step, total = progress["step"], progress["total_steps"]
+        per_step = (time.perf_counter() - self._t_start) / max(1, step - self._step0)
+        return make_record(kind, sums, seconds, elapsed=self.elapsed(),
+                           eta_s=per_step * (total - step), **progress)
+
+    def take_window(self, progress: dict) -> dict:
+        """The step record of the window (logged), and a fresh window."""
+        rec = self.record("step", self.window, time.perf_counter() - self._window_t0, progress)
+        self.log(rec)
+        self.window.zero_()
+        self._window_t0 = time.perf_counter()
+        return rec
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        self.folder.append_metrics(record)

@@ -9,6 +9,11 @@ from ssd_core.config import TrainConfig
 from ssd_core.evaluate import evaluate_model
 
 
+def validation_due(config: TrainConfig, epoch: int) -> bool:
+    """Whether the end of ``epoch`` (0-based) validates: every ``val_every`` epochs and last."""
+    return (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
+
+
 def validate(model, data, config: TrainConfig, class_names, device) -> dict:
     """-> {"val_ap50", "val_map", "val_per_class"}. AP is undefined without ground truths:
     then val_ap50/val_map are left out and a class without any has None, so no NaN reaches
