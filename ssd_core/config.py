@@ -267,8 +267,7 @@ class TrainConfig:
 
     def flat(self) -> dict:
         """Flat dict: every setting under its one name (the CLI's and the form's view)."""
-        d = self.to_dict()
-        return {**d.pop("loss"), **d}
+        return flat_settings(self.to_dict())
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -307,6 +306,15 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         """A copy with some settings (flat names) changed, validated."""
         return type(self).from_dict({**self.flat(), **changes})
+
+
+def flat_settings(data: dict) -> dict:
+    """A config dict, nested (the loss settings under "loss", as config.json holds them) or
+    flat (older runs), as one flat dict: every setting under its one name; a setting given both
+    ways keeps its top-level value."""
+    loss = data.get("loss")
+    rest = {k: v for k, v in data.items() if k != "loss"}
+    return {**loss, **rest} if isinstance(loss, dict) else rest
 
 
 def _precision_from_amp(data: dict) -> dict:

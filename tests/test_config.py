@@ -77,3 +77,13 @@ def test_autocast_follows_precision_alone():
     for (precision, device), dtype in want.items():
         assert autocast_dtype(TrainConfig(precision=precision), device) is dtype
     # "fast" (bf16 where the hardware has it) is tested in tests/test_device_data.py.
+
+
+def test_one_flattening_for_nested_and_flat_config_files():
+    from ssd_core.config import flat_settings
+
+    config = TrainConfig.from_dict({"box_loss": "smooth_l1", "lr": 0.05})
+    nested, flat = config.to_dict(), config.flat()
+    assert "loss" in nested and "loss" not in flat and flat["box_loss"] == "smooth_l1"
+    assert flat_settings(nested) == flat_settings(flat) == flat  # an older run's file is flat
+    assert TrainConfig.from_dict(flat_settings(nested)) == config

@@ -26,7 +26,7 @@ from ssd_core.errors import ConfigError
 from ssd_core.images import image_to_tensor
 from ssd_core.seeding import DEVICE_AUGMENT, derive_seed, fresh_seed
 
-from .dataset import DetectionDataset, make_target
+from .dataset import DetectionDataset, make_target, pad_targets
 from .transforms import Augment
 
 _MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the random crop's choices besides "no crop"
@@ -79,10 +79,7 @@ class DeviceData:
             # image_to_tensor's own resize and conversion, so the pixels are ds[i]'s exactly.
             images[i] = image_to_tensor(img, size).mul_(255.0).round_().to(torch.uint8)
             targets.append(make_target(boxes, labels, img.size))
-        m = max([1] + [t.shape[0] for t in targets])
-        padded = torch.full((n, m, 5), -1.0)
-        for i, t in enumerate(targets):
-            padded[i, : t.shape[0]] = t
+        padded = pad_targets(targets)
         if progress is not None:
             progress(n, n)
         aug = device_augment(ds) if augment == "dataset" else augment
