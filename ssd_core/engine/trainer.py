@@ -55,6 +55,8 @@ class Trainer:
         self.rank, self.world_size = self._procs.rank, self._procs.world_size
         self.folder = RunFolder(run_dir, enabled=self.rank == 0)
         self.run_dir: Path | None = self.folder.path
+        self.checkpoint_path: Path | None = self.folder.checkpoint_path
+        self.is_main = self.rank == 0
         self.state, self.message = "idle", ""
         self.step, self.epoch = 0, 0
         self._records = Recorder(self.folder)
@@ -63,6 +65,8 @@ class Trainer:
         self.on_phase = self.on_status = None
         # Set up by fit() before the first step.
         self.device = self.model = self.optimizer = self.scheduler = None
+        self.amp_dtype: torch.dtype | None = None  # the network's autocast dtype (None: fp32)
+        self.scaler = None  # the loss scaler (enabled for fp16 only)
         self.steps_per_epoch = self.total_steps = 0
         self.progress = Progress()  # where this run started (a resumed run: mid-way)
         self._step: TrainStep | None = None
@@ -75,23 +79,6 @@ class Trainer:
     def stop(self) -> None:
         """Ask fit() to finish the current step, save a checkpoint and return. Thread-safe."""
         self._stop.set()
-
-    @property
-    def checkpoint_path(self) -> Path | None:
-        return self.folder.checkpoint_path
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-    @property
-    def amp_dtype(self) -> torch.dtype | None:
-        """The network's autocast dtype (None: fp32), once set up."""
-        return None if self._step is None else self._step.amp_dtype
-
-    @property
-    def scaler(self):
-        """The loss scaler (enabled for fp16 only), once set up."""
-        return None if self._step is None else self._step.scaler
 
     # ---- setup
     def _setup(self) -> None:
@@ -111,6 +98,7 @@ class Trainer:
                                               progress=self._rendered)
         self._step = TrainStep(self.model, self.optimizer, self.scheduler, cfg, self.device,
                                procs, self._stop, self._phase, self._diverged)
+        self.amp_dtype, self.scaler = self._step.amp_dtype, self._step.scaler
         if self.device.type == "cuda" and procs.dist is None:
             self._sync_every = cfg.log_every
         self._checkpoints.attach(self.model, self.optimizer, self.scheduler, self.scaler)
@@ -239,11 +227,8 @@ class Trainer:
     def validate(self, data=None) -> dict:
         """AP of the current model on ``data`` (default: val_data) -> {"val_ap50", "val_map",
         "val_per_class"} (see ssd_core.engine.validation.validate)."""
-        try:
-            return validate(self.model, self.val_data if data is None else data, self.config,
-                            self.class_names, self.device)
-        except TrainingDiverged:  # finite but huge weights whose outputs overflow
-            raise self._diverged("the network's outputs") from None
+        return validate(self.model, self.val_data if data is None else data, self.config,
+                        self.class_names, self.device, self._diverged)
 
     def _write_status(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
