@@ -1,8 +1,8 @@
 """Hard negative mining laid open: for a model's class predictions on labelled images, which
 background anchors the 3:1 rule keeps (ranked by their loss), and how the class loss splits
 between positives, kept hard negatives and dropped easy negatives, under cross-entropy or focal
-loss. Uses the training code's own pieces: ``multibox_target``, ``class_loss_per_anchor`` and
-``hard_negative_mask``.
+loss. Uses the training code's own pieces: ``multibox_target``, ``class_loss_per_anchor``,
+``hard_negative_mask`` and its ranking, ``negative_rank``.
 """
 
 from __future__ import annotations
