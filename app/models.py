@@ -102,16 +102,3 @@ def model_picker(key: str) -> tuple[Detector, str]:
     except CheckpointError as e:
         st.warning(f"That model could not be loaded ({e}); using an untrained TinySSD instead.")
         return detector(UNTRAINED), choices[UNTRAINED]
-
-
-def active_or_untrained() -> tuple[Detector, str, str]:
-    """``(Detector, choice, note)`` for the active checkpoint, else the untrained TinySSD (with
-    an st.warning when the active checkpoint cannot be loaded)."""
-    path = active_checkpoint()
-    if path:
-        try:
-            return detector(path), path, f"checkpoint {path}"
-        except CheckpointError as e:
-            st.warning(f"The active checkpoint could not be loaded ({e}); "
-                       "using an untrained TinySSD instead.")
-    return detector(UNTRAINED), UNTRAINED, "untrained TinySSD (random weights, seed 0)"

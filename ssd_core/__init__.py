@@ -47,9 +47,7 @@ _EXPORTS = {
     "ssd_loss": "losses",
     "cls_eval": "losses",
     "bbox_eval": "losses",
-    "batch_metrics": "losses",
     "init_focal_bias": "losses",
-    "curve_gradient": "losses",
     # configuration and checkpoints
     "TrainConfig": "config",
     "LossConfig": "config",

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from .anchors import anchor_layout, layout_anchors
-from .data.dataset import make_target
+from .data.dataset import make_target, pad_targets
 from .matching import match_anchors
 
 _IMAGES_PER_CHUNK = 32  # bounds the (images, anchors, objects) IoU block
@@ -180,8 +180,4 @@ def dataset_labels(ds, limit: int | None = None) -> torch.Tensor:
         else:
             img, boxes, labels = ds.sample(i)
             targets.append(make_target(boxes, labels, img.size))
-    m = max([1] + [t.shape[0] for t in targets])
-    out = torch.full((n, m, 5), -1.0)
-    for i, t in enumerate(targets):
-        out[i, :t.shape[0]] = t
-    return out
+    return pad_targets(targets)

@@ -1,9 +1,12 @@
 """Box geometry: corner/center conversion, pairwise IoU, and the book's offset encoding.
 
 Boxes are ``(x1, y1, x2, y2)`` corners (normalized unless a name says pixels). Every function
-works on any device, keeps the input's device and is fully vectorized.
+works on any device, keeps the input's device and is fully vectorized (``box_iou_numpy``: the
+host's numpy twin of ``box_iou`` for one box, for per-image loops where torch's call overhead
+dominates).
 """
 
+import numpy as np
 import torch
 
 # The book's offset constants: centers are scaled by 10 (sigma_x = sigma_y = 0.1) and the
@@ -24,18 +27,17 @@ def box_center_to_corner(boxes):
     return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
 
 
-def box_area(boxes):
-    """Areas ``(...,)`` of corner boxes ``(..., 4)``."""
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
 def box_iou(boxes1, boxes2):
     """Pairwise IoU: ``(..., N, 4)`` and ``(..., M, 4)`` corner boxes -> ``(..., N, M)``.
 
     Leading dimensions broadcast (one IoU matrix per image). The book's float operations in the
     book's order (the same bits), computed on coordinate planes so no ``(..., N, M, 2)``
-    temporaries are built. Two boxes whose union has zero area (both degenerate) get IoU 0
-    instead of the book's 0/0 = NaN.
+    temporaries are built.
+
+    Two boxes whose union has zero area (both degenerate) get IoU 0 instead of the book's
+    0/0 = NaN: they share no area, and the book only ever compares an IoU with a threshold
+    (``>= 0.5`` to label an anchor), where its NaN already acts as "no overlap". This is the
+    one rule of ssd_core (matching, NMS, the crop augmentations on the host and the device).
     """
     x1a, y1a, x2a, y2a = (v[..., :, None] for v in boxes1.unbind(-1))
     x1b, y1b, x2b, y2b = (v[..., None, :] for v in boxes2.unbind(-1))
@@ -44,6 +46,18 @@ def box_iou(boxes1, boxes2):
     inter, union = inter_union((x1a, y1a, x2a, y2a, area1), (x1b, y1b, x2b, y2b, area2))
     iou = inter / union
     return iou.masked_fill_(~(union > 0), 0.0)
+
+
+def box_iou_numpy(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box ``(4,)`` with boxes ``(M, 4)`` in numpy: :func:`box_iou`'s float
+    operations in its order (the same bits) and its rule, 0 where the union is empty."""
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(1)
+    area_a = (box[2:] - box[:2]).prod()
+    area_b = (boxes[:, 2:] - boxes[:, :2]).prod(1)
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def inter_union(a, b):

@@ -44,7 +44,7 @@ BOOK_OUTPUTS = {
 BOOK_EPOCH_LINE = "epoch %2d, class err %.2e, bbox mae %.2e, time %.1f sec"
 TORCH_METRICS_LINE = "class err {:.2e}, bbox mae {:.2e}"
 TORCH_SPEED_LINE = "{:.1f} examples/sec on {}"
-# The live run of In [18] on the Chapter page: small enough for a button on two CPU cores.
+# A live run of In [18]: small enough to finish in seconds on two CPU cores.
 TRAIN_DEMO = {"num_images": 8, "epochs": 5, "batch_size": 8, "print_every": 1}
 PREDICT_THRESHOLD = 0.3  # In [21]: display(img, output, threshold=0.3)
 

@@ -104,7 +104,7 @@ def _train_setup(args):
     """-> (config, run folder, resume checkpoint path or None, init Checkpoint or None): the
     base settings (an --init or --resume checkpoint's, a --config file's, or the defaults)
     with the command line's options over them."""
-    overrides = {name: getattr(args, name) for name in FIELDS
+    overrides = {name: getattr(args, name) for name in (*FIELDS, "amp")  # amp: an old flag
                  if getattr(args, name, None) is not None}
     if "base_channels" in overrides:
         overrides["base_channels"] = tuple(overrides["base_channels"])

@@ -69,6 +69,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         else:
             kind = _PARSERS.get(spec.name, _PARSERS.get(spec.kind, float))
             g.add_argument(flag, dest=spec.name, type=kind, default=None, help=text)
+    g.add_argument("--amp", dest="amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="the old spelling of --precision fp16 (--no-amp: not fp16)")
 
 
 def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:

@@ -1,10 +1,11 @@
 """Every training setting in one place: ``TrainConfig`` with the loss settings as one nested
 ``LossConfig``, one set of defaults (the book's), and each field's help text, choices and valid
-range as dataclass field metadata, read by the CLI and the Training page form alike.
+range as dataclass field metadata, read by the CLI and any settings form alike.
 
 Settings have one flat name each (``lr``, ``box_loss``, ...): ``FIELDS`` maps it to its spec,
 ``TrainConfig.flat()`` gives the flat dict and ``TrainConfig.from_dict`` reads flat or nested
-dicts (config.json files written before the loss settings were nested load unchanged).
+dicts (config.json files written before the loss settings were nested load unchanged, and an
+old ``amp`` setting is read as the ``precision`` it meant).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ SCHEDULES = ("none", "cosine", "step")
 CLS_LOSSES = ("ce", "focal")
 BOX_LOSSES = ("l1", "smooth_l1")
 NORMALIZATIONS = ("mean", "positives")
-PRECISIONS = ("auto", "fp32", "bf16", "fast")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")
 DEVICE_DATA = ("auto", "on", "off")
 
 
@@ -201,13 +202,13 @@ class TrainConfig:
     device: str = setting("auto", kind="other", check=_device,
                           help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
                           rule="must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    amp: bool = setting(False, kind="bool", help="automatic mixed precision (CUDA only)")
     precision: str = setting(
         "auto", kind="choice", choices=PRECISIONS,
-        help="autocast precision of the network: auto = bf16 on CUDA (fp16 with amp), fp32 "
-             "elsewhere; fast = bf16 wherever the hardware runs it natively (CUDA, or a CPU "
-             "with AVX512-BF16 or AMX: about 2x on such a CPU), fp32 elsewhere; bf16 always "
-             "(emulated, slow, on other CPUs). bf16 changes results slightly")
+        help="autocast precision of the network: auto = bf16 on CUDA, fp32 elsewhere; fp16 = "
+             "fp16 with loss scaling on CUDA (the old amp), fp32 elsewhere; fast = bf16 "
+             "wherever the hardware runs it natively (CUDA, or a CPU with AVX512-BF16 or AMX: "
+             "about 2x on such a CPU), fp32 elsewhere; bf16 always (emulated, slow, on other "
+             "CPUs). bf16 and fp16 change results slightly")
     device_data: str = setting(
         "auto", kind="choice", choices=DEVICE_DATA,
         help="keep the training images on the training device, rendered once, augmented there "
@@ -266,8 +267,7 @@ class TrainConfig:
 
     def flat(self) -> dict:
         """Flat dict: every setting under its one name (the CLI's and the form's view)."""
-        d = self.to_dict()
-        return {**d.pop("loss"), **d}
+        return flat_settings(self.to_dict())
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -279,6 +279,7 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(
                 f"A training config must be a JSON object, got {type(data).__name__}.")
+        data = _precision_from_amp(data)
         unknown = sorted(set(data) - set(FIELDS) - {"loss"})
         if unknown:
             raise ConfigError(
@@ -305,6 +306,34 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         """A copy with some settings (flat names) changed, validated."""
         return type(self).from_dict({**self.flat(), **changes})
+
+
+def flat_settings(data: dict) -> dict:
+    """A config dict, nested (the loss settings under "loss", as config.json holds them) or
+    flat (older runs), as one flat dict: every setting under its one name; a setting given both
+    ways keeps its top-level value."""
+    loss = data.get("loss")
+    rest = {k: v for k, v in data.items() if k != "loss"}
+    return {**loss, **rest} if isinstance(loss, dict) else rest
+
+
+def _precision_from_amp(data: dict) -> dict:
+    """Settings written when ``amp`` was a setting of its own (config.json files, checkpoints,
+    saved recipes, ``--amp``) in today's terms: amp on meant fp16 on CUDA whatever precision
+    said, so it is precision "fp16"; amp off left precision alone (and turns "fp16" back to
+    "auto", the default, when an old --no-amp meets a newer config)."""
+    if "amp" not in data:
+        return data
+    data = dict(data)
+    amp = data.pop("amp")
+    if not isinstance(amp, bool):
+        raise ConfigError(f"TrainConfig.amp (today precision='fp16') must be true or false, "
+                          f"got {amp!r}.", field="precision")
+    if amp:
+        data["precision"] = "fp16"
+    elif data.get("precision") == "fp16":
+        data["precision"] = "auto"
+    return data
 
 
 class FieldSpec(NamedTuple):

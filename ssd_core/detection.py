@@ -14,8 +14,9 @@ from .checkpoint import load_checkpoint
 from .device import resolve_device
 from .errors import CheckpointError, TrainingDiverged
 from .images import image_to_tensor, load_image
+from .ordering import descending_order
 from .resources import shipped_checkpoint
-from .suppression import _descending_order, _nms_sorted, nms
+from .suppression import nms, nms_sorted
 
 __all__ = ["nms", "multibox_detection", "predict_batch", "Detector", "Detections",
            "RawOutput", "DEFAULT_CHECKPOINT"]
@@ -64,14 +65,14 @@ def multibox_detection(
     class_id, conf = _best_class(cls_probs)
     predicted = offset_inverse(anchors, offset_preds.reshape(batch, n, 4))
 
-    order = _descending_order(conf)
+    order = descending_order(conf)
     sorted_boxes = predicted.gather(1, order[..., None].expand(-1, -1, 4))
     groups = class_id.gather(1, order) if per_class else None
     if exact_order:
         valid = torch.ones((batch, n), dtype=torch.bool, device=device)
     else:
         valid = conf.gather(1, order) >= pos_threshold
-    keep_sorted = _nms_sorted(sorted_boxes, valid, nms_threshold, groups)
+    keep_sorted = nms_sorted(sorted_boxes, valid, nms_threshold, groups)
 
     return _book_rows(keep_sorted, order, class_id, conf, predicted, pos_threshold)
 

@@ -1,5 +1,5 @@
-"""Detections drawn onto an image (PIL): the one routine behind ``detect --draw`` and the app's
-"Download annotated PNG". The palette is the app's too, so a class has one colour everywhere."""
+"""Detections drawn onto an image (PIL): the one routine for an annotated image (``detect
+--draw`` among its users), with one palette, so a class has one colour everywhere."""
 
 from __future__ import annotations
 

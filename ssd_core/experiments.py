@@ -1,7 +1,7 @@
 """The chapter's Problems answered by measurement: each experiment is a matched pair (or small
 grid) of short training runs that differ in one setting only, on the same data and seed, queued
 through the JobManager like any run. A group file ``runs/experiments/<id>.json`` ties the runs
-together so the app can overlay their curves and tabulate final AP50 and mAP."""
+together, so their curves can be overlaid and their final AP50 and mAP tabulated."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Background training jobs and the runs folder, for the app (and anyone else).
+"""Background training jobs in a runs folder: a queue, stop, resume, failures as fields.
 
 A :class:`JobManager` owns one runs folder (its layout: ssd_core.runfolder). ``submit``
 creates the run's folder at once (config, data, owner and a ``queued`` status) and queues the
@@ -84,8 +84,12 @@ def failure(e: BaseException) -> dict:
 class JobManager:
     """Queue and run training jobs in background threads; see the module docstring."""
 
-    def __init__(self, runs_dir: str | os.PathLike, max_running: int | None = None):
+    def __init__(self, runs_dir: str | os.PathLike, max_running: int | None = None,
+                 preview_score: float = 0.3, preview_boxes: int = 20):
+        """``preview_score`` and ``preview_boxes``: each epoch's preview keeps at most that many
+        detections of at least that score."""
         self.runs_dir = Path(runs_dir)
+        self.preview_score, self.preview_boxes = preview_score, preview_boxes
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         if max_running is None:
             max_running = int(os.environ.get("SSD_MAX_TRAINING_JOBS", "1"))
@@ -265,31 +269,34 @@ class JobManager:
                 if rec.get("kind") == "step":
                     job.message = f"epoch {rec['epoch']}/{rec['epochs']}, step {rec['step']}"
             if rec.get("kind") == "epoch":
-                preview = self._preview(trainer, preview_data, rec)
+                preview = preview_detections(trainer, preview_data, rec, self.preview_score,
+                                             self.preview_boxes)
                 with self._lock:
                     job.preview = preview
                     append_preview(job.previews, preview)
                 rf.write_preview(job.path, preview)
 
-    @staticmethod
-    def _preview(trainer: Trainer, data, rec: dict) -> dict:
-        """The current model's detections on the fixed first validation image (never
-        augmented: the same pixels every epoch)."""
-        model = trainer.model
-        device = next(model.parameters()).device
-        X, target = plain_item(data, 0)
-        was_training = model.training
-        model.eval()
-        rows = predict_batch(model, X.unsqueeze(0).to(device))[0].cpu()
-        if was_training:
-            model.train()
-        rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] >= 0.3)][:20]
-        # Both in normalized corners: rows [class, score, x1, y1, x2, y2], gt [class, x1..y2].
-        return {"epoch": rec.get("epoch"), "image_index": 0,
-                "detections": rows.tolist(), "class_names": list(trainer.class_names),
-                "ground_truth": target[target[:, 0] >= 0].tolist()}
-
     def _finish(self, job: _Job, state: str, message: str) -> None:
         with self._lock:
             job.state, job.message = state, message
             self._write_status(job)
+
+
+def preview_detections(trainer: Trainer, data, rec: dict, min_score: float = 0.3,
+                       max_boxes: int = 20) -> dict:
+    """The current model's detections on the fixed first image of ``data`` (never augmented:
+    the same pixels every epoch): at most ``max_boxes`` rows of score >= ``min_score``, with the
+    image's ground truth, as the epoch's preview record."""
+    model = trainer.model
+    device = next(model.parameters()).device
+    X, target = plain_item(data, 0)
+    was_training = model.training
+    model.eval()
+    rows = predict_batch(model, X.unsqueeze(0).to(device))[0].cpu()
+    if was_training:
+        model.train()
+    rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] >= min_score)][:max_boxes]
+    # Both in normalized corners: rows [class, score, x1, y1, x2, y2], gt [class, x1..y2].
+    return {"epoch": rec.get("epoch"), "image_index": 0,
+            "detections": rows.tolist(), "class_names": list(trainer.class_names),
+            "ground_truth": target[target[:, 0] >= 0].tolist()}

@@ -67,14 +67,6 @@ def focal_loss_grad(p, gamma: float = 2.0, alpha: float = 1.0) -> torch.Tensor:
     return alpha * inner
 
 
-def curve_gradient(fn, x, **kwargs) -> torch.Tensor:
-    """Element-wise derivative of a curve by autograd: fn(x, **kwargs) -> d fn / dx, shape of x."""
-    x = _tensor(x).detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(fn(x, **kwargs).sum(), x)
-    return grad
-
-
 # ---------------------------------------------------------------- combined SSD loss
 
 def class_loss_per_anchor(cls_preds, cls_labels, config: LossConfig | None = None):
@@ -189,20 +181,6 @@ def metric_sums(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> t
             positive.sum().float(),
             (correct & positive).sum().float(),
         ])
-
-
-def batch_metrics(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> dict:
-    """Book metrics of one batch as floats: class_error (over all anchors), box_mae (over all
-    N*4 entries, as the book divides by bbox_labels.numel()), positives_per_image, and
-    object_accuracy (over positive anchors only; None without any)."""
-    correct, anchors, abs_err, offsets, positives, correct_pos = metric_sums(
-        cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks).tolist()  # one device sync
-    return {
-        "class_error": 1.0 - correct / max(1.0, anchors),
-        "box_mae": abs_err / max(1.0, offsets),
-        "positives_per_image": positives / max(1, cls_labels.shape[0]),
-        "object_accuracy": correct_pos / positives if positives else None,
-    }
 
 
 # ---------------------------------------------------------------- focal prior init

@@ -1,4 +1,5 @@
-"""Labeling anchors: the book's anchor-to-ground-truth assignment, targets and negative mining.
+"""Labeling anchors: the book's anchor-to-ground-truth assignment, its targets, and the ranking
+of negative anchors that hard negative mining keeps.
 
 Batched over images: the only Python loop runs over ground-truth slots (at most ``M`` steps of
 the book's greedy assignment), never over images or anchors.
@@ -10,6 +11,7 @@ import torch
 
 from .boxes import inter_union, offset_boxes
 from .errors import AnnotationError
+from .ordering import top_k_first
 
 
 class AnchorMatch(NamedTuple):
@@ -95,24 +97,6 @@ def _anchor_iou(anchors, boxes):
     return inter.div_(union)
 
 
-_BITS_AS = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
-
-
-def _top_k_first(values, k):
-    """Positions of the ``k`` largest ``values (..., L)`` along the last dimension, equal values
-    in position order (like a stable descending sort, so ties go to the lower position)."""
-    as_int = _BITS_AS.get(values.dtype)
-    if as_int is None:  # float64: a stable sort (slower, exact)
-        return values.sort(dim=-1, descending=True, stable=True).indices[..., :k]
-    # One int64 key per entry, (value, reversed position), unique, so topk's order is exact:
-    # the bit pattern of a float >= 0 increases with its value; negatives all map below zero.
-    bits = values.clamp(min=0).view(as_int).to(torch.int64)
-    position = torch.arange(values.shape[-1], device=values.device)
-    key = (bits << 32) | ((2**32 - 1) - position)
-    key = torch.where(values >= 0, key, (-1 - position).expand_as(key))
-    return key.topk(k, dim=-1).indices
-
-
 def _argmax_last(values):
     """``values.argmax(dim=-1)`` (first position on ties) for ``(..., L)`` values that are not
     NaN, by blocks: the first block holding the maximum holds its first position. On the CPU
@@ -146,13 +130,13 @@ def _best_anchors(iou, k):
     if whole < n:
         block_max.append(iou[..., whole:].amax(dim=-1, keepdim=True))
     block_max = torch.cat(block_max, dim=-1)  # (B, M, blocks)
-    top_blocks = _top_k_first(block_max, min(k, block_max.shape[-1]))
+    top_blocks = top_k_first(block_max, min(k, block_max.shape[-1]))
     top_blocks = top_blocks.sort(dim=-1).values  # ascending block order
     cand = (top_blocks[..., None] * _CHUNK + torch.arange(_CHUNK, device=device)).flatten(2)
     inside = cand < n  # the last block may be short
     cand = torch.where(inside, cand, torch.zeros_like(cand))
     values = iou.gather(2, cand).masked_fill_(~inside, -1.0)
-    return cand.gather(2, _top_k_first(values, k))  # cand ascending: position order = index
+    return cand.gather(2, top_k_first(values, k))  # cand ascending: position order = index
 
 
 _FEW_ROWS = 8  # on the CPU, up to this many images run the greedy loop on Python lists
@@ -257,7 +241,8 @@ def _match(iou, valid, iou_threshold):
 
 
 def _iou_and_match(anchors, labels, iou_threshold):
-    """Checked inputs -> ``(valid (B, M), iou (B, M, N), gt_index (B, N), greedy (B, N))``."""
+    """Checked inputs -> ``(anchors (N, 4), valid (B, M), iou (B, M, N), gt_index (B, N),
+    greedy (B, N))``."""
     anchors = _check_anchors(anchors)
     valid = _check_labels(labels)
     _check_threshold(iou_threshold)
@@ -335,11 +320,16 @@ def hard_negative_mask(per_anchor_class_loss, cls_labels, neg_ratio=3):
     negative = cls_labels == 0
     num_pos = (cls_labels > 0).sum(dim=1, keepdim=True)
     quota = torch.where(num_pos > 0, num_pos * neg_ratio, torch.full_like(num_pos, neg_ratio))
-    loss = per_anchor_class_loss.detach()
+    return negative & (negative_rank(per_anchor_class_loss.detach(), negative) < quota)
+
+
+def negative_rank(loss, negative):
+    """Place of each negative by descending ``loss (B, N)`` among the ``negative (B, N)`` anchors
+    (0 = hardest; ties: lower index first) -> ``(B, N)`` long, -1 for the other anchors."""
     # Rank by loss (stable, descending), then move negatives in front keeping that order.
     order = torch.argsort(loss, dim=1, descending=True, stable=True)
     neg_first = torch.argsort((~negative).gather(1, order).to(torch.uint8), dim=1, stable=True)
     order = order.gather(1, neg_first)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return negative & (rank < quota)
+    return torch.where(negative, rank, torch.full_like(rank, -1))

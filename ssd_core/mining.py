@@ -1,8 +1,8 @@
 """Hard negative mining laid open: for a model's class predictions on labelled images, which
 background anchors the 3:1 rule keeps (ranked by their loss), and how the class loss splits
 between positives, kept hard negatives and dropped easy negatives, under cross-entropy or focal
-loss. Uses the training code's own pieces: ``multibox_target``, ``class_loss_per_anchor`` and
-``hard_negative_mask``.
+loss. Uses the training code's own pieces: ``multibox_target``, ``class_loss_per_anchor``,
+``hard_negative_mask`` and its ranking, ``negative_rank``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from .config import LossConfig
 from .losses import class_loss_per_anchor
-from .matching import hard_negative_mask, multibox_target
+from .matching import hard_negative_mask, multibox_target, negative_rank
 
 GROUPS = ("positives", "hard negatives (kept)", "easy negatives (dropped)")
 
@@ -44,16 +44,6 @@ class Mining(NamedTuple):
         """Each group's share of the image's whole class loss (all anchors) -> ``(B, 3)``."""
         sums = self.group_sums()
         return sums / sums.sum(dim=1, keepdim=True).clamp_min(torch.finfo(sums.dtype).tiny)
-
-
-def negative_rank(loss, negative) -> torch.Tensor:
-    """Place of each negative by descending ``loss (B, N)`` among the ``negative (B, N)`` anchors
-    (ties: lower index first, as ``hard_negative_mask``) -> ``(B, N)`` long, -1 elsewhere."""
-    masked = torch.where(negative, loss, torch.full_like(loss, -torch.inf))
-    order = torch.argsort(masked, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return torch.where(negative, rank, torch.full_like(rank, -1))
 
 
 def mine(cls_preds, cls_labels, neg_ratio: float = 3, config: LossConfig | None = None) -> Mining:

@@ -267,7 +267,7 @@ def _receptive_field(blk: nn.Module, rf: int, jump: int, size: int) -> tuple[int
 
 
 def describe(model: TinySSD, input_size: int = 256) -> list[dict]:
-    """One dict per block for the Model page (no forward pass needed).
+    """One dict per block of ``model`` at ``input_size`` (no forward pass needed).
 
     Keys: name, output_shape (C, H, W), anchors_per_pixel, num_anchors (h*w*a), sizes, ratios,
     receptive_field (pixels of the input that one output element sees; may exceed the image,

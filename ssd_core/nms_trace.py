@@ -1,10 +1,10 @@
 """Greedy NMS step by step: which box each step keeps, which boxes it removes (with their IoU)
-and which candidates are left, for the Detection page's step-through.
+and which candidates are left.
 
-The kept boxes come from the same routine as :func:`ssd_core.detection.nms` (so the kept order is
-exactly nms's); the rest is derived without a loop: a box that is not kept was removed by the
-FIRST kept box before it (in visiting order) that overlaps it by more than the threshold, because
-every earlier kept box left it alive and that one's step removes it.
+The kept boxes come from the same routine as :func:`ssd_core.suppression.nms` (so the kept
+order is exactly nms's); the rest is derived without a loop: a box that is not kept was removed
+by the FIRST kept box before it (in visiting order) that overlaps it by more than the threshold,
+because every earlier kept box left it alive and that one's step removes it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .boxes import box_iou
-from .suppression import _check_boxes_scores, _nms_sorted
+from .suppression import check_boxes_scores, nms_sorted
 
 
 class NmsTrace(NamedTuple):
@@ -57,7 +57,7 @@ def nms_trace(boxes, scores, iou_threshold: float, groups=None) -> NmsTrace:
 
     Any device; the trace lives on ``boxes``'s. Memory ``O(S * K)`` for the kept-vs-all IoU.
     """
-    _check_boxes_scores(boxes, scores)
+    check_boxes_scores(boxes, scores)
     if groups is not None and (not torch.is_tensor(groups) or groups.shape != scores.shape):
         raise ValueError(f"nms_trace: groups must have shape (K,) = ({scores.shape[0]},), got "
                          f"{tuple(groups.shape) if torch.is_tensor(groups) else groups!r}")
@@ -68,7 +68,7 @@ def nms_trace(boxes, scores, iou_threshold: float, groups=None) -> NmsTrace:
     order = torch.argsort(scores, descending=True, stable=True)
     sorted_groups = None if groups is None else groups[order][None].long()
     valid = torch.ones((1, k), dtype=torch.bool, device=device)
-    keep_sorted = _nms_sorted(boxes[order][None], valid, iou_threshold, sorted_groups)[0]
+    keep_sorted = nms_sorted(boxes[order][None], valid, iou_threshold, sorted_groups)[0]
     kept = order[keep_sorted]
 
     position = torch.empty_like(order)

@@ -1,6 +1,6 @@
-"""The book's offset transform term by term, for the Labeling page's sandbox: pick an anchor of
-the layout by (scale, cell, shape), decode four offsets into a box and encode a box into
-offsets, with every intermediate number the formula shows.
+"""The book's offset transform term by term: an anchor of the layout picked by (scale, cell,
+shape), four offsets decoded into a box and a box encoded into offsets, with every intermediate
+number the formula shows.
 
 Decoding is ``ssd_core.boxes.offset_inverse`` and encoding ``offset_boxes`` (the same calls, so
 the numbers agree with training and detection); this module only names the terms.

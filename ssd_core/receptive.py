@@ -1,5 +1,5 @@
 """Receptive fields of TinySSD's feature-map cells, in input pixels, and the anchors centred on
-a cell: what the Model page draws when a cell is clicked.
+a cell.
 
 Coordinates are continuous input pixels: pixel ``i`` covers ``[i, i + 1)``, so its centre is
 ``i + 0.5``. Each layer with kernel ``k``, stride ``s`` and padding ``p`` maps

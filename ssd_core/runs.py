@@ -154,10 +154,15 @@ def read_metrics(path: Path) -> list[dict]:
     after the checkpoint that died with the process, then the same steps again. Only the
     timeline that led to the model is kept: a record drops the earlier ones it rewinds over
     (a larger step, or the same step and kind)."""
-    records: list[dict] = []
-    for rec in read_json_lines(path):
-        append_record(records, rec)
-    return records
+    return _replay(path, append_record)
+
+
+def _replay(path: Path, append) -> list[dict]:
+    """The entries of a JSON-lines timeline, each added with ``append(entries, entry)``."""
+    entries: list[dict] = []
+    for entry in read_json_lines(path):
+        append(entries, entry)
+    return entries
 
 
 def append_record(records: list[dict], rec: dict) -> None:
@@ -178,10 +183,7 @@ def _rewound(old: dict, step, kind) -> bool:
 def read_previews(path: Path) -> list[dict]:
     """``previews.jsonl`` -> one preview per epoch, oldest first (torn lines skipped; a resumed
     run's re-done epochs replace the ones lost with the crash, as in read_metrics)."""
-    previews: list[dict] = []
-    for preview in read_json_lines(path):
-        append_preview(previews, preview)
-    return previews
+    return _replay(path, append_preview)
 
 
 def append_preview(previews: list[dict], preview: dict) -> None:

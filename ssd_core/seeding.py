@@ -1,5 +1,5 @@
 """Random streams a run owns: generators derived from ``(seed, stream, *keys)``, never the
-process-wide ones, so runs that share a process (server threads, page scripts) cannot disturb
+process-wide ones, so runs that share a process (threads of one server) cannot disturb
 each other's draws and a resumed run can recompute any draw from where it stands.
 
 ``derive_seed(seed, AUGMENT, epoch, position)`` is a pure function: the same arguments give the

@@ -226,12 +226,13 @@ def test_nms_groups_is_per_class_nms():
 
 def test_descending_order_is_the_stable_argsort():
     """The keyed sort behind nms and multibox_detection: ties, negatives, -0.0 and +0.0."""
-    from ssd_core.detection import _descending_order
+    from ssd_core.ordering import descending_order, top_k_first
 
     g = torch.Generator().manual_seed(3)
     values = (torch.randn(4, 3000, generator=g) * 4).round() / 4  # many exact ties
     values[0, :10] = torch.tensor([0.0, -0.0, 0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38, 0.5, -0.5])
     values[1] = 0.0
-    for v in (values, values[0], values.double()):
-        assert torch.equal(_descending_order(v),
-                           torch.argsort(v, dim=-1, descending=True, stable=True))
+    for v in (values, values[0], values.double(), values.half(), values.bfloat16()):
+        stable = torch.argsort(v, dim=-1, descending=True, stable=True)
+        assert torch.equal(descending_order(v), stable)
+        assert torch.equal(top_k_first(v, 50), stable[..., :50])  # the matching's top-k

@@ -156,10 +156,10 @@ def test_trainer_on_device_data_matches_the_loader_without_augmentation():
     on = Trainer(tiny_config(device_data="on"), ds)
     off = Trainer(tiny_config(device_data="off"), ds)
     a, b = _losses(on), _losses(off)
-    assert on.device_data is not None and off.device_data is None
+    assert on._batches.on_device is not None and off._batches.on_device is None
     assert len(a) == 3 and a == b
     auto = Trainer(tiny_config(), ds)  # CPU, no augmentation: rendered once
-    assert _losses(auto) == a and auto.device_data is not None
+    assert _losses(auto) == a and auto._batches.on_device is not None
 
 
 def test_trainer_trains_on_augmented_device_data_and_resumes_exactly(tmp_path):
@@ -223,7 +223,7 @@ def test_deferred_host_reads_give_the_same_losses_and_catch_nan(monkeypatch):
 def test_bf16_autocast_runs_on_cpu():
     t = Trainer(tiny_config(precision="bf16"), tiny_set(8))
     losses = _losses(t)
-    assert t.use_amp and t.amp_dtype == torch.bfloat16 and not t.scaler.is_enabled()
+    assert t.amp_dtype == torch.bfloat16 and not t.scaler.is_enabled()
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
@@ -251,3 +251,17 @@ def test_rendering_the_set_reports_progress():
     _losses(t)
     assert seen[0] == "rendering the 8 training images once: 0/8"
     assert seen[-1] == "rendering the 8 training images once: 8/8"
+
+
+def test_the_crop_iou_is_box_iou_with_its_empty_union_rule():
+    """The crop windows' IoU is ssd_core.boxes.box_iou at shapes (B,T,4) x (B,M,4): 0 where the
+    union is empty; degenerate (point) objects crop without NaN."""
+    from ssd_core.boxes import box_iou
+
+    point = [0.3, 0.3, 0.3, 0.3]
+    windows = torch.tensor([[point, [0.0, 0.0, 0.5, 0.5]]])
+    boxes = torch.tensor([[point, [0.25, 0.25, 0.5, 0.5]]])
+    assert torch.equal(box_iou(windows, boxes), torch.tensor([[[0.0, 0.0], [0.0, 0.25]]]))
+    Y = torch.tensor([[[0.0, *point], [1.0, 0.6, 0.6, 0.6, 0.6], [-1.0, 0, 0, 0, 0]]] * 8)
+    window, keep = zoom_crop_windows(Y, torch.Generator().manual_seed(0), crop_p=1.0)
+    assert bool(torch.isfinite(window).all()) and not keep[:, 2].any()

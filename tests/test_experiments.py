@@ -15,9 +15,9 @@ from ssd_core.experiments import (
     submit_experiment,
 )
 from ssd_core.jobs import JobManager
-from ssd_core.losses import batch_metrics
 from ssd_core.runs import DataSpec, append_preview, read_previews
 from tests.helpers import tiny_config
+from tests.test_losses import book_record
 
 
 @pytest.mark.parametrize("key", sorted(EXPERIMENTS))
@@ -86,13 +86,14 @@ def test_object_accuracy_counts_positive_anchors_only():
     cls_preds = torch.zeros(1, 6, 2)
     cls_preds[..., 0] = 1.0
     z = torch.zeros(1, 24)
-    m = batch_metrics(cls_preds, cls_labels, z, z, z)
+    m = book_record(cls_preds, cls_labels, z, z, z)
     assert m["class_error"] == pytest.approx(1 / 6)
     assert m["object_accuracy"] == 0.0
     cls_preds[0, 2] = torch.tensor([0.0, 1.0])
-    assert batch_metrics(cls_preds, cls_labels, z, z, z)["object_accuracy"] == 1.0
-    assert batch_metrics(cls_preds, torch.zeros(1, 6, dtype=torch.long), z, z, z)[
-        "object_accuracy"] is None
+    assert book_record(cls_preds, cls_labels, z, z, z)["object_accuracy"] == 1.0
+    # Without positives: 0.0, the records' one rule (no record holds None or NaN).
+    assert book_record(cls_preds, torch.zeros(1, 6, dtype=torch.long), z, z, z)[
+        "object_accuracy"] == 0.0
 
 
 def test_a_failed_job_records_its_error_as_fields():

@@ -202,3 +202,15 @@ def test_a_resumed_crash_shows_one_timeline_while_it_trains(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 3 * 4
     assert all(r.get("loss") != 99.0 for r in live)
     assert live == read_metrics(path / "metrics.jsonl")
+
+
+def test_the_preview_cut_and_count_are_the_managers_settings(tmp_path):
+    """An untrained model scores every anchor low: with no cut and 3 boxes the preview holds
+    exactly 3 detections, best first; the defaults are 0.3 and 20."""
+    assert (JobManager(tmp_path).preview_score, JobManager(tmp_path).preview_boxes) == (0.3, 20)
+    jm = JobManager(tmp_path, max_running=1, preview_score=0.0, preview_boxes=3)
+    run = jm.submit(tiny_config(epochs=1), DataSpec(n=4, val_n=2))
+    assert jm.wait(run, 240)
+    rows = jm.snapshot(run).preview["detections"]
+    assert len(rows) == 3 and all(r[0] >= 0 and r[1] >= 0.0 for r in rows)
+    assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)

@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from ssd_core import LossConfig, TrainConfig
+from ssd_core.engine.records import make_record, step_sums, sums_of
 from ssd_core.errors import ConfigError
 from ssd_core.losses import (
-    batch_metrics,
     bbox_eval,
     cls_eval,
     cross_entropy_curve,
-    curve_gradient,
     focal_loss,
     focal_loss_grad,
     init_focal_bias,
@@ -25,6 +24,23 @@ from ssd_core.model import TinySSD
 
 XS = [i / 10 for i in range(-30, 31)] + [0.0999, 0.2501, 1e-3, -4.0, 0.995, 1.005]
 PS = [i / 100 for i in range(1, 101)] + [1e-4, 0.5]
+
+
+def curve_gradient(fn, x, **kwargs) -> torch.Tensor:
+    """Element-wise derivative of a curve by autograd: fn(x, **kwargs) -> d fn / dx."""
+    x = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(fn(x, **kwargs).sum(), x)
+    return grad
+
+
+def book_record(cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks) -> dict:
+    """The training record of one batch (ssd_core.engine.records), losses left at 0."""
+    zero = torch.zeros(())
+    step = step_sums({"total": zero, "cls": zero, "box": zero}, cls_preds, cls_labels,
+                     bbox_preds, bbox_labels, bbox_masks, cls_labels.shape[0], False)
+    fields = dict.fromkeys(("step", "epoch", "epochs", "steps_per_epoch", "total_steps", "lr",
+                            "elapsed", "eta_s", "world_size"), 0)
+    return make_record("step", sums_of(step), 1.0, **fields)
 
 
 def py_smooth_l1(x, sigma):
@@ -274,14 +290,14 @@ def test_ssd_loss_shape_errors():
 # ------------------------------------------------------------------ metrics
 
 
-def test_book_metrics_and_batch_metrics():
+def test_book_metrics_and_the_records_metrics():
     cp, cl, bp, bl, bm = tiny_batch()
     # argmax per anchor: [0, 2, 1], [0, 2, 0] vs labels [0, 2, 1], [0, 0, 0] -> 5 correct
     assert cls_eval(cp, cl) == 5.0
     abs_err = sum(abs(t - p) * m for rows in zip(*as_lists((bp, bl, bm)))
                   for p, t, m in zip(*rows))
     assert bbox_eval(bp, bl, bm) == pytest.approx(abs_err, rel=1e-6)
-    m = batch_metrics(cp, cl, bp, bl, bm)
+    m = book_record(cp, cl, bp, bl, bm)
     assert m["class_error"] == pytest.approx(1 - 5 / 6)
     assert m["box_mae"] == pytest.approx(abs_err / 24, rel=1e-6)
     assert m["positives_per_image"] == 1.0

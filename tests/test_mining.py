@@ -7,8 +7,8 @@ import torch
 from ssd_core.anchors import anchor_layout, layout_anchors
 from ssd_core.config import LossConfig
 from ssd_core.losses import class_loss_per_anchor, ssd_loss
-from ssd_core.matching import hard_negative_mask, multibox_target
-from ssd_core.mining import focal_config, mine, mine_image, negative_rank
+from ssd_core.matching import hard_negative_mask, multibox_target, negative_rank
+from ssd_core.mining import focal_config, mine, mine_image
 
 
 def _case(seed=0, b=2):

@@ -206,7 +206,7 @@ def test_data_loader_workers_start_once_and_train_the_same(tmp_path,
         if r["kind"] == "step" and r["step"] == 8:  # mid-way through epoch 2 (6 steps each)
             trainer.stop()
     assert made == [True]  # epochs 1 and 2 from one loader
-    assert trainer._workers_loader is None  # its workers ended with fit()
+    assert trainer._batches.workers_loader is None  # its workers ended with fit()
     resumed = Trainer(cfg.replace(num_workers=1), tiny_data, run_dir=tmp_path,
                       resume=tmp_path / "checkpoint.pt")
     rest = list(resumed.fit())

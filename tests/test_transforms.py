@@ -128,3 +128,16 @@ def test_flip_only_augment_matches_flipped_sample():
 def test_bad_augment_settings(kwargs):
     with pytest.raises(ConfigError):
         Augment(**kwargs)
+
+
+def test_crop_iou_follows_box_iou_and_its_empty_union_rule():
+    """The host IoU of random_iou_crop and the synthetic placement (boxes.box_iou_numpy):
+    box_iou's values (the same bits) and 0, not NaN, where the union is empty."""
+    from ssd_core.boxes import box_iou, box_iou_numpy
+
+    point = np.array([3.0, 3.0, 3.0, 3.0])
+    boxes = np.array([[3.0, 3.0, 3.0, 3.0], [0.0, 0.0, 10.0, 10.0], [2.0, 2.0, 5.0, 4.0]])
+    assert box_iou_numpy(point, boxes).tolist() == [0.0, 0.0, 0.0]
+    crop = np.array([1.0, 1.0, 6.0, 8.0])
+    want = box_iou(torch.from_numpy(crop[None]), torch.from_numpy(boxes))[0].numpy()
+    assert np.array_equal(box_iou_numpy(crop, boxes), want)

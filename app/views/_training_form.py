@@ -26,7 +26,8 @@ RECIPE_FORM_KEYS = {
     "training.box_loss": "box_loss", "training.sigma": "smooth_l1_sigma",
     "training.cls_weight": "cls_weight", "training.box_weight": "box_weight",
     "training.normalize": "normalize", "training.hnm": "hard_negative_mining",
-    "training.n": "train_images", "training.val_n": "val_images", "training.augment": "augment"}
+    "training.n": "train_images", "training.val_n": "val_images", "training.augment": "augment",
+    "training.precision": "precision"}
 
 
 
@@ -76,6 +77,7 @@ def optimisation_inputs() -> dict:
         "lr": number(st, "lr", "training.lr", "Learning rate", 1e-6, 10.0, format="%.4g"),
         "optimizer": choice(st.selectbox, "optimizer", "training.optimizer", "Optimizer"),
         "schedule": choice(st.selectbox, "schedule", "training.schedule", "LR schedule"),
+        "precision": choice(st.selectbox, "precision", "training.precision", "Precision"),
         "input_size": st.select_slider("Input size", urlstate.INPUT_SIZES,
                                        initial("training.input_size",
                                                FIELDS["input_size"].default, None),

@@ -105,12 +105,17 @@ def detection_collate(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
     Shorter targets are padded with rows of -1; Mmax >= 1 even when no image has objects.
     """
-    images = torch.stack([item[0] for item in batch])
-    m = max([1] + [item[1].shape[0] for item in batch])
-    targets = torch.full((len(batch), m, 5), -1.0, dtype=torch.float32)
-    for b, (_, t) in enumerate(batch):
-        targets[b, : t.shape[0]] = t
-    return images, targets
+    return torch.stack([item[0] for item in batch]), pad_targets([item[1] for item in batch])
+
+
+def pad_targets(targets) -> torch.Tensor:
+    """Targets ``(M_i, 5)`` -> one ``(B, Mmax, 5)`` float32 tensor, padded with rows of -1;
+    Mmax >= 1 even when no image has objects."""
+    m = max([1] + [t.shape[0] for t in targets])
+    out = torch.full((len(targets), m, 5), -1.0, dtype=torch.float32)
+    for b, t in enumerate(targets):
+        out[b, : t.shape[0]] = t
+    return out
 
 
 def make_loader(ds, batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,

@@ -21,11 +21,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssd_core.boxes import box_iou
 from ssd_core.errors import ConfigError
 from ssd_core.images import image_to_tensor
 from ssd_core.seeding import DEVICE_AUGMENT, derive_seed, fresh_seed
 
-from .dataset import DetectionDataset, make_target
+from .dataset import DetectionDataset, make_target, pad_targets
 from .transforms import Augment
 
 _MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the random crop's choices besides "no crop"
@@ -78,10 +79,7 @@ class DeviceData:
             # image_to_tensor's own resize and conversion, so the pixels are ds[i]'s exactly.
             images[i] = image_to_tensor(img, size).mul_(255.0).round_().to(torch.uint8)
             targets.append(make_target(boxes, labels, img.size))
-        m = max([1] + [t.shape[0] for t in targets])
-        padded = torch.full((n, m, 5), -1.0)
-        for i, t in enumerate(targets):
-            padded[i, : t.shape[0]] = t
+        padded = pad_targets(targets)
         if progress is not None:
             progress(n, n)
         aug = device_augment(ds) if augment == "dataset" else augment
@@ -199,16 +197,6 @@ def _rotate_hue(X, angle):
     return torch.einsum("bij,bjhw->bihw", m.to(X.dtype), X)
 
 
-def _box_iou_windows(windows, boxes):
-    """IoU of windows (B,T,4) with boxes (B,M,4) -> (B,T,M)."""
-    lt = torch.maximum(windows[:, :, None, :2], boxes[:, None, :, :2])
-    rb = torch.minimum(windows[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    aw = (windows[..., 2:] - windows[..., :2]).prod(-1)[:, :, None]
-    ab = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)[:, None, :]
-    return inter / (aw + ab - inter).clamp(min=1e-12)
-
-
 def zoom_crop_windows(Y, gen, zoom_p=0.5, zoom_max=2.0, crop_p=0.5, min_scale=0.3,
                       max_aspect=2.0, trials=40):
     """Per image a source window (B,4) ``[u0,v0,u1,v1]`` in the image's normalized coordinates
@@ -238,7 +226,7 @@ def zoom_crop_windows(Y, gen, zoom_p=0.5, zoom_max=2.0, crop_p=0.5, min_scale=0.
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2  # (B,M,2)
     inside = ((centres[:, None] > cand[:, :, None, :2])
               & (centres[:, None] < cand[:, :, None, 2:])).all(-1) & valid[:, None]  # (B,T,M)
-    iou = _box_iou_windows(cand, boxes).masked_fill(~valid[:, None], -1.0)
+    iou = box_iou(cand, boxes).masked_fill(~valid[:, None], -1.0)
     has_objects = valid.any(1, keepdim=True)
     ok = aspect_ok & torch.where(
         has_objects, (iou.max(-1).values >= min_iou[:, None]) & inside.any(-1),

@@ -1,4 +1,4 @@
-"""Read real detection datasets: COCO JSON, Pascal VOC XML, YOLO txt and the book's banana CSV.
+"""Open a real detection dataset: which format a folder holds and the checked dataset it gives.
 
 ``load_dataset(folder_or_zip)`` finds the format, checks every annotation and returns an
 ``AnnotatedDetection`` with the same interface as the synthetic set. Problems raise one

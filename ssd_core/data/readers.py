@@ -31,15 +31,21 @@ from .annotation import (
     yaml_names,
 )
 
+
+def _only_file(paths: list[Path], root: Path, expected: str) -> tuple[Path, str]:
+    """The one annotation file of a format -> (path, its name relative to ``root``); else an
+    AnnotationError that starts with ``expected`` and lists what the folder holds."""
+    if len(paths) != 1:
+        raise AnnotationError(f"{expected} in the dataset folder, found "
+                              f"{[rel(p, root) for p in paths] or 'none'}.")
+    return paths[0], rel(paths[0], root)
+
+
 # -- COCO ---------------------------------------------------------------------------------------
 
 def read_coco(root: Path, fixes: Fixes):
     jsons = sorted(root.glob("*.json")) + sorted((root / "annotations").glob("*.json"))
-    if len(jsons) != 1:
-        raise AnnotationError(f"COCO: expected one annotation .json in the dataset folder, found "
-                              f"{[rel(p, root) for p in jsons] or 'none'}.")
-    ann_path = jsons[0]
-    af = rel(ann_path, root)
+    ann_path, af = _only_file(jsons, root, "COCO: expected one annotation .json")
     data = _coco_json(ann_path, af)
     cats = _coco_categories(data["categories"], af)
     cat_ids = sorted(cats, key=lambda v: (str(type(v)), v))
@@ -296,12 +302,7 @@ def read_yolo(root: Path, fixes: Fixes):
 # -- the book's banana CSV ----------------------------------------------------------------------
 
 def read_csv(root: Path, fixes: Fixes):
-    csvs = sorted(root.glob("*.csv"))
-    if len(csvs) != 1:
-        raise AnnotationError(f"CSV: expected one .csv file in the dataset folder, found "
-                              f"{[p.name for p in csvs] or 'none'}.")
-    path = csvs[0]
-    af = path.name
+    path, af = _only_file(sorted(root.glob("*.csv")), root, "CSV: expected one .csv file")
     names = read_class_file(root)
     text = read_text(path, af)
     try:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageChops, ImageDraw
 
+from ssd_core.boxes import box_iou_numpy
 from ssd_core.errors import ConfigError
 from ssd_core.images import load_image
 
@@ -334,14 +335,11 @@ class SyntheticDetection(DetectionDataset):
         included) would end up covered beyond max_occlusion of its area."""
         if not boxes:
             return True
-        b = np.asarray(boxes, dtype=np.float64)
-        ix = np.clip(np.minimum(b[:, 2], x0 + w) - np.maximum(b[:, 0], x0), 0, None)
-        iy = np.clip(np.minimum(b[:, 3], y0 + h) - np.maximum(b[:, 1], y0), 0, None)
-        inter = ix * iy
-        union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + w * h - inter
-        if (inter / union).max() > self.max_iou:
+        iou = box_iou_numpy(np.array([x0, y0, x0 + w, y0 + h], dtype=np.float64),
+                            np.asarray(boxes, dtype=np.float64))
+        if iou.max() > self.max_iou:
             return False
-        if not inter.any():
+        if not iou.any():  # no overlap (a placed box's union with it is never empty)
             return True
         covered = owner[y0:y0 + h, x0:x0 + w][m]
         counts = np.bincount(covered[covered >= 0], minlength=len(boxes))

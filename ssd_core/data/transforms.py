@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
+from ssd_core.boxes import box_iou_numpy
 from ssd_core.errors import ConfigError
 
 
@@ -42,16 +43,6 @@ def zoom_out(img: Image.Image, boxes: torch.Tensor, rng: np.random.Generator,
     return canvas, boxes + shift
 
 
-def _iou_with(crop: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box (4,) with boxes (M,4)."""
-    lt = np.maximum(crop[:2], boxes[:, :2])
-    rb = np.minimum(crop[2:], boxes[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    area_c = (crop[2:] - crop[:2]).prod()
-    area_b = (boxes[:, 2:] - boxes[:, :2]).prod(1)
-    return inter / (area_c + area_b - inter)
-
-
 def random_iou_crop(img: Image.Image, boxes: torch.Tensor, labels: torch.Tensor,
                     rng: np.random.Generator,
                     min_ious=(None, 0.1, 0.3, 0.5, 0.7, 0.9), min_scale: float = 0.3,
@@ -77,7 +68,7 @@ def random_iou_crop(img: Image.Image, boxes: torch.Tensor, labels: torch.Tensor,
         if crop[2] - crop[0] < 1 or crop[3] - crop[1] < 1:
             continue
         if len(b):
-            if _iou_with(crop, b).max() < min_iou:
+            if box_iou_numpy(crop, b).max() < min_iou:
                 continue
             keep = ((centres > crop[:2]) & (centres < crop[2:])).all(1)
             if not keep.any():

@@ -1,7 +1,9 @@
-"""The training engine, split by role: ``setup`` (processes, device, seeds, model, optimizer,
-loader), ``trainer`` (the Trainer: the epoch loop and the step), ``records`` (metrics records),
-``validation``, ``resume`` (the state a checkpoint needs to continue) and ``schedule`` (the
-learning rate). The files of a run are ssd_core.runfolder's.
+"""The training engine, split by role: ``trainer`` (the Trainer: the epoch loop, stop, status),
+``step`` (one optimizer step), ``batches`` (each epoch's batches), ``setup`` (device, model,
+optimizer, autocast, the set on the device), ``distributed`` (processes under torchrun),
+``records`` (metrics records), ``validation``, ``checkpoints`` (checkpoint.pt and best.pt),
+``resume`` (the state a checkpoint needs to continue), ``divergence`` (what a diverged run says)
+and ``schedule`` (the learning rate). The files of a run are ssd_core.runfolder's.
 
 The loop is the book's (forward -> multibox_target -> loss -> SGD step), batched and honest about
 speed: ``images_per_s`` is measured over whole steps, data loading and target assignment included.
@@ -10,8 +12,9 @@ Records yielded by ``Trainer.fit`` (also appended to ``run_dir/metrics.jsonl``),
 ints unless noted: ``kind`` ("step" every ``log_every`` steps, "epoch" at each epoch end), ``step``
 (optimizer steps done), ``epoch`` (1-based epoch the record belongs to), ``epochs``,
 ``steps_per_epoch``, ``total_steps``, ``loss``, ``cls_loss``, ``box_loss``, ``class_error`` and
-``box_mae`` (the book's metrics), ``positives_per_image``, ``images`` (images in the window, summed
-over processes), ``images_per_s``, ``lr``, ``elapsed`` (s of training so far), ``eta_s``,
+``box_mae`` (the book's metrics), ``positives_per_image``, ``object_accuracy`` (the class
+accuracy over positive anchors, 0.0 without any), ``images`` (images in the window, summed over
+processes), ``images_per_s``, ``lr``, ``elapsed`` (s of training so far), ``eta_s``,
 ``world_size``; epoch records add ``epoch_time`` and, with validation data, ``val_ap50``,
 ``val_map`` (left out when the validation images hold no objects) and ``val_per_class``
 ({class name: AP50, None for a class without objects}). No record ever holds NaN.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ssd_core.checkpoint import Checkpoint, load_checkpoint, unwrap
+from ssd_core.engine.schedule import apply_config_lr
 from ssd_core.errors import CheckpointError
 
 
@@ -73,3 +74,14 @@ def restore(resume, model, optimizer, scheduler, scaler, config, class_names) ->
             "start a fresh run or resume from the run's own checkpoint.pt.",
             path=ckpt.path) from None
     return progress
+
+
+def resume_progress(resume, model, optimizer, scheduler, scaler, config, class_names,
+                    steps_per_epoch: int) -> Progress:
+    """:func:`restore`, then the config's learning rate over the restored schedule; a run
+    stopped after its epoch's last batch starts at the next epoch."""
+    p = restore(resume, model, optimizer, scheduler, scaler, config, class_names)
+    apply_config_lr(optimizer, scheduler, config, steps_per_epoch)
+    if p.skip_batches >= steps_per_epoch:
+        p.start_epoch, p.skip_batches = p.start_epoch + 1, 0
+    return p

@@ -1,5 +1,6 @@
-"""Everything a run needs before its first step: processes and device, the model (its weights
-drawn from the run's own generator: build_model), the optimizer and the data loader."""
+"""Everything a run needs before its first step: the device, the model (its weights drawn from
+the run's own generator: build_model), the optimizer, the autocast dtype, DataLoader workers and
+the training set rendered onto the device."""
 
 from __future__ import annotations
 
@@ -12,29 +13,9 @@ from ssd_core import device as devmod
 from ssd_core.checkpoint import Checkpoint, build_model, load_checkpoint, unwrap
 from ssd_core.config import TrainConfig
 from ssd_core.data.device_data import DeviceData, device_augment, renderable
+from ssd_core.engine.schedule import lr_factor
 from ssd_core.errors import CheckpointError, ConfigError
 from ssd_core.losses import init_focal_bias
-
-
-def dist_env() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
-        return 0, 1, 0
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def join_process_group(config: TrainConfig, world_size: int):
-    """-> (torch.distributed or None, whether this call created the group)."""
-    if world_size <= 1:
-        return None, False
-    import torch.distributed as dist  # only under torchrun: it is slow to import
-
-    own = not dist.is_initialized()
-    if own:
-        dist.init_process_group(
-            "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
-    return dist, own
 
 
 def training_device(config: TrainConfig, distributed: bool, local_rank: int) -> torch.device:
@@ -68,6 +49,16 @@ def make_model(config: TrainConfig, class_names, device, init=None, sync_bn=Fals
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def make_training(config: TrainConfig, class_names, device, init, distributed: bool,
+                  steps_per_epoch: int):
+    """-> (model (make_model), its optimizer, the learning-rate schedule of the run)."""
+    model = make_model(config, class_names, device, init,
+                       sync_bn=distributed and config.sync_bn)
+    optimizer = make_optimizer(model, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
+    return model, optimizer, schedule
 
 
 def load_init_weights(model: nn.Module, init, class_names) -> None:
@@ -108,13 +99,14 @@ DEVICE_DATA_LIMIT = {"cuda": 8 * 2**30, "cpu": 2**29}
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The network's autocast dtype, None for plain fp32: amp on CUDA is fp16 (with a
-    GradScaler, as before); precision "auto" is bf16 on CUDA, fp32 elsewhere; "fast" is bf16
-    wherever the device runs it natively (:func:`ssd_core.device.native_bf16`)."""
-    if device.type == "cuda" and config.amp:
-        return torch.float16
-    if (config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-            or (config.precision == "fast" and devmod.native_bf16(device))):
+    """The network's autocast dtype for ``config.precision`` on ``device``, None for plain
+    fp32: "fp16" is fp16 on CUDA (with a GradScaler); "auto" is bf16 on CUDA; "fast" is bf16
+    wherever the device runs it natively (:func:`ssd_core.device.native_bf16`); "bf16" is
+    bf16 everywhere; anything else is fp32."""
+    p, cuda = config.precision, device.type == "cuda"
+    if p == "fp16":
+        return torch.float16 if cuda else None
+    if p == "bf16" or (p == "auto" and cuda) or (p == "fast" and devmod.native_bf16(device)):
         return torch.bfloat16
     return None
 
@@ -145,16 +137,3 @@ def device_data(config: TrainConfig, data, device: torch.device,
         return None
     # At the dataset's own size, as ds[i]: the step resizes to input_size as on the host path.
     return DeviceData.from_dataset(data, device, progress=progress)
-
-
-class SkipSampler(torch.utils.data.Sampler):
-    """The base sampler's indices minus the first ``skip`` (resuming mid-epoch)."""
-
-    def __init__(self, base, skip: int):
-        self.base, self.skip = base, skip
-
-    def __iter__(self):
-        return iter(list(self.base)[self.skip:])
-
-    def __len__(self):
-        return max(0, len(self.base) - self.skip)
