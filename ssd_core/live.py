@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .detection import Detections, Detector, raw_output
+from .device import this_thread_limited
 from .drawing import draw_detections
 from .errors import InvalidImageError
 from .fold import fold_batchnorm
@@ -103,20 +104,24 @@ class FramePipeline:
     same softmax and box decoding, ``Detector.filter`` for the thresholds and NMS, and
     ``ssd_core.drawing.draw_detections``), so its detections equal ``Detector.predict`` on the
     same image. ``fold``: run a BatchNorm-folded copy of the model (the original is untouched);
-    ``channels_last``: run the convolutions in channels_last memory format. Thresholds come
+    ``channels_last``: run the convolutions in channels_last memory format; ``threads``: the
+    intra-op threads of the calling thread while it runs a frame (None: torch's setting; 1 by
+    default: one image per call, and on a busy CPU threads waiting for each other at every
+    layer cost far more than they give, see bench/bench_live.py). Thresholds come
     from ``settings`` (a :class:`LiveSettings`) unless given to the call. Safe to call from
     several threads at once (the model only runs forward, under ``torch.inference_mode``).
     """
 
     def __init__(self, model, class_names, input_size: int = 256, *, fold: bool = True,
-                 channels_last: bool = True, settings: LiveSettings | None = None,
-                 device="cpu"):
+                 channels_last: bool = True, threads: int | None = 1,
+                 settings: LiveSettings | None = None, device="cpu"):
         net = fold_batchnorm(model) if fold else _eval_copy(model)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.detector = Detector(net, class_names, input_size, device=device)
         self.channels_last = bool(channels_last)
         self.folded = bool(fold)
+        self.threads = threads
         self.settings = settings if settings is not None else LiveSettings()
 
     @classmethod
@@ -148,14 +153,15 @@ class FramePipeline:
         current = self.settings.get()
         thr = Thresholds(current.conf if conf_threshold is None else conf_threshold,
                          current.nms if nms_threshold is None else nms_threshold)
-        t0 = time.perf_counter()
-        img, X = self.to_tensor(frame)
-        t1 = time.perf_counter()
-        with torch.inference_mode():
-            out = self.detector.model(X)
-        t2 = time.perf_counter()
-        dets = self.detector.filter(raw_output(*out, img.size), thr.conf, thr.nms)
-        t3 = time.perf_counter()
+        with this_thread_limited(self.threads if self.detector.device.type == "cpu" else None):
+            t0 = time.perf_counter()
+            img, X = self.to_tensor(frame)
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                out = self.detector.model(X)
+            t2 = time.perf_counter()
+            dets = self.detector.filter(raw_output(*out, img.size), thr.conf, thr.nms)
+            t3 = time.perf_counter()
         drawn = draw_detections(img, dets.boxes, dets.scores, dets.labels, self.class_names)
         image = np.asarray(drawn)
         t4 = time.perf_counter()

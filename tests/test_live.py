@@ -38,10 +38,10 @@ def test_detections_equal_detector_predict(shipped, seed):
     f = frame(seed)
     want = shipped.predict(f, conf_threshold=0.4, nms_threshold=0.45)
     assert len(want) >= 1  # the shipped model finds the synthetic objects
-    # Unfolded, NCHW: the very same computation, bit for bit.
-    plain = FramePipeline.from_detector(shipped, fold=False, channels_last=False)
+    # Unfolded, NCHW, torch's threads: the very same computation, bit for bit.
+    plain = FramePipeline.from_detector(shipped, fold=False, channels_last=False, threads=None)
     assert_same_detections(plain(f, 0.4, 0.45).detections, want, 0, 0)
-    # Folded and channels_last (the live default): float rounding only.
+    # Folded, channels_last, one thread (the live default): float rounding only.
     live = FramePipeline.from_detector(shipped)
     assert live.folded and live.channels_last
     out = live(f, 0.4, 0.45)
@@ -188,3 +188,20 @@ def test_stream_slots_never_exceed_the_cap_under_threads():
     for t in threads:
         t.join()
     assert 1 <= most[0] <= 3 and slots.in_use() == 0
+
+
+def test_the_thread_limit_applies_to_this_thread_only_and_is_restored():
+    from ssd_core.device import this_thread_limited
+
+    before = torch.get_num_threads()
+    seen = {}
+    with this_thread_limited(1) as ok:
+        if not ok:
+            pytest.skip("torch's OpenMP runtime was not found (not Linux/OpenMP)")
+        seen["inside"] = torch.get_num_threads()
+        t = threading.Thread(target=lambda: seen.setdefault("other", torch.get_num_threads()))
+        t.start()
+        t.join()
+    assert seen["inside"] == 1
+    assert seen["other"] == before  # a thread started meanwhile keeps torch's setting
+    assert torch.get_num_threads() == before
