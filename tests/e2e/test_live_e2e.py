@@ -21,7 +21,7 @@ from ssd_core.detection import Detector
 from ssd_core.live import FramePipeline
 from tests.server import CHROMIUM_ARGS, serve
 
-from .browser import ARTIFACTS, no_exception, wait_idle
+from .browser import ARTIFACTS, no_exception, nudge_slider, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -147,19 +147,23 @@ def wait_fps(page, timeout=120.0) -> float:
                          f"(test-artifacts/live-failure.png); page text: {text}")
 
 
-def assert_boxes_drawn(got, camera, drawn_here):
+def assert_boxes_drawn(got, camera, drawn_here, drawn=True):
     """The received frame shows the boxes the pipeline draws on the camera's frame: where the
     pipeline draws (outlines, captions) the video looks like the drawn frame, not the camera's
-    (VP8 blurs colours, hence means, not equality), and elsewhere like the camera's scene."""
+    (VP8 blurs colours, hence means, not equality), and elsewhere like the camera's scene.
+    ``drawn=False``: the boxes are not there (the video looks like the camera's there)."""
     if got.shape[:2] != (H, W):
         got = np.asarray(Image.fromarray(got).resize((W, H), Image.BILINEAR))
     diff = np.abs(drawn_here.astype(int) - camera.astype(int)).max(axis=2)
-    drawn = diff > 80
-    assert drawn.sum() > 500
-    g = got.astype(int)[drawn]
-    to_drawn = np.abs(g - drawn_here.astype(int)[drawn]).mean()
-    to_camera = np.abs(g - camera.astype(int)[drawn]).mean()
-    assert to_drawn < 0.5 * to_camera, (to_drawn, to_camera)
+    mask = diff > 80
+    assert mask.sum() > 500
+    g = got.astype(int)[mask]
+    to_drawn = np.abs(g - drawn_here.astype(int)[mask]).mean()
+    to_camera = np.abs(g - camera.astype(int)[mask]).mean()
+    if drawn:
+        assert to_drawn < 0.5 * to_camera, (to_drawn, to_camera)
+    else:
+        assert to_camera < 0.5 * to_drawn, (to_drawn, to_camera)
     far = diff == 0
     assert np.abs(got.astype(int)[far] - camera.astype(int)[far]).mean() < 40
 
@@ -182,6 +186,14 @@ def test_live_video_comes_back_with_boxes_and_the_cap_refuses_a_second_stream(
     assert fps > 0
 
     assert_boxes_drawn(got, rgb, expected.image)
+
+    # The confidence slider applies while the stream runs: at 1.0 no box is left (the best
+    # score is under 1), and the returned video is the camera's scene again.
+    nudge_slider(a, "Confidence threshold", key="End")
+    a.wait_for_timeout(4000)
+    bare = grab(a)
+    Image.fromarray(bare).save(ARTIFACTS / "live-video-frame-conf-1.png")
+    assert_boxes_drawn(bare, rgb, expected.image, drawn=False)
 
     # A second viewer past the cap of 1: the clear message, on the page and on the video.
     ctx_b, b = open_live(camera_browser, live_url)
