@@ -13,7 +13,9 @@ objects, so detection and drawing do real work.
 Against the strongest honest baselines in the same run, interleaved frame by frame: the
 Detector's own path (``Detector.predict`` on the frame plus ``draw_detections``: the code the
 Detection page runs today), and the pipeline with BatchNorm not folded and/or in NCHW, and with
-torch's intra-op threads (one per core) instead of the live path's one thread. The
+torch's intra-op threads (one per core) instead of the live path's one thread, and in fp32
+where the live view runs bf16 (``precision="fast"``: bf16 where the CPU has AVX512-BF16 or
+AMX). The
 codec stages are the same for every path and are reported once. Then the network's FLOPs per
 frame against this CPU's measured 3x3-convolution and matmul GFLOP/s (bench_train's kernels).
 """
@@ -144,8 +146,10 @@ def main():
             FramePipeline.from_detector(det, fold=True, channels_last=False, threads=None),
         "pipeline, BatchNorm folded, channels_last, torch's threads":
             FramePipeline.from_detector(det, fold=True, channels_last=True, threads=None),
-        "pipeline, BatchNorm folded, channels_last, 1 thread (live)":
+        "pipeline, BatchNorm folded, channels_last, 1 thread, fp32":
             FramePipeline.from_detector(det),
+        "pipeline, BatchNorm folded, channels_last, 1 thread, precision='fast' (live view)":
+            FramePipeline.from_detector(det, precision="fast"),
     }
     live_name = list(paths)[-1]
     totals = {name: [] for name in paths}
@@ -193,7 +197,8 @@ def main():
     print("|---|---:|---:|")
     labels = {"decode": "decode (VP8 -> RGB, aiortc's decoder)",
               "convert": "convert (resize to 256x256 tensor)",
-              "network": "network (TinySSD, folded, channels_last, 1 thread)",
+              "network": "network (TinySSD, folded, channels_last, 1 thread, "
+                         f"{paths[live_name].precision})",
               "detection": "detection (softmax, decode, thresholds, NMS)",
               "drawing": "drawing (boxes, class names, scores)",
               "encode": "encode (RGB -> VP8, aiortc's encoder)"}
@@ -223,22 +228,23 @@ def main():
           f"decode to encode: {met} ({fps50:.1f} fps at the p50 frame, {fps95:.1f} at the "
           f"p95 frame; budget {1000 / GOAL_FPS:.1f} ms)")
 
-    live_net = paths[live_name].model
-    gflop = network_gflop(live_net, det.input_size)
+    live = paths[live_name]
+    gflop = network_gflop(live.model, det.input_size)
     cpu = torch.device("cpu")
-    conv = conv_gflops(cpu, batch=args.kernel_batch)
-    mm = matmul_gflops(cpu)
+    dtype = torch.bfloat16 if live.bf16 else torch.float32
+    conv = conv_gflops(cpu, batch=args.kernel_batch, dtype=dtype)
+    mm = matmul_gflops(cpu, dtype=dtype)
     with this_thread_limited(1):
-        conv1 = conv_gflops(cpu, batch=args.kernel_batch)
+        conv1 = conv_gflops(cpu, batch=args.kernel_batch, dtype=dtype)
     floor_ms, floor1_ms = gflop / max(conv, mm) * 1000, gflop / conv1 * 1000
     net50 = pct(stages["network"], 50)
-    print(f"\nhardware limit: the network costs {gflop:.3f} GFLOP per frame. This CPU ran a "
-          f"3x3 64-channel convolution at {conv:.0f} GFLOP/s on {threads} threads and "
-          f"{conv1:.0f} GFLOP/s on one, a 2048^2 matmul at {mm:.0f} GFLOP/s: the network "
-          f"cannot take less than {floor_ms:.2f} ms on all cores, {floor1_ms:.2f} ms on one. "
-          f"The live path's network (one thread) takes {net50:.2f} ms at p50: "
-          f"{floor1_ms / net50:.0%} of the one-core limit, {floor_ms / net50:.0%} of the "
-          f"all-core one.")
+    print(f"\nhardware limit: the network costs {gflop:.3f} GFLOP per frame. In "
+          f"{live.precision} this CPU ran a 3x3 64-channel convolution at {conv:.0f} GFLOP/s "
+          f"on {threads} threads and {conv1:.0f} GFLOP/s on one, a 2048^2 matmul at {mm:.0f} "
+          f"GFLOP/s: the network cannot take less than {floor_ms:.2f} ms on all cores, "
+          f"{floor1_ms:.2f} ms on one. The live view's network (one thread, {live.precision}) "
+          f"takes {net50:.2f} ms at p50: {floor1_ms / net50:.0%} of the one-core limit, "
+          f"{floor_ms / net50:.0%} of the all-core one.")
 
 if __name__ == "__main__":
     main()

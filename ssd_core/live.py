@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .detection import Detections, Detector, raw_output
-from .device import this_thread_limited
+from .device import native_bf16, this_thread_limited
 from .drawing import draw_detections
 from .errors import InvalidImageError
 from .fold import fold_batchnorm
@@ -107,14 +107,19 @@ class FramePipeline:
     ``channels_last``: run the convolutions in channels_last memory format; ``threads``: the
     intra-op threads of the calling thread while it runs a frame (None: torch's setting; 1 by
     default: one image per call, and on a busy CPU threads waiting for each other at every
-    layer cost far more than they give, see bench/bench_live.py). Thresholds come
+    layer cost far more than they give, see bench/bench_live.py); ``precision``: "fp32", "bf16"
+    (autocast: ~2.7x faster on CPUs with AMX, class probabilities within ~1e-3) or "fast" (bf16
+    where the hardware runs it natively, else fp32). Thresholds come
     from ``settings`` (a :class:`LiveSettings`) unless given to the call. Safe to call from
     several threads at once (the model only runs forward, under ``torch.inference_mode``).
     """
 
     def __init__(self, model, class_names, input_size: int = 256, *, fold: bool = True,
                  channels_last: bool = True, threads: int | None = 1,
-                 settings: LiveSettings | None = None, device="cpu"):
+                 precision: str = "fp32", settings: LiveSettings | None = None,
+                 device="cpu"):
+        if precision not in ("fp32", "bf16", "fast"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'fast', got {precision!r}")
         net = fold_batchnorm(model) if fold else _eval_copy(model)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -122,6 +127,9 @@ class FramePipeline:
         self.channels_last = bool(channels_last)
         self.folded = bool(fold)
         self.threads = threads
+        dev = self.detector.device
+        self.bf16 = precision == "bf16" or (precision == "fast" and native_bf16(dev))
+        self.precision = "bf16" if self.bf16 else "fp32"
         self.settings = settings if settings is not None else LiveSettings()
 
     @classmethod
@@ -157,7 +165,8 @@ class FramePipeline:
             t0 = time.perf_counter()
             img, X = self.to_tensor(frame)
             t1 = time.perf_counter()
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(
+                    self.detector.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 out = self.detector.model(X)
             t2 = time.perf_counter()
             dets = self.detector.filter(raw_output(*out, img.size), thr.conf, thr.nms)
