@@ -69,6 +69,7 @@ def test_bench_live_prints_stages_paths_goal_and_limit():
         assert "| decode (VP8 -> RGB, aiortc's decoder) |" in out
         assert "| encode (RGB -> VP8, aiortc's encoder) |" in out
     for path in ("Detector.predict + draw_detections (today's Detection page code)",
+                 "Detector.predict + draw_detections, 1 thread",
                  "pipeline, BatchNorm not folded, NCHW, torch's threads",
                  "pipeline, BatchNorm not folded, channels_last, torch's threads",
                  "pipeline, BatchNorm folded, NCHW, torch's threads",
@@ -80,3 +81,4 @@ def test_bench_live_prints_stages_paths_goal_and_limit():
     assert "| network (TinySSD, folded, channels_last, 1 thread, " in out
     assert "goal: >= 15 fps for one viewer at 160x120, decode to encode:" in out
     assert "hardware limit: the network costs" in out and "GFLOP per frame" in out
+    assert "of that limit." in out
