@@ -100,7 +100,9 @@ def frame_callback(pipeline: FramePipeline, state: LiveState):
                 state.error = f"{type(e).__name__}: {e}"
                 out, timings = rgb, {}
         new = type(frame).from_ndarray(np.ascontiguousarray(out), format="rgb24")
-        new.pts, new.time_base = frame.pts, frame.time_base
+        new.pts = frame.pts
+        if frame.time_base is not None:
+            new.time_base = frame.time_base
         state.stats.record(timings)
         return new
 
