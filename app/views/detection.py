@@ -20,6 +20,7 @@ from ssd_core.anchors import locate_anchor
 from ssd_core.drawing import draw_detections
 
 SOURCES = [images.SHIPPED, images.SYNTHETIC, images.UPLOAD, images.CAMERA]
+NMS_MODES = ["class-agnostic (book)", "per class"]
 MAX_DRAWN = 1000  # raw candidates drawn at most (the table lists them all)
 
 
@@ -87,12 +88,18 @@ def filter_controls(names: list[str]) -> Filters:
                             help="A box overlapping a better one by more than this is "
                                  "suppressed.")
     with c3:
-        apply_nms = st.toggle("Apply NMS", value=True, key="detection.apply_nms",
-                              help="Off: every raw candidate above the confidence threshold.")
-        mode = st.radio("NMS", ["class-agnostic (book)", "per class"], horizontal=True,
-                        key="detection.nms_mode", disabled=not apply_nms)
-    keep = st.multiselect("Classes", list(range(len(names))), default=list(range(len(names))),
-                          format_func=lambda c: names[c], key="detection.classes")
+        apply_nms = urlstate.bind(st.toggle, "detection.apply_nms", True, "Apply NMS",
+                                  omit_default=True,
+                                  help="Off: every raw candidate above the confidence "
+                                       "threshold.")
+        mode = urlstate.bind(st.radio, "detection.nms_mode", NMS_MODES[0], "NMS", NMS_MODES,
+                             valid=lambda v: v in NMS_MODES, omit_default=True, horizontal=True,
+                             disabled=not apply_nms)
+    every = list(range(len(names)))
+    if not set(st.session_state.get("detection.classes", every)) <= set(every):
+        st.session_state["detection.classes"] = every  # a model with fewer classes
+    keep = urlstate.held(st.multiselect, "detection.classes", every, "Classes", every,
+                         format_func=lambda c: names[c])
     return Filters(conf, nms_iou, apply_nms, mode, keep)
 
 
