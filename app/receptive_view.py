@@ -1,7 +1,7 @@
 """The Model page's receptive-field view: pick a feature-map cell (click its centre in the
 figure, or use the sliders) and see the input pixels it sees and the anchors centred on it.
 
-Clicks use Plotly point selection (``st.plotly_chart(on_select=..., selection_mode="points")``):
+Clicks use Plotly point selection (``present.chart(on_select=..., selection_mode="points")``):
 the callback copies the clicked ``[row, col]`` into the sliders' state, so sliders and clicks
 are one choice, mirrored in the URL (``?rf_scale=&rf_row=&rf_col=``).
 """
@@ -12,6 +12,7 @@ import math
 
 import figures_model
 import pandas as pd
+import present
 import streamlit as st
 import urlstate
 
@@ -97,7 +98,7 @@ def receptive_field_view(model, size: int, image, desc: str) -> None:
     view = image.convert("RGB").resize((size, size))
     fig = figures_model.receptive_field_figure(view, sides[scale], (row, col), field, labels)
     with right:
-        st.plotly_chart(fig, key=CHART_KEY, on_select=on_cell_click, selection_mode="points",
+        present.chart(fig, key=CHART_KEY, on_select=on_cell_click, selection_mode="points",
                         width="stretch")
         x1, y1, x2, y2 = field["box"]
         st.caption(

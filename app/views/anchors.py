@@ -3,6 +3,7 @@
 import figures
 import images
 import numpy as np
+import present
 import streamlit as st
 import urlstate
 from parsing import number_list
@@ -164,7 +165,7 @@ def anchor_chart(picked, layout, anchors, choice: str, cell) -> None:
         layout[int(choice) - 1], w, h)
     fig = figures.anchors_figure(disp, groups, centres=centres, highlight=highlight,
                                  centre_data=data, centre_text=text, height=620)
-    st.plotly_chart(fig, key="anchor_chart", on_select=on_chart_select,
+    present.chart(fig, key="anchor_chart", on_select=on_chart_select,
                     selection_mode="points", width="stretch")
     st.caption(f"Image: {picked.desc} ({image.size[0]}×{image.size[1]}). Anchors are "
                "normalized, so they cover any image; the input size sets how many cells each "

@@ -9,6 +9,7 @@ import figures_model
 import images
 import models
 import pandas as pd
+import present
 import streamlit as st
 from pages import PAGES
 
@@ -101,7 +102,7 @@ def predict_output() -> None:
     fig = figures.detections_figure(images.open_png(png), res["pixels"], shown[:, 1], labels,
                                     det.class_names, height=480)
     left, right = st.columns([1.4, 1])
-    left.plotly_chart(fig, key="chapter_prediction", width="stretch")
+    present.chart(fig, left, key="chapter_prediction")
     right.caption(f"`output` holds {len(res['output'])} rows with class ≠ -1; "
                   f"`display` draws the {len(shown)} with score ≥ {res['threshold']}.")
     right.dataframe(pd.DataFrame({
@@ -119,7 +120,7 @@ def problem_output(key: str) -> None:
         x, curves = chapter.cell_focal()
         fig = figures_model.curves_figure(x, curves, "p (probability of the true class)",
                                           "focal loss")
-    st.plotly_chart(fig, key=f"chapter_{key}", width="stretch")
+    present.chart(fig, key=f"chapter_{key}", width="stretch")
 
 
 def show_cell(cell: chapter_cells.Cell, outputs: dict) -> None:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import figures
 import images
 import models
+import present
 import streamlit as st
 import timing
 import urlstate
@@ -121,7 +122,7 @@ def detections_chart(d, infos, image, uri, desc: str, model_label: str, f: Filte
         uri, d.boxes[:drawn].numpy(), d.scores[:drawn].numpy(), d.labels[:drawn].numpy(),
         d.class_names, hover=hover_text(d, infos) if drawn <= 300 else None,
         gt_boxes=gt_boxes, gt_labels=gt_labels, height=600)
-    st.plotly_chart(fig, key="detection_chart", width="stretch")
+    present.chart(fig, key="detection_chart", width="stretch")
     caption = (f"{desc} ({image.size[0]}×{image.size[1]}), model: {model_label}; "
                f"confidence ≥ {f.conf:.2f}, "
                + (f"NMS IoU {f.nms_iou:.2f} ({f.mode}). " if f.apply_nms else "no NMS. ")

@@ -11,6 +11,7 @@ import images
 import jobs
 import models
 import numpy as np
+import present
 import streamlit as st
 import torch
 
@@ -166,7 +167,7 @@ def gallery(ds, preds, names, threshold: float) -> None:
     cols = st.columns(3)
     for j, (_, i) in enumerate(worst):
         with cols[j % 3]:
-            st.plotly_chart(error_figure(ds, preds[i], i, names, errors[i], legend=j == 0),
+            present.chart(error_figure(ds, preds[i], i, names, errors[i], legend=j == 0),
                             width="stretch", key=f"evaluation.gallery{j}")
 
 
@@ -209,9 +210,9 @@ def score_section(result, preds, det, model_label: str) -> int:
     best = int(np.argmax(f1))
     c1, c2 = st.columns(2)
     curves = {k: (*v, result.per_class[k]["ap50"]) for k, v in result.pr_curves.items()}
-    c1.plotly_chart(figures_metrics.pr_curves_figure(curves), width="stretch", key="evaluation.pr")
-    c2.plotly_chart(figures_metrics.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
-                    width="stretch", key="evaluation.sweep")
+    present.chart(figures_metrics.pr_curves_figure(curves), c1, key="evaluation.pr")
+    present.chart(figures_metrics.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
+                  c2, key="evaluation.sweep")
     return best
 
 

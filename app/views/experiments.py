@@ -7,6 +7,7 @@ from __future__ import annotations
 import figures_metrics
 import jobs
 import pandas as pd
+import present
 import streamlit as st
 
 from ssd_core.errors import SSDError
@@ -84,7 +85,7 @@ def group_panel(group: dict) -> None:
     rows = experiment_results(jobs.job_manager(), group)
     st.dataframe(results_table(rows), hide_index=True, width="stretch")
     if any(r["records"] for r in rows):
-        st.plotly_chart(figures_metrics.training_curves_figure(
+        present.chart(figures_metrics.training_curves_figure(
             {r["label"]: r["records"] for r in rows}, height=460),
             key=f"experiments.curves.{group['group']}", width="stretch")
     if any(r["state"] in ACTIVE for r in rows):

@@ -9,6 +9,7 @@ import images
 import models
 import numpy as np
 import pandas as pd
+import present
 import streamlit as st
 import torch
 import torch.nn.functional as F
@@ -209,7 +210,7 @@ def picture(image, desc, anchors_np, labels, names, a: Assignment, kept, setting
     count_metrics(a, kept, settings)
     fig = figures.labeling_figure(disp, labels[0, :, 1:].numpy() * px, names, positives,
                                   negatives, height=600)
-    st.plotly_chart(fig, key="labeling_chart", width="stretch")
+    present.chart(fig, key="labeling_chart", width="stretch")
     ranked = "max IoU" if settings.loss_kind == LOSS_IOU else "the untrained network"
     st.caption(f"Image: {desc}. Thick dashed: each object's greedy best anchor; dotted: anchors "
                f"with IoU ≥ {settings.iou:g}; colours follow the objects." +
@@ -231,7 +232,7 @@ def heatmaps(layout, a: Assignment, names) -> None:
         block = a.iou[s.start:s.stop, obj].reshape(s.height, s.width, s.per_pixel).max(axis=2)
         grids.append(block)
         titles.append(f"scale {s.scale + 1} ({s.height}×{s.width}): max {block.max():.2f}")
-    st.plotly_chart(figures.iou_heatmaps_figure(grids, titles), key="iou_heatmaps",
+    present.chart(figures.iou_heatmaps_figure(grids, titles), key="iou_heatmaps",
                     width="stretch")
     st.caption("Each cell shows the best IoU among its anchors with the chosen object: small "
                "objects light up the fine scales, large ones the coarse scales.")

@@ -2,6 +2,7 @@
 
 import figures
 import numpy as np
+import present
 import streamlit as st
 import torch
 import urlstate
@@ -70,7 +71,7 @@ def smooth_l1_section():
                       l1_grad=torch.sign(X).numpy())
     fig = figures.smooth_l1_figure(x, curves, SIGMA_SCRUB, scrub, l1(X).numpy(),
                                    active=SIGMA_SCRUB.index(1.0), **kwargs)
-    st.plotly_chart(fig, key="smooth_l1_chart", width="stretch")
+    present.chart(fig, key="smooth_l1_chart", width="stretch")
 
 
 @st.fragment
@@ -96,7 +97,7 @@ def focal_section():
     scrub = [focal_loss(P, g, alpha).numpy() for g in GAMMA_SCRUB]
     fig = figures.focal_figure(p, curves, GAMMA_SCRUB, scrub, alpha,
                                active=GAMMA_SCRUB.index(2.0), log_y=log_y)
-    st.plotly_chart(fig, key="focal_chart", width="stretch")
+    present.chart(fig, key="focal_chart", width="stretch")
     with st.expander("Gradient at a few p"):
         rows = {f"γ={g:g}": [float(focal_loss_grad(torch.tensor(q), g, alpha))
                              for q in (0.1, 0.5, 0.9, 0.99)] for g in gammas}

@@ -7,6 +7,7 @@ import images
 import models
 import numpy as np
 import pandas as pd
+import present
 import receptive_view
 import streamlit as st
 import torch
@@ -65,7 +66,7 @@ size = urlstate.input_size_select("model.size", help="The chapter's problem: a l
                                   "gives larger feature maps, more (and relatively smaller) "
                                   "anchors.")
 rows = describe(det.model, size)
-st.plotly_chart(figures.tinyssd_diagram(rows, size), key="model_diagram", width="stretch")
+present.chart(figures.tinyssd_diagram(rows, size), key="model_diagram", width="stretch")
 blocks_table(rows, size)
 
 st.subheader("Feature-map activations")
@@ -103,7 +104,7 @@ def activations(fmaps, block_names: list[str], desc: str, size: int) -> None:
         idx = np.argsort(-fmap.reshape(n_ch, -1).mean(axis=1), kind="stable")
     idx = idx[:k]
     with right:
-        st.plotly_chart(
+        present.chart(
             figures.feature_grid_figure(fmap[idx], cols=8 if k >= 8 else k,
                                         title=f"block {blk}: {fmap.shape[1]}×{fmap.shape[2]} "
                                               f"maps, {k} of {n_ch} channels"),

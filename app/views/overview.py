@@ -1,6 +1,7 @@
 """Overview: SSD in a few sentences, the TinySSD diagram, links to every page."""
 
 import figures
+import present
 import streamlit as st
 import urlstate
 from pages import PAGES
@@ -26,7 +27,7 @@ st.markdown(
 
 size = urlstate.input_size_select("overview.size")
 rows = describe(_book_model(), size)
-st.plotly_chart(figures.tinyssd_diagram(rows, size), width="stretch", key="diagram")
+present.chart(figures.tinyssd_diagram(rows, size), width="stretch", key="diagram")
 total = sum(r["num_anchors"] for r in rows)
 sides = " + ".join(f"{r['output_shape'][1]}²" for r in rows)
 st.caption(f"TinySSD at {size}×{size}: ({sides}) × 4 = **{total}** anchors per image "

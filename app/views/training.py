@@ -15,6 +15,7 @@ import figures_metrics
 import images
 import jobs
 import models
+import present
 import streamlit as st
 import urlstate
 from views._training_form import FORM_OPEN_KEY, RUN_KEY, config_form, recipe_choice
@@ -106,7 +107,7 @@ def preview(snap) -> None:
         gt_boxes=[[v * s for v, s in zip(g[1:5], scale)] for g in gts],
         gt_labels=[int(g[0]) for g in gts], height=380,
         title=f"Epoch {p.get('epoch')}: detections with score ≥ 0.3")
-    st.plotly_chart(fig, width="stretch", key="training_preview")
+    present.chart(fig, width="stretch", key="training_preview")
 
 
 def run_controls(snap) -> None:
@@ -191,7 +192,7 @@ def run_panel(run_id: str, was_live: bool) -> None:
     left, right = st.columns([2.2, 1])
     with left:
         if snap.records:
-            st.plotly_chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
+            present.chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
                                                            height=520),
                             width="stretch", key="training_curves")
             st.caption(class_error_note(snap))
@@ -228,7 +229,7 @@ def compare(listed) -> None:
     if not chosen:
         return
     by_id = {r.run_id: r for r in done}
-    st.plotly_chart(figures_metrics.training_curves_figure(
+    present.chart(figures_metrics.training_curves_figure(
         {i: by_id[i].records for i in chosen}, height=560), width="stretch",
         key="compare_curves")
     rows = []
