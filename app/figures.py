@@ -72,7 +72,10 @@ def anchors_figure(image, groups, centres=None, highlight=None, height: int = 56
     fig = image_figure(image, height=height)
     dim = highlight is not None and len(highlight) > 0
     for name, boxes, col in groups:
-        fig.add_trace(box_trace(boxes, name, col, width=1.0, opacity=0.15 if dim else 0.7))
+        # Under a highlighted cell the other anchors are faint: a legend entry for a line one
+        # cannot see would mislead, so only the highlighted shapes are listed then.
+        fig.add_trace(box_trace(boxes, name, col, width=1.0, opacity=0.15 if dim else 0.7,
+                                showlegend=not dim))
     if centres is not None and len(centres):
         c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         fig.add_trace(go.Scatter(
@@ -89,30 +92,38 @@ def anchors_figure(image, groups, centres=None, highlight=None, height: int = 56
     return fig
 
 
+# Labeling: one colour per kind of box, so the kinds stay apart even for a single object.
+GREEDY_COLOUR, THRESHOLD_COLOUR, NEGATIVE_COLOUR = "#d6336c", "#00b4d8", "#7f7f7f"
+
+
 def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
                     height: int = 560) -> go.Figure:
     """Ground truth and the anchors it labels.
 
     gt_boxes: ``(M, 4)`` pixel corners; gt_names: M legend names; positives: per object j a pair
     ``(greedy_boxes (g, 4), threshold_boxes (t, 4))``; negatives: optional ``(K, 4)`` kept
-    hard negatives. Object j and its positives share ``colour(j)``; greedy matches are solid and
-    thick, threshold matches dotted.
+    hard negatives. Each kind has its colour: ground truth white (solid, its object's name on a
+    tag of the object's colour), greedy matches GREEDY_COLOUR (thick dashed), threshold matches
+    THRESHOLD_COLOUR (dotted), kept negatives grey; object j's traces say its name.
     """
     fig = image_figure(image, height=height)
     if negatives is not None and len(negatives):
-        fig.add_trace(box_trace(negatives, f"kept negatives ({len(negatives)})", "#7f7f7f",
+        fig.add_trace(box_trace(negatives, f"kept negatives ({len(negatives)})", NEGATIVE_COLOUR,
                                 width=1.0, opacity=0.6))
     for j, (greedy, thresh) in enumerate(positives):
-        col = colour(j)
         if len(thresh):
             fig.add_trace(box_trace(thresh, f"{gt_names[j]}: IoU ≥ threshold ({len(thresh)})",
-                                    col, width=1.2, dash="dot",
-                                    opacity=0.9 if len(thresh) < 50 else 0.5))
+                                    THRESHOLD_COLOUR, width=1.5, dash="dot",
+                                    opacity=0.9 if len(thresh) < 50 else 0.6,
+                                    hover=np.repeat([f"{gt_names[j]}: IoU ≥ threshold"],
+                                                    6 * len(thresh))))
         if len(greedy):
-            fig.add_trace(box_trace(greedy, f"{gt_names[j]}: best anchor (greedy)", col,
-                                    width=3.5, dash="dash"))
+            fig.add_trace(box_trace(greedy, f"{gt_names[j]}: best anchor (greedy)",
+                                    GREEDY_COLOUR, width=3.5, dash="dash",
+                                    hover=np.repeat([f"{gt_names[j]}: best anchor (greedy)"],
+                                                    6 * len(greedy))))
     for j, box in enumerate(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)):
-        fig.add_trace(box_trace(box[None], f"{gt_names[j]} (ground truth)", colour(j), width=3.0,
+        fig.add_trace(box_trace(box[None], f"{gt_names[j]} (ground truth)", "white", width=3.0,
                                 showlegend=True))
         fig.add_annotation(x=box[0], y=box[1], text=gt_names[j], showarrow=False,
                            xanchor="left", yanchor="bottom", font=dict(color="white", size=12),
@@ -120,22 +131,27 @@ def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
     return fig
 
 
-def iou_heatmaps_figure(grids, titles, height: int = 260) -> go.Figure:
+def iou_heatmaps_figure(grids, titles, height: int | None = None, cols: int = 3) -> go.Figure:
     """One heatmap per scale: grids is a list of ``(h, w)`` arrays in [0, 1] (e.g. the best
-    anchor IoU at each feature-map cell with one object)."""
+    anchor IoU at each feature-map cell with one object), ``cols`` per row, each about 250 px
+    high so a 4x4 or 1x1 map is still a readable square."""
     n = len(grids)
-    fig = make_subplots(rows=1, cols=n, subplot_titles=titles, horizontal_spacing=0.03)
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04,
+                        vertical_spacing=0.12)
     for i, g in enumerate(grids):
         g = np.asarray(g, dtype=np.float64)
+        r, c = divmod(i, cols)
         fig.add_trace(go.Heatmap(
             z=g, zmin=0, zmax=1, colorscale="Viridis", showscale=(i == n - 1),
-            colorbar=dict(title="IoU", thickness=12),
+            colorbar=dict(title="IoU", thickness=14),
             hovertemplate="row %{y}, col %{x}: IoU %{z:.2f}<extra></extra>",
-        ), row=1, col=i + 1)
+        ), row=r + 1, col=c + 1)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}",
-                         showticklabels=False, row=1, col=i + 1)
-        fig.update_xaxes(showticklabels=False, row=1, col=i + 1)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10))
+                         showticklabels=False, row=r + 1, col=c + 1)
+        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+    fig.update_layout(height=height or 40 + 280 * rows, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 

@@ -18,20 +18,20 @@ import urlstate
 KEY = "app.present"  # ?present=1
 # Chart heights (px) that fit a 1280x720 projector under the page title.
 MAIN_HEIGHT = 520  # normal mode: the main figure, its top above the fold
-PRESENT_HEIGHT = 560  # presentation mode: the main figure whole in the viewport
+PRESENT_HEIGHT = 530  # presentation mode: the main figure whole in the viewport
 
 # Streamlit leaves 6rem above a page; on a 720-px screen that pushes the figure down. In
 # presentation mode the body text and metric numbers grow too.
 _CSS = """<style>
-[data-testid="stMainBlockContainer"] {padding-top: 3.2rem; padding-bottom: 2rem;}
+[data-testid="stMainBlockContainer"] {padding-top: 3.75rem; padding-bottom: 2rem;}
 h1 {padding-top: 0.2rem !important; padding-bottom: 0.3rem !important;}
 </style>"""
 _PRESENT_CSS = """<style>
-[data-testid="stMainBlockContainer"] {padding-top: 2.6rem;}
-[data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li {
+[data-testid="stMainBlockContainer"] {padding-top: 3.5rem;}
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {
   font-size: 1.15rem;}
-[data-testid="stMetricValue"] {font-size: 2.4rem;}
-h1 {font-size: 2rem !important;}
+[data-testid="stMetricValue"] [data-testid="stMarkdownContainer"] p {font-size: inherit;}
+h1 {font-size: 2rem !important; padding-top: 0 !important;}
 </style>"""
 
 
@@ -60,12 +60,14 @@ def style() -> None:
     st.html(_CSS + (_PRESENT_CSS if on() else ""))
 
 
-def chart(fig, container=None, main: bool = False, **kwargs):
+def chart(fig, container=None, main: bool = False, present_height: int | None = None,
+          **kwargs):
     """``st.plotly_chart`` (or ``container.plotly_chart``) with readable text; ``main``: the
-    page's main figure, sized to fit the viewport. Returns what plotly_chart returns."""
+    page's main figure, sized to fit the viewport (``present_height`` px in presentation mode,
+    default PRESENT_HEIGHT). Returns what plotly_chart returns."""
     figures_style.readable(fig, present=on())
     if main:
-        fig.update_layout(height=PRESENT_HEIGHT if on() else min(
+        fig.update_layout(height=(present_height or PRESENT_HEIGHT) if on() else min(
             fig.layout.height or MAIN_HEIGHT, MAIN_HEIGHT))
     kwargs.setdefault("width", "stretch")
     return (container or st).plotly_chart(fig, **kwargs)
@@ -86,3 +88,27 @@ def explain(text: str, label: str = "About this page") -> None:
     """``st.markdown(text)``, folded in presentation mode."""
     with notes(label):
         st.markdown(text)
+
+
+def page_top(title: str, text: str, label: str = "About this page"):
+    """``st.title(title)`` and the page's explanation ``text``. In presentation mode the
+    explanation is folded into the left half of one row and the right half is returned (for a
+    second fold, e.g. the page's choices), so the main figure starts high; else None."""
+    st.title(title)
+    if not on():
+        st.markdown(text)
+        return None
+    about, other = st.columns(2)
+    with about.expander(label):
+        st.markdown(text)
+    return other
+
+
+def figure_first(widths=(1, 2.3)):
+    """Two columns ``(controls, figure)``: controls left of the figure normally, right of it
+    (the figure first and wider) in presentation mode."""
+    if on():
+        figure, controls = st.columns([widths[1], widths[0]])
+    else:
+        controls, figure = st.columns(list(widths))
+    return controls, figure
