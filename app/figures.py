@@ -185,8 +185,10 @@ def smooth_l1_figure(x, curves, scrub_values, scrub_curves, l1_curve, grads=None
                         vertical_spacing=0.08,
                         subplot_titles=("loss", "gradient d loss / dx") if with_grad else None)
     dashes = ["solid", "dash", "dashdot", "dot", "longdash"]
-    fig.add_trace(go.Scatter(x=x, y=l1_curve, name="L1 |x|", line=dict(color="black", width=1.5,
-                                                                       dash="dot")), 1, 1)
+    # L1 as a wide grey band under the curves: smooth-L1 with a large σ runs along it and
+    # would hide a thin L1 line (both legend entries must stay visible).
+    fig.add_trace(go.Scatter(x=x, y=l1_curve, name="L1 |x|",
+                             line=dict(color="rgba(120,120,120,0.45)", width=9)), 1, 1)
     for k, (s, y) in enumerate(curves):
         fig.add_trace(go.Scatter(x=x, y=y, name=f"smooth L1, σ={s:g}",
                                  line=dict(color=colour(k), dash=dashes[k % 5])), 1, 1)
@@ -198,7 +200,7 @@ def smooth_l1_figure(x, curves, scrub_values, scrub_curves, l1_curve, grads=None
     ys = [[c] for c in scrub_curves]
     if with_grad:
         fig.add_trace(go.Scatter(x=x, y=l1_grad, name="L1 gradient", showlegend=False,
-                                 line=dict(color="black", width=1.5, dash="dot")), 2, 1)
+                                 line=dict(color="rgba(120,120,120,0.45)", width=9)), 2, 1)
         for k, (s, g) in enumerate(grads):
             fig.add_trace(go.Scatter(x=x, y=g, name=f"σ={s:g} gradient", showlegend=False,
                                      line=dict(color=colour(k), dash=dashes[k % 5])), 2, 1)

@@ -54,19 +54,33 @@ def blocks_table(rows, size: int) -> None:
     )
 
 
-st.title("Model")
-with st.columns([1, 2.3])[0]:
+choices = present.page_top("Model", (
+    "TinySSD as the chapter builds it: a base network and three down-sampling blocks halve the "
+    "feature map five times, and after each block two 3×3 convolutions predict every anchor's "
+    "class and offsets. The diagram shows each block's output and its anchors; below are the "
+    "blocks in numbers, their activations on an image and the receptive field of one cell."))
+diagram = st.container()  # first in presentation mode
+if present.on():
+    picker_box = choices.expander("Model and input size")
+else:
+    picker_box = st.columns([1, 2.3])[0]
+with picker_box:
     det, note = models.model_picker("model.model")
+    if present.on():
+        size = urlstate.input_size_select("model.size")
 # The picker falls back to the untrained TinySSD when a checkpoint cannot be loaded.
 choice = st.session_state["model.model"] if det.checkpoint else models.UNTRAINED
 st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. Pick the untrained "
            "TinySSD (random weights) above to compare its activations.")
 
-size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger input "
-                                  "gives larger feature maps, more (and relatively smaller) "
-                                  "anchors.")
+if not present.on():
+    size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger "
+                                      "input gives larger feature maps, more (and relatively "
+                                      "smaller) anchors.")
+    diagram = st.container()
 rows = describe(det.model, size)
-present.chart(figures.tinyssd_diagram(rows, size), key="model_diagram", width="stretch")
+present.chart(figures.tinyssd_diagram(rows, size), diagram, main=True, present_height=440,
+              key="model_diagram")
 blocks_table(rows, size)
 
 st.subheader("Feature-map activations")
