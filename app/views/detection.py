@@ -19,6 +19,7 @@ from views._nms_steps import nms_steps
 
 from ssd_core.anchors import locate_anchor
 from ssd_core.drawing import draw_detections
+from ssd_core.suppression import near_duplicates
 
 SOURCES = [images.SHIPPED, images.SYNTHETIC, images.UPLOAD, images.CAMERA]
 NMS_MODES = ["class-agnostic (book)", "per class"]
@@ -151,6 +152,19 @@ def downloads(d, image, desc: str, model_label: str, f: Filters, rows: list[dict
                        on_click="ignore", key="detection.dl_json")
 
 
+def duplicate_note(d, f: Filters) -> None:
+    """Two kept boxes of one class that overlap just under the NMS threshold: say why NMS
+    kept both and what would remove the weaker one."""
+    if not f.apply_nms:
+        return
+    for i, j, iou in near_duplicates(d.boxes[:MAX_DRAWN], d.labels[:MAX_DRAWN], f.nms_iou)[:2]:
+        a, b = (f"{d.class_names[int(d.labels[k])]} {float(d.scores[k]):.2f}" for k in (i, j))
+        st.info(f"**{b}** beside **{a}**: they overlap by IoU {iou:.2f}, not more than the NMS "
+                f"threshold {f.nms_iou:.2f}, so NMS keeps both. Set the NMS IoU threshold "
+                f"below {iou:.2f} and NMS removes {b} (NMS step by step below shows why).",
+                icon=":material/info:")
+
+
 @st.fragment
 def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
     """Sliders and everything they change; reruns alone, never touches the network. The figure
@@ -169,6 +183,7 @@ def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
         infos = anchor_infos(det, d)
         image, uri = display_image(hashlib.sha1(png).hexdigest(), png)
         detections_chart(d, infos, image, uri, desc, model_label, f, gt, figure_box)
+        duplicate_note(d, f)
         if len(d) == 0:
             st.info(f"No box scores ≥ {f.conf:.2f} (best: {float(raw.scores.max()):.3f}). "
                     "Lower the confidence threshold to see the weaker candidates.")
