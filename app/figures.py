@@ -394,3 +394,58 @@ def detections_figure(image, boxes, scores, labels, class_names, hover=None, gt_
                                     hover=np.repeat([name] * len(xb), 6)))
     fig.update_layout(hoverlabel=dict(namelength=-1))
     return fig
+
+
+def replay_figure(image, frames: list[dict], class_names, active: int = -1,
+                  height: int = 520, duration_ms: int = 1000) -> go.Figure:
+    """A training run's replay over ``image`` (PIL or ImageURI): one Plotly frame per epoch,
+    ``active`` shown, and a Play button that animates from the first frame (epoch 0) in the
+    browser. frames: dicts with ``name``, ``title``, ``boxes (k, 4)`` pixel corners,
+    ``scores (k,)``, ``labels (k,)``, ``gt_boxes (m, 4)``; every frame has the same traces
+    (ground truth, one per class, the box labels). The legend sits under the image, clear of
+    the title."""
+    fig = image_figure(image, height=height)
+
+    def traces(f) -> list[dict]:
+        b = np.asarray(f["boxes"], dtype=np.float64).reshape(-1, 4)
+        s = np.asarray(f["scores"], dtype=np.float64).reshape(-1)
+        lab = np.asarray(f["labels"], dtype=np.int64).reshape(-1)
+        gx, gy = box_lines(f.get("gt_boxes", np.zeros((0, 4))))
+        out = [dict(x=gx, y=gy)]
+        for c in range(len(class_names)):
+            x, y = box_lines(b[lab == c])
+            out.append(dict(x=x, y=y, name=f"{class_names[c]} ({int((lab == c).sum())})"))
+        shown = len(b) <= 40
+        out.append(dict(x=b[:, 0] if shown else [], y=b[:, 1] if shown else [],
+                        text=[f"{class_names[c]} {v:.2f}" for c, v in zip(lab, s)] if shown
+                        else [], textfont=dict(color=[colour(int(c)) for c in lab])))
+        return out
+
+    fig.add_trace(box_trace(np.zeros((0, 4)), "ground truth", "white", width=2.0, dash="dash"))
+    for c, name in enumerate(class_names):
+        fig.add_trace(box_trace(np.zeros((0, 4)), name, colour(c), width=3.0))
+    fig.add_trace(go.Scatter(x=[], y=[], mode="text", showlegend=False, hoverinfo="skip",
+                             textposition="top right"))
+    if not frames:
+        return fig
+    active = active % len(frames)
+    for t, d in zip(fig.data, traces(frames[active])):
+        t.update(**d)
+    ids = list(range(len(fig.data)))
+    fig.frames = [go.Frame(name=f["name"], data=[go.Scatter(**d) for d in traces(f)],
+                           traces=ids, layout=dict(title=dict(text=f["title"])))
+                  for f in frames]
+    play = dict(mode="immediate", fromcurrent=False,
+                frame=dict(duration=duration_ms, redraw=True), transition=dict(duration=0))
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                 transition=dict(duration=0))
+    fig.update_layout(
+        title=dict(text=frames[active]["title"], x=0, xanchor="left", y=0.98, yanchor="top"),
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0),
+        updatemenus=[dict(type="buttons", direction="left", x=1.0, y=1.0, xanchor="right",
+                          yanchor="bottom", showactive=False, pad=dict(b=4),
+                          buttons=[dict(label="▶ Play from epoch 0", method="animate",
+                                        args=[[f["name"] for f in frames], play]),
+                                   dict(label="❚❚", method="animate", args=[[None], still])])])
+    return fig
