@@ -61,22 +61,21 @@ choices = present.page_top("Model", (
     "blocks in numbers, their activations on an image and the receptive field of one cell."))
 diagram = st.container()  # first in presentation mode
 if present.on():
-    picker_box = choices.expander("Model and input size")
-else:
-    picker_box = st.columns([1, 2.3])[0]
+    picker_box = size_box = choices.expander("Model and input size")
+else:  # side by side, so the diagram starts high
+    picker_box, size_box = st.columns([1, 2.3])
 with picker_box:
     det, note = models.model_picker("model.model")
-    if present.on():
-        size = urlstate.input_size_select("model.size")
+with size_box:
+    size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger "
+                                      "input gives larger feature maps, more (and relatively "
+                                      "smaller) anchors.")
 # The picker falls back to the untrained TinySSD when a checkpoint cannot be loaded.
 choice = st.session_state["model.model"] if det.checkpoint else models.UNTRAINED
 st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. Pick the untrained "
            "TinySSD (random weights) above to compare its activations.")
 
 if not present.on():
-    size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger "
-                                      "input gives larger feature maps, more (and relatively "
-                                      "smaller) anchors.")
     diagram = st.container()
 rows = describe(det.model, size)
 present.chart(figures.tinyssd_diagram(rows, size), diagram, main=True, present_height=440,
