@@ -54,7 +54,9 @@ def image_figure(image, height: int = 560, title: str | None = None) -> go.Figur
                      scaleratio=1, constrain="domain")
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        # A dark legend: the white ground-truth lines and light class colours show in it.
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0,
+                    bgcolor="#454545", font=dict(color="white")),
         plot_bgcolor="white", dragmode="pan",
     )
     return fig
@@ -93,7 +95,8 @@ def anchors_figure(image, groups, centres=None, highlight=None, height: int = 56
 
 
 # Labeling: one colour per kind of box, so the kinds stay apart even for a single object.
-GREEDY_COLOUR, THRESHOLD_COLOUR, NEGATIVE_COLOUR = "#d6336c", "#00b4d8", "#7f7f7f"
+GT_COLOUR, GREEDY_COLOUR, THRESHOLD_COLOUR = "white", "#d6336c", "#00b4d8"
+NEGATIVE_COLOUR = "#7f7f7f"
 
 
 def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
@@ -102,8 +105,8 @@ def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
 
     gt_boxes: ``(M, 4)`` pixel corners; gt_names: M legend names; positives: per object j a pair
     ``(greedy_boxes (g, 4), threshold_boxes (t, 4))``; negatives: optional ``(K, 4)`` kept
-    hard negatives. Each kind has its colour: ground truth white (solid, its object's name on a
-    tag of the object's colour), greedy matches GREEDY_COLOUR (thick dashed), threshold matches
+    hard negatives. Each kind has its colour: ground truth GT_COLOUR (solid, its object's name
+    on a tag of the object's colour), greedy matches GREEDY_COLOUR (thick dashed), threshold matches
     THRESHOLD_COLOUR (dotted), kept negatives grey; object j's traces say its name.
     """
     fig = image_figure(image, height=height)
@@ -123,8 +126,8 @@ def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
                                     hover=np.repeat([f"{gt_names[j]}: best anchor (greedy)"],
                                                     6 * len(greedy))))
     for j, box in enumerate(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)):
-        fig.add_trace(box_trace(box[None], f"{gt_names[j]} (ground truth)", "white", width=3.0,
-                                showlegend=True))
+        fig.add_trace(box_trace(box[None], f"{gt_names[j]} (ground truth)", GT_COLOUR,
+                                width=3.0, showlegend=True))
         fig.add_annotation(x=box[0], y=box[1], text=gt_names[j], showarrow=False,
                            xanchor="left", yanchor="bottom", font=dict(color="white", size=12),
                            bgcolor=colour(j), borderpad=1)
@@ -442,7 +445,8 @@ def replay_figure(image, frames: list[dict], class_names, active: int = -1,
     fig.update_layout(
         title=dict(text=frames[active]["title"], x=0, xanchor="left", y=0.98, yanchor="top"),
         margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0),
+        legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0,
+                    bgcolor="#454545", font=dict(color="white")),
         updatemenus=[dict(type="buttons", direction="left", x=1.0, y=1.0, xanchor="right",
                           yanchor="bottom", showactive=False, pad=dict(b=4),
                           buttons=[dict(label="▶ Play from epoch 0", method="animate",

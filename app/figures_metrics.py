@@ -52,7 +52,8 @@ def training_curves_figure(runs: dict, height: int = 560) -> go.Figure:
                 marker=dict(size=5), hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}"
                 + f"<extra>{name}</extra>"), row=row, col=col)
             first = False
-    fig.update_xaxes(title_text="step", title_standoff=0, title_font_size=11)
+    # "step" under the bottom row only: above, it ran into the next row's subplot titles.
+    fig.update_xaxes(title_text="step", title_standoff=0, row=2)
     fig.update_annotations(font_size=13)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.1, x=0))

@@ -147,18 +147,16 @@ def groups_section() -> None:
                    + ", ".join(g["group"] for g in groups[SHOWN_GROUPS:]))
 
 
-present.page_top("Experiments", (
+choices = present.page_top("Experiments", (
     "The chapter's *Problems* ask what happens if you change the loss, mine the negatives, "
     "weight the losses or enlarge the input. Here each question is a set of short runs that "
     "differ in that one setting only: same images, same seed, same everything else."))
 # Once there are experiments they come first; the form to queue another waits in a fold.
-existing = list_experiments(jobs.runs_dir())
-if existing:
-    with st.expander("New experiment"):
+if list_experiments(jobs.runs_dir()):
+    with (choices or st).expander("New experiment"):
         experiment_form()
-    st.subheader("Experiments in this runs folder")
-    groups_section()
 else:
     experiment_form()
+if not present.on():
     st.subheader("Experiments in this runs folder")
-    groups_section()
+groups_section()
