@@ -88,7 +88,9 @@ def training_output() -> None:
             f"{last.get('epoch_time', 0):.0f} s is one epoch of {last.get('images', 0)} images "
             "on a shared 2-core CPU (the book: 11.6 s per epoch of 1000 images on a GPU). "
             f"Speed line: **measured now on this machine**: {speed:.1f} examples/sec of the "
-            "book's loop (3 short epochs of 16 images at 256 px, the last one timed).")
+            f"book's loop ({chapter.SPEED_RUN['epochs']} short epochs of "
+            f"{chapter.SPEED_RUN['num_images']} images at 256 px, the last one timed; other "
+            "work on the machine slows it).")
     demo = chapter.TRAIN_DEMO
     label = (f"Run In [18] for real: {demo['num_images']} images, {demo['epochs']} epochs, "
              "the book's settings (about a minute on two CPU cores)")
