@@ -23,7 +23,8 @@ SPREAD_ANCHOR_SIZES = [[0.1, 0.17], [0.29, 0.373], [0.48, 0.567], [0.67, 0.759],
 class Recipe:
     """``settings``: flat TrainConfig overrides of the book's defaults; ``train_images`` /
     ``val_images``: synthetic images to train / validate on; ``augment``: box-aware
-    augmentation; ``label`` for menus and ``why`` (one paragraph) for help text."""
+    augmentation; ``label`` for menus, ``summary`` (one plain sentence) and ``why`` (the
+    details)."""
 
     label: str
     settings: dict = field(default_factory=dict)
@@ -31,6 +32,7 @@ class Recipe:
     val_images: int = 64
     augment: bool = False
     why: str = ""
+    summary: str = ""  # one plain sentence for a page; ``why`` holds the details
 
     def config(self, **overrides) -> TrainConfig:
         """The recipe's TrainConfig, with ``overrides`` (flat names) on top; validated."""
@@ -46,6 +48,8 @@ RECIPES: dict[str, Recipe] = {
             normalize="positives", hard_negative_mining=True,
             anchor_sizes=SPREAD_ANCHOR_SIZES, precision="fast"),
         train_images=4096, val_images=64, augment=False,
+        summary="Settings that let a class watch TinySSD learn to find the shapes within a "
+                "few minutes.",
         why="Adam (lr 3e-3, 50 warmup steps, cosine decay) on batches of 16, smooth-L1 box "
             "loss, both losses divided by the number of positive anchors and hard negative "
             "mining (3 negatives per positive), so the thousands of easy background anchors "
@@ -59,6 +63,8 @@ RECIPES: dict[str, Recipe] = {
         label="Book",
         settings={},
         train_images=512, val_images=64, augment=False,
+        summary="The chapter's own settings: the class error falls quickly, but the boxes take "
+                "a long time to come.",
         why="The chapter's settings exactly: SGD lr 0.2, weight decay 5e-4, L1 box loss, "
             "cross-entropy averaged over all anchors, the book's anchor sizes, 256 px, "
             "20 epochs."),
