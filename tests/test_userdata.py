@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 import warnings
 import zipfile
@@ -324,6 +326,9 @@ def test_import_a_folder_names_it_after_the_folder_and_scales_big_photos(tmp_pat
     assert got.problems() == [
         "The class 'book' has no boxes: draw at least one, or remove the class."]
     assert import_dataset(tmp_path, src).name == "Desk things (2)"
+    upload = io.BytesIO(got.export_zip("yolo"))
+    upload.name = "Desk things.zip"  # as Streamlit's UploadedFile has one
+    assert import_dataset(tmp_path, upload).name == "Desk things (3)"
     with pytest.raises(ConfigError, match="already exists"):
         import_dataset(tmp_path, src, name="desk THINGS")
 
@@ -410,6 +415,39 @@ def test_two_threads_on_one_set_lose_nothing(tmp_path, ds):
     assert again.counts() == {"cup": 6, "pen": 6} or again.counts() == {"pen": 6, "cup": 6}
     assert len(files(again)) == 12 and ds.images == again.images == other.images
     assert len(load_dataset(ds.path)) == 12
+
+
+def test_another_process_holding_the_lock_makes_a_writer_wait(ds):
+    ds.add_image(photo())
+    holder = subprocess.Popen(  # holds the set's flock until its stdin closes
+        [sys.executable, "-c", "import fcntl, os, sys; "
+         "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", str(ds.path / userdata.LOCK)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        writer = threading.Thread(target=ds.set_boxes, args=(1, [Box("cup", 1, 1, 20, 20)]))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and UserDataset.open(ds.path).counts() == {}
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    writer.join(10)
+    assert UserDataset.open(ds.path).counts() == {"cup": 1}
+
+
+def test_export_holds_the_lock_without_waiting_on_itself(filled):
+    done = []
+    writer = threading.Thread(target=lambda: done.append(filled.add_image(photo(seed=5))))
+    with userdata._locked(filled.path):  # nested: export_zip takes it again in this thread
+        writer.start()
+        blob = filled.export_zip("coco")
+        assert done == []  # the other thread waits for the lock
+    writer.join(10)
+    assert len(done) == 1 and len(filled) == 3
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert len([n for n in zf.namelist() if n.endswith(".png")]) == 2
 
 
 def test_rename_keeps_the_folder_and_delete_removes_everything(tmp_path, filled):
