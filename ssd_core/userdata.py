@@ -651,6 +651,30 @@ class UserDataset:
             raise ConfigError(f"The set {self.name!r} cannot train yet: " + " ".join(problems))
         return self._load(image_size, augment)
 
+    def snapshot(self, dest) -> Path:
+        """Copy the set as it is now (annotations.json + its photos, hard links where the disk
+        allows) into the new folder ``dest`` -> ``dest``, a COCO folder ``load_dataset`` reads:
+        for a training run that must not see the photos change under it. Nothing is left at
+        ``dest`` when it fails."""
+        dest = Path(dest)
+        if dest.exists():
+            raise ConfigError(f"{str(dest)!r} already exists; give a new folder.", path=dest)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with _locked(self.path):
+                (tmp / IMAGES_DIR).mkdir(parents=True)
+                for name in [ANNOTATIONS] + [f"{IMAGES_DIR}/{im.file}" for im in
+                                             self._current().images]:
+                    try:
+                        os.link(self.path / name, tmp / name)
+                    except OSError:  # another file system, or no links there
+                        shutil.copy2(self.path / name, tmp / name)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
     def export_zip(self, fmt: str) -> bytes:
         """The set as a zip in "coco" | "voc" | "yolo" | "csv" (ssd_core.data.export_dataset),
         inside a folder named after the slug. ConfigError for an empty set or unknown format."""

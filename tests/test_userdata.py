@@ -280,6 +280,18 @@ def test_to_dataset_is_an_annotated_detection_of_the_set(filled):
     assert filled.to_dataset(augment=True).augment is not None
 
 
+def test_a_snapshot_keeps_the_set_as_it_was(tmp_path, filled):
+    snap = filled.snapshot(tmp_path / "run" / "data")
+    filled.remove_image(1)
+    filled.set_boxes(2, [])
+    back = load_dataset(snap)
+    assert back.class_names == ["cup", "pen"] and len(back) == 2
+    assert [len(back.sample(i)[2]) for i in range(2)] == [2, 1]
+    with pytest.raises(ConfigError, match="already exists"):
+        filled.snapshot(snap)
+    assert sorted(p.name for p in snap.parent.iterdir()) == ["data"]
+
+
 def test_annotations_json_is_coco_that_load_dataset_reads_back(filled):
     filled.add_image(photo(seed=7))  # a photo without boxes is kept (a negative)
     back = load_dataset(filled.path)
