@@ -3,6 +3,7 @@ round trips through load_dataset, export_zip and import_dataset. Images are made
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -13,6 +14,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ssd_core import userdata
@@ -216,6 +219,27 @@ def test_set_boxes_clips_orders_corners_and_adds_classes_in_first_use_order(ds):
     assert ds.class_names == ["pen", "cup"]
     ds.set_boxes(e.id, [])
     assert ds.image(e.id).boxes == [] and ds.class_names == ["pen", "cup"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(*[st.floats(-20, 120, allow_nan=False)] * 4), max_size=4))
+def test_every_box_it_keeps_reads_back_exactly_and_through_load_dataset(tmp_path_factory,
+                                                                        corners):
+    ds = UserDataset.create(tmp_path_factory.mktemp("p"), "p")
+    e = ds.add_image(photo(100, 50))
+    boxes = []
+    for c in corners:
+        with contextlib.suppress(ConfigError):  # outside or too thin: refused alone
+            ds.set_boxes(e.id, [Box("cup", *c)])
+            boxes.append(ds.image(e.id).boxes[0])
+    ds.set_boxes(e.id, boxes)
+    for b in boxes:
+        assert 0 <= b.x1 < b.x2 <= 100 and 0 <= b.y1 < b.y2 <= 50
+        assert b.x2 - b.x1 >= 1 and b.y2 - b.y1 >= 1
+    assert UserDataset.open(ds.path).images[0].boxes == boxes
+    if boxes:
+        np.testing.assert_allclose(load_dataset(ds.path).records[0].boxes.numpy(),
+                                   [[b.x1, b.y1, b.x2, b.y2] for b in boxes], rtol=1e-6)
 
 
 @pytest.mark.parametrize("bad, words", [
