@@ -395,7 +395,8 @@ def _place(root: Path, build, name: str) -> Path:
     free slug; the hidden folder is removed if anything fails."""
     sets = _datasets_dir(root)
     sets.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=sets))
+    tmp = sets / f".new-{uuid.uuid4().hex}"
+    tmp.mkdir()  # the mode any new folder gets (mkdtemp's 0700 would shut out a shared folder)
     try:
         build(tmp)
         with _locked(sets):

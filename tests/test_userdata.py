@@ -74,6 +74,7 @@ def filled(ds):
 
 def test_create_lays_out_the_folder_and_reopening_gives_the_same_set(tmp_path, filled):
     assert filled.path == tmp_path / DATASETS_DIR / "cups"
+    assert filled.path.stat().st_mode & 0o777 == (tmp_path / DATASETS_DIR).stat().st_mode & 0o777
     assert (filled.path / ANNOTATIONS).is_file() and files(filled) == ["000001.png",
                                                                        "000002.png"]
     again = UserDataset.open(filled.path)
@@ -385,6 +386,10 @@ def left_behind(tmp_path) -> list[str]:
 @pytest.mark.parametrize("blob, words", [
     (zip_of({"../evil.json": "{}", "a.png": photo()}), "points outside the archive"),
     (b"PK\x03\x04 not really a zip", "not a readable zip"),
+    (zip_of({"annotations.json": json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}], "annotations": [],
+        "categories": [{"id": 1, "name": "cup"}]}), "a.png": b"\x89PNG broken"}),
+     "not a readable image"),
     (zip_of({"label.csv": "img_name,label,xmin,ymin,xmax,ymax\na.png,0,1,1,9,9\n"}),
      "not found"),
 ])
