@@ -419,9 +419,11 @@ class UserDataset:
     gives the same set. See the module docstring for the layout and the locking.
     """
 
-    def __init__(self, path: Path, state: _State):
+    def __init__(self, path: Path):
+        """Use ``open`` or ``create``."""
         self.path = Path(path)
-        self._state, self._seen = state, _stamp(self.path)
+        self._seen = _stamp(self.path)  # before the read: a write in between reads again later
+        self._state = _read_state(self.path)
         self._deleted = False
 
     # ---- making and finding sets
@@ -446,7 +448,7 @@ class UserDataset:
         path = Path(path)
         if not path.is_dir():
             raise AnnotationError(f"No photo set at {str(path)!r}.", path=path)
-        return cls(path, _read_state(path))
+        return cls(path)
 
     # ---- reading
     def _current(self) -> _State:
