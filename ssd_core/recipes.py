@@ -34,7 +34,8 @@ class Recipe:
     ssd_core.data.transforms.resolve_augment); ``init``: the weights to start from (None:
     random; "shipped": the shipped model; or a checkpoint path); ``holdout``: the share of a
     dataset held out for validation when no validation data is given; ``label`` for menus,
-    ``why`` (one paragraph) for help text and ``details`` (the measurements behind it)."""
+    ``summary`` (one plain sentence), ``why`` (the details) and ``details`` (the measurements
+    behind them, where a recipe was tuned)."""
 
     label: str
     settings: dict = field(default_factory=dict)
@@ -42,6 +43,7 @@ class Recipe:
     val_images: int = 64
     augment: bool | str = False
     why: str = ""
+    summary: str = ""  # one plain sentence for a page; ``why`` holds the details
     init: str | None = None
     holdout: float = 0.0
     details: str = ""
@@ -91,6 +93,8 @@ RECIPES: dict[str, Recipe] = {
             normalize="positives", hard_negative_mining=True,
             anchor_sizes=SPREAD_ANCHOR_SIZES, precision="fast"),
         train_images=4096, val_images=64, augment=False,
+        summary="Settings that let a class watch TinySSD learn to find the shapes within a "
+                "few minutes.",
         why="Adam (lr 3e-3, 50 warmup steps, cosine decay) on batches of 16, smooth-L1 box "
             "loss, both losses divided by the number of positive anchors and hard negative "
             "mining (3 negatives per positive), so the thousands of easy background anchors "
@@ -104,6 +108,8 @@ RECIPES: dict[str, Recipe] = {
         label="Book",
         settings={},
         train_images=512, val_images=64, augment=False,
+        summary="The chapter's own settings: the class error falls quickly, but the boxes take "
+                "a long time to come.",
         why="The chapter's settings exactly: SGD lr 0.2, weight decay 5e-4, L1 box loss, "
             "cross-entropy averaged over all anchors, the book's anchor sizes, 256 px, "
             "20 epochs."),
@@ -113,6 +119,8 @@ TEACH = Recipe(
     label="Teach it your objects",
     settings=dict(TEACH_SETTINGS),
     train_images=24, val_images=12, augment="strong", init="shipped", holdout=0.2,
+    summary="Teaches the shipped model your own objects from a few labelled photos, in "
+            "well under a minute on a laptop CPU.",
     why=TEACH_WHY, details=TEACH_DETAILS)
 
 # Every recipe by name: the synthetic ones and "teach".
