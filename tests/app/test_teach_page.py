@@ -1,0 +1,188 @@
+"""Teach page through AppTest: create a set, add photos (uploads and a camera snapshot, a bad
+file refused with a clear message), thumbnails and delete, label (a dragged box, the class typed
+once, the box table's edits and deletes, previous / next), keep (rename, delete), all saved in the
+runs folder and found again by a fresh session (a refresh)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests import userdata_stub
+
+from .conftest import app_on_page
+
+
+def photo(colour=(200, 40, 40), size=(160, 120), fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    img = Image.new("RGB", size, (240, 240, 240))
+    img.paste(colour, (40, 30, 100, 90))
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    userdata_stub.install()  # only while the real ssd_core.userdata is missing
+    yield tmp_path / "runs"
+    import sys
+    if sys.modules.get("ssd_core.userdata") is userdata_stub:
+        del sys.modules["ssd_core.userdata"]
+
+
+def fresh(runs, monkeypatch, query=None):
+    at = app_on_page("teach", runs, monkeypatch)
+    if query:
+        at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def store(runs, name):
+    from ssd_core import userdata
+    return next(s for s in userdata.list_datasets(runs) if getattr(s, "name", None) == name) \
+        if hasattr(userdata.list_datasets(runs)[0], "name") else userdata.UserDataset.open(
+        next(p for p in userdata.list_datasets(runs) if str(p).endswith(name)))
+
+
+def create(at, name="mugs"):
+    at.text_input(key="teach.new_name").input(name)
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
+def photos(at):
+    return next(u for u in at.file_uploader if u.key.startswith("teach.upload."))
+
+
+def draw_key(at, image_id):
+    """The drawing chart's key (it changes after each saved edit, clearing the selection)."""
+    try:
+        v = at.session_state["teach.boxes_v"]
+    except KeyError:
+        v = 0
+    return f"teach.draw.{image_id}.{v}"
+
+
+def type_class(at, name):
+    """Type a new class name into the class selectbox (accept_new_options): the browser sends
+    the typed string as the widget's value, as AppTest does for a listed option."""
+    box = at.selectbox(key="teach.class")
+    if name not in box.options:
+        box.options = [*box.options, name]
+    box.set_value(name).run()
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_collect_label_keep(runs, monkeypatch):
+    at = fresh(runs, monkeypatch)
+    assert any("Create a photo set" in i.value for i in at.info)
+    create(at)
+    assert at.session_state["teach.set"] == "mugs" and at.query_params["set"] == "mugs"
+
+    # Collect: two uploads at once and a file that is not an image
+    up = photos(at)
+    up.upload("a.png", photo(), "image/png").upload("b.jpg", photo((20, 90, 200), fmt="JPEG"),
+                                                     "image/jpeg")
+    up.upload("notes.png", b"not an image at all", "image/png")
+    at.run()
+    assert not at.exception
+    assert any("notes.png" in e.value and "could not be used" in e.value for e in at.error)
+    ds = store(runs, "mugs")
+    assert len(ds.images) == 2
+    # a camera snapshot adds one photo, and the camera is ready for the next
+    at.camera_input[0].upload("snap.jpg", photo((30, 160, 60), fmt="JPEG")).run()
+    assert not at.exception
+    assert len(store(runs, "mugs").images) == 3
+    assert at.camera_input[0].value is None
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    assert any(m.label == "Photos" and m.value == "3" for m in at.metric)
+
+    # delete the third photo from the grid
+    third = store(runs, "mugs").images[2].id
+    next(b for b in at.button if b.key == f"teach.del.{third}").click().run()
+    assert len(store(runs, "mugs").images) == 2
+
+    # Label: open the first photo, type a class, drag a box (the chart's box selection)
+    next(b for b in at.button if b.key.startswith("teach.open.")).click().run()
+    assert at.session_state["teach.step"] == "Label"
+    assert any("Photo 1 of 2" in m.value for m in at.markdown)
+    type_class(at, "mug")
+    entry = store(runs, "mugs").images[0]
+    chart_key = draw_key(at, entry.id)
+    at.session_state[chart_key] = {"selection": {"points": [], "point_indices": [], "lasso": [],
+                                                 "box": [{"xref": "x", "yref": "y",
+                                                          "x": [41.0, 99.5],
+                                                          "y": [89.0, 29.0]}]}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    boxes = store(runs, "mugs").images[0].boxes
+    assert [(b.label, b.x1, b.y1, b.x2, b.y2) for b in boxes] == [("mug", 41.0, 29.0, 99.5, 89.0)]
+    assert entry.id == store(runs, "mugs").images[0].id
+    assert any("more box(es) of **mug**" in i.value for i in at.info)
+    # the class is picked again (it is one of the set's now) and the table shows the box
+    assert "mug" in at.selectbox(key="teach.class").options
+    assert len(at.data_editor) == 1
+
+    # Next / Previous
+    button(at, "Next").click().run()
+    assert any("Photo 2 of 2" in m.value for m in at.markdown) and at.query_params["img"] == "1"
+    assert button(at, "Next").disabled
+    button(at, "Previous").click().run()
+    assert any("Photo 1 of 2" in m.value for m in at.markdown)
+
+    # a refresh (a new session with the URL) finds the set, the step and the photo
+    again = fresh(runs, monkeypatch, {"set": "mugs", "step": "Label", "img": "0"})
+    assert any("**Photo 1 of 2** · 1 box(es)" in m.value for m in again.markdown)
+
+    # Keep: rename, then delete (photos and all)
+    at2 = fresh(runs, monkeypatch, {"set": "mugs", "step": "Keep"})
+    at2.text_input(key="teach.rename").input("cups")
+    button(at2, "Rename").click().run()
+    assert not at2.exception and not at2.error
+    assert at2.session_state["teach.set"] == "cups"
+    path = store(runs, "cups").path
+    at2.checkbox(key="teach.delete_sure").check().run()
+    button(at2, "Delete the set").click().run()
+    assert not at2.exception and not path.exists()
+    assert at2.session_state["teach.set"] is None
+
+
+def test_box_table_edits_and_deletes(runs, monkeypatch):
+    at = fresh(runs, monkeypatch)
+    create(at, "keys")
+    photos(at).upload("a.png", photo(), "image/png")
+    at.run()
+    from ssd_core import userdata
+    ds = store(runs, "keys")
+    ds.set_boxes(ds.images[0].id, [userdata.Box("key", 10, 10, 50, 50),
+                                   userdata.Box("key", 60, 20, 90, 80)])
+    at = fresh(runs, monkeypatch, {"set": "keys", "step": "Label"})
+    table = at.data_editor[0]
+    # move the first box (edit two corners), delete the second
+    at.session_state[table.key] = {"edited_rows": {0: {"x1": 20.0, "x2": 70.0}},
+                                   "added_rows": [], "deleted_rows": [1]}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    got = [(b.label, b.x1, b.x2) for b in store(runs, "keys").images[0].boxes]
+    assert got == [("key", 20.0, 70.0)]
+
+
+def test_label_without_class_says_so(runs, monkeypatch):
+    at = fresh(runs, monkeypatch)
+    create(at, "pens")
+    photos(at).upload("a.png", photo(), "image/png")
+    at.run()
+    at = fresh(runs, monkeypatch, {"set": "pens", "step": "Label"})
+    chart_key = draw_key(at, store(runs, "pens").images[0].id)
+    at.session_state[chart_key] = {"selection": {"points": [], "point_indices": [], "lasso": [],
+                                                 "box": [{"x": [1, 50], "y": [1, 50]}]}}
+    at.run()
+    assert any("class name first" in e.value for e in at.error)
+    assert store(runs, "pens").images[0].boxes == []
