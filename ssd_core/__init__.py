@@ -36,6 +36,7 @@ _EXPORTS = {
     "Detector": "detection",
     "Detections": "detection",
     "RawOutput": "detection",
+    "fold_batchnorm": "fold",
     # model
     "TinySSD": "model",
     "describe": "model",

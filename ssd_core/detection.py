@@ -19,7 +19,7 @@ from .resources import shipped_checkpoint
 from .suppression import nms, nms_sorted
 
 __all__ = ["nms", "multibox_detection", "predict_batch", "Detector", "Detections",
-           "RawOutput", "DEFAULT_CHECKPOINT"]
+           "RawOutput", "raw_output", "DEFAULT_CHECKPOINT"]
 
 
 def _best_class(cls_probs):
@@ -192,6 +192,14 @@ class RawOutput:
         return self.probs[:, 1:].max(dim=1).values
 
 
+def raw_output(anchors, cls_preds, bbox_preds, image_size) -> RawOutput:
+    """TinySSD's outputs for one image (``anchors (1, N, 4)``, ``cls_preds (1, N, C+1)``,
+    ``bbox_preds (1, N*4)``) -> :class:`RawOutput` on the CPU (softmax, decoded boxes)."""
+    probs = torch.softmax(cls_preds[0].float(), dim=-1)
+    boxes = offset_inverse(anchors[0].float(), bbox_preds[0].float().reshape(-1, 4))
+    return RawOutput(probs.cpu(), boxes.cpu(), tuple(image_size))
+
+
 class Detector:
     """A trained TinySSD ready for images of any size: ``predict(image)`` -> :class:`Detections`.
 
@@ -224,10 +232,7 @@ class Detector:
         """Any ``load_image`` source -> :class:`RawOutput` (network run once, results on CPU)."""
         img = load_image(image)
         X = image_to_tensor(img, self.input_size).unsqueeze(0).to(self.device)
-        anchors, cls_preds, bbox_preds = self.model(X)
-        probs = torch.softmax(cls_preds[0].float(), dim=-1)
-        boxes = offset_inverse(anchors[0].float(), bbox_preds[0].float().reshape(-1, 4))
-        return RawOutput(probs.cpu(), boxes.cpu(), img.size)
+        return raw_output(*self.model(X), img.size)
 
     def filter(self, raw: RawOutput, conf_threshold: float = 0.5, nms_threshold: float = 0.5,
                per_class: bool = False, classes=None, apply_nms: bool = True) -> Detections:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -91,3 +92,58 @@ def configure_cpu_threads() -> int:
     n = max(1, n)
     torch.set_num_threads(n)
     return n
+
+
+_OPENMP = None
+
+
+def _openmp_runtime():
+    """The OpenMP runtime torch loaded (found in this process's memory map), or None."""
+    global _OPENMP
+    if _OPENMP is None:
+        _OPENMP = False
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted({line.split()[-1] for line in f
+                                if any(k in line for k in ("libgomp", "libiomp", "libomp"))})
+            for path in paths:
+                lib = ctypes.CDLL(path)  # already loaded: the same library instance
+                if hasattr(lib, "omp_set_num_threads"):
+                    _OPENMP = lib
+                    break
+        except (OSError, IndexError):
+            pass
+    return _OPENMP or None
+
+
+def limit_this_thread(n: int) -> bool:
+    """Run this thread's torch CPU ops with at most ``n`` intra-op threads, leaving every other
+    thread's setting alone (``torch.set_num_threads`` would change the default of every thread
+    started afterwards). It sets OpenMP's per-thread setting, which ATen and oneDNN read.
+
+    Why: a live stream's frames are single images, and on a busy 2-core machine two OpenMP
+    threads that wait for each other at every layer ran TinySSD ~10x slower than one
+    (bench/bench_live.py). Returns False where torch's OpenMP runtime is not found."""
+    torch.get_num_threads()  # PyTorch's lazy per-thread initialization first: it would undo ours
+    lib = _openmp_runtime()
+    if lib is None:
+        return False
+    lib.omp_set_num_threads(max(1, int(n)))
+    return torch.get_num_threads() == max(1, int(n))
+
+
+@contextlib.contextmanager
+def this_thread_limited(n: int | None):
+    """``with this_thread_limited(1):`` torch ops of this thread use one intra-op thread inside
+    the block, and this thread's previous setting after it (None: no change). Yields whether
+    the limit applies."""
+    if n is None:
+        yield False
+        return
+    prev = torch.get_num_threads()
+    ok = limit_this_thread(n)
+    try:
+        yield ok
+    finally:
+        if ok:
+            limit_this_thread(prev)

@@ -76,15 +76,17 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 9
 
 
 @contextlib.contextmanager
-def serve(log: Path, env: dict | None = None, port: int | None = None):
-    """Start `streamlit run app/main.py` on loopback (``env`` is added to this process's
-    environment, e.g. SSD_RUNS_DIR); yield a :class:`Server`; stop it afterwards."""
+def serve(log: Path, env: dict | None = None, port: int | None = None,
+          script: str = "app/main.py"):
+    """Start `streamlit run app/main.py` (or another ``script``) on loopback (``env`` is added
+    to this process's environment, e.g. SSD_RUNS_DIR); yield a :class:`Server`; stop it
+    afterwards."""
     port = port or free_port()
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     out = open(log, "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},

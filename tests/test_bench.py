@@ -56,3 +56,29 @@ def test_bench_boxes_compares_with_the_book_and_says_when_outputs_agree():
     else:
         assert baseline not in out and "same kept indices" not in out
         assert how in " ".join(out.split())
+
+
+def test_bench_live_prints_stages_paths_goal_and_limit():
+    out = run_bench("bench/bench_live.py", "--frames", "3", "--width", "160", "--height", "120",
+                    "--kernel-batch", "1")
+    for stage in ("convert (resize to 256x256 tensor)",
+                  "detection (softmax, decode, thresholds, NMS)",
+                  "drawing (boxes, class names, scores)", "**total per frame**"):
+        assert f"| {stage} |" in out
+    if importlib.util.find_spec("aiortc") is not None:  # streamlit-webrtc brings it
+        assert "| decode (VP8 -> RGB, aiortc's decoder) |" in out
+        assert "| encode (RGB -> VP8, aiortc's encoder) |" in out
+    for path in ("Detector.predict + draw_detections (today's Detection page code)",
+                 "Detector.predict + draw_detections, 1 thread",
+                 "pipeline, BatchNorm not folded, NCHW, torch's threads",
+                 "pipeline, BatchNorm not folded, channels_last, torch's threads",
+                 "pipeline, BatchNorm folded, NCHW, torch's threads",
+                 "pipeline, BatchNorm folded, channels_last, torch's threads",
+                 "pipeline, BatchNorm folded, channels_last, 1 thread, fp32",
+                 "pipeline, BatchNorm folded, channels_last, 1 thread, precision='fast' "
+                 "(live view)"):
+        assert f"| {path} |" in out
+    assert "| network (TinySSD, folded, channels_last, 1 thread, " in out
+    assert "goal: >= 15 fps for one viewer at 160x120, decode to encode:" in out
+    assert "hardware limit: the network costs" in out and "GFLOP per frame" in out
+    assert "of that limit." in out

@@ -25,7 +25,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # Import name -> distribution name, where they differ.
-DISTRIBUTIONS = {"PIL": "pillow"}
+DISTRIBUTIONS = {"PIL": "pillow", "streamlit_webrtc": "streamlit-webrtc"}
 
 
 def _names(requirements) -> set[str]:
