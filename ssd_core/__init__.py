@@ -75,6 +75,10 @@ _EXPORTS = {
     "export_dataset": "data",
     "detection_collate": "data",
     "Augment": "data",
+    # the Teach flow's photo sets
+    "UserDataset": "userdata",
+    "list_datasets": "userdata",
+    "import_dataset": "userdata",
     # background jobs
     "JobManager": "jobs",
     "DataSpec": "runs",
