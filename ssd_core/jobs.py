@@ -46,9 +46,10 @@ from ssd_core.runs import (  # noqa: F401
 
 class _Job:
     def __init__(self, run_id: str, path: Path, config: TrainConfig, data: DataSpec,
-                 resume: Path | None, created: float):
+                 resume: Path | None, created: float, init=None):
         self.run_id, self.path, self.config, self.data, self.resume = (
             run_id, path, config, data, resume)
+        self.init = init  # the checkpoint a new run starts from (None: random weights)
         self.created = created  # as created_time(path) reads it, kept: snapshots are polled
         self.state, self.message = rf.QUEUED, "waiting for a free training slot"
         self.records: list[dict] = []
@@ -103,8 +104,11 @@ class JobManager:
         self._running: set[str] = set()
 
     # ---- submitting and controlling
-    def submit(self, config: TrainConfig, data: DataSpec, name: str | None = None) -> str:
-        """Validate, create the run folder, queue the job -> run id. Raises ConfigError."""
+    def submit(self, config: TrainConfig, data: DataSpec, name: str | None = None,
+               init=None) -> str:
+        """Validate, create the run folder, queue the job -> run id. Raises ConfigError.
+        ``init``: a checkpoint (path) whose weights the run starts from, also one with other
+        classes (Trainer's init; ``ssd_core.recipes.recipe_job`` gives the teach recipe's)."""
         config.validate()
         data.validate()
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -118,7 +122,8 @@ class JobManager:
             self._last_created = max(time.time_ns(), self._last_created + 1)
             created = self._last_created
         rf.write_data(path, dataclasses.asdict(data), created)
-        job = _Job(run_id, path, config, data, None, created / 1e9)
+        job = _Job(run_id, path, config, data, None, created / 1e9,
+                   None if init is None else str(init))
         self._enqueue(job)
         return run_id
 
@@ -177,7 +182,8 @@ class JobManager:
                 return JobSnapshot(run_id, job.path, job.state, job.message, pos,
                                    list(job.records), job.config.to_dict(),
                                    dict(job.preview) if job.preview else None,
-                                   job.created, list(job.previews), job.error)
+                                   job.created, list(job.previews), job.error,
+                                   job.trainer.init_report if job.trainer else None)
         return self._snapshot_from_disk(self.runs_dir / run_id)
 
     def list_runs(self) -> list[JobSnapshot]:
@@ -247,7 +253,8 @@ class JobManager:
 
     def _train(self, job: _Job) -> None:
         train, val = job.data.build(job.config.input_size)
-        trainer = Trainer(job.config, train, val, run_dir=job.path, resume=job.resume)
+        trainer = Trainer(job.config, train, val, run_dir=job.path, resume=job.resume,
+                          init=job.init if job.resume is None else None)
         if job.resume is not None:
             job.records = read_metrics(job.path / rf.METRICS)
             job.previews = read_previews(job.path / rf.PREVIEWS)

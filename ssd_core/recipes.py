@@ -1,10 +1,15 @@
 """Setting recipes: named sets of training settings (flat ``TrainConfig`` names) plus the data
-choices that go with them (number of training and validation images, augmentation).
+choices that go with them (number of training and validation images, augmentation, the weights
+to start from, a held-out share).
 
 A recipe is not the synthetic data *preset* (``ssd_core.data.PRESETS``, what the images hold);
 it is how to train on them. ``"book"`` is the chapter exactly (every TrainConfig default, 512
 images); ``"classroom"`` trains from random weights fast enough to watch in a lesson (see
-``RECIPES["classroom"].why`` and ``bench/time_to_ap.py`` for the measured times).
+``RECIPES["classroom"].why`` and ``bench/time_to_ap.py`` for the measured times). ``RECIPES``
+are the recipes of synthetic-data runs from random weights (the Training and Experiments
+pages list them); ``"teach"`` (in ``ALL_RECIPES``, ``get_recipe("teach")``) fine-tunes the
+shipped model on a few labelled photos of the user's own objects (``bench/time_to_teach.py``).
+``recipe_job`` turns any of them into what ``JobManager.submit`` takes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass, field
 
 from ssd_core.config import FIELDS, TrainConfig
 from ssd_core.errors import ConfigError
+from ssd_core.resources import shipped_checkpoint
+from ssd_core.runs import DataSpec
 
 # The anchor sizes the shipped model uses: the book's rule (sizes spread evenly over the
 # scales, second size sqrt(s_k * s_k+1)) over the data's object sizes, 10% to 95% of the side.
@@ -23,19 +30,41 @@ SPREAD_ANCHOR_SIZES = [[0.1, 0.17], [0.29, 0.373], [0.48, 0.567], [0.67, 0.759],
 class Recipe:
     """``settings``: flat TrainConfig overrides of the book's defaults; ``train_images`` /
     ``val_images``: synthetic images to train / validate on; ``augment``: box-aware
-    augmentation; ``label`` for menus and ``why`` (one paragraph) for help text."""
+    augmentation (False, True: the SSD paper's, "strong": also rotation and blur, see
+    ssd_core.data.transforms.resolve_augment); ``init``: the weights to start from (None:
+    random; "shipped": the shipped model; or a checkpoint path); ``holdout``: the share of a
+    dataset held out for validation when no validation data is given; ``label`` for menus,
+    ``why`` (one paragraph) for help text and ``details`` (the measurements behind it)."""
 
     label: str
     settings: dict = field(default_factory=dict)
     train_images: int = 512
     val_images: int = 64
-    augment: bool = False
+    augment: bool | str = False
     why: str = ""
+    init: str | None = None
+    holdout: float = 0.0
+    details: str = ""
 
     def config(self, **overrides) -> TrainConfig:
         """The recipe's TrainConfig, with ``overrides`` (flat names) on top; validated."""
         return TrainConfig.from_dict({**TrainConfig().flat(), **self.settings, **overrides})
 
+    def init_path(self) -> str | None:
+        """The checkpoint file a run of this recipe starts from (None: random weights)."""
+        if self.init == "shipped":
+            return str(shipped_checkpoint())
+        return self.init
+
+
+# The teach recipe's schedule, measured on the few-shot set (bench/time_to_teach.py).
+TEACH_SETTINGS = dict(
+    optimizer="adam", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=10,
+    min_lr_ratio=0.05, epochs=30, batch_size=8, input_size=128, box_loss="smooth_l1",
+    normalize="positives", hard_negative_mining=True, anchor_sizes=SPREAD_ANCHOR_SIZES,
+    precision="fast")
+TEACH_WHY = "TODO"
+TEACH_DETAILS = ""
 
 RECIPES: dict[str, Recipe] = {
     "classroom": Recipe(
@@ -64,15 +93,44 @@ RECIPES: dict[str, Recipe] = {
             "20 epochs."),
 }
 
+TEACH = Recipe(
+    label="Teach it your objects",
+    settings=dict(TEACH_SETTINGS),
+    train_images=24, val_images=12, augment="strong", init="shipped", holdout=0.2,
+    why=TEACH_WHY, details=TEACH_DETAILS)
+
+# Every recipe by name: the synthetic ones and "teach".
+ALL_RECIPES: dict[str, Recipe] = {**RECIPES, "teach": TEACH}
+
 DEFAULT_RECIPE = "classroom"
 
 
 def get_recipe(name: str) -> Recipe:
-    """The recipe called ``name``; a ConfigError lists the valid names."""
-    if name not in RECIPES:
-        raise ConfigError(f"Unknown recipe {name!r}; choose from {sorted(RECIPES)}.",
+    """The recipe called ``name`` (any of ALL_RECIPES); a ConfigError lists the valid names."""
+    if name not in ALL_RECIPES:
+        raise ConfigError(f"Unknown recipe {name!r}; choose from {sorted(ALL_RECIPES)}.",
                           field="recipe")
-    return RECIPES[name]
+    return ALL_RECIPES[name]
+
+
+def recipe_job(name: str, path=None, val_path=None, seed: int = 0, fmt: str | None = None,
+               **overrides) -> tuple[TrainConfig, DataSpec, str | None]:
+    """What ``JobManager.submit(config, data, init=init)`` needs to run recipe ``name`` ->
+    ``(config, data, init)``: on a dataset folder or zip ``path`` (COCO as
+    ``export_dataset(..., "coco")`` writes it, or any format load_dataset reads), validated on
+    ``val_path`` or, without one, on the recipe's held-out share chosen by ``seed``; without
+    ``path``, on the recipe's synthetic images. ``overrides``: flat TrainConfig settings."""
+    recipe = get_recipe(name)
+    config = recipe.config(**overrides)
+    if path is None:
+        data = DataSpec("synthetic", n=recipe.train_images, seed=seed,
+                        val_n=recipe.val_images, augment=recipe.augment)
+    else:
+        data = DataSpec("path", path=str(path), fmt=fmt, seed=seed,
+                        val_path=None if val_path is None else str(val_path),
+                        holdout=recipe.holdout, augment=recipe.augment,
+                        val_fraction=recipe.holdout or DataSpec.val_fraction)
+    return config, data.validate(), recipe.init_path()
 
 
 def recipe_settings(name: str) -> dict:
@@ -81,7 +139,7 @@ def recipe_settings(name: str) -> dict:
 
 
 def _check() -> None:
-    for name, r in RECIPES.items():
+    for name, r in ALL_RECIPES.items():
         unknown = set(r.settings) - set(FIELDS)
         assert not unknown, f"recipe {name} has unknown settings {unknown}"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ssd_core import runfolder
-from ssd_core.data import SyntheticDetection, load_dataset
+from ssd_core.data import SyntheticDetection, load_dataset, resolve_augment, split_holdout
 from ssd_core.errors import ConfigError
 from ssd_core.fileio import read_json_lines
 
@@ -20,7 +20,10 @@ class DataSpec:
     """Where a job's images come from: generated (``kind="synthetic"``) or a dataset folder/zip.
 
     A dataset on disk is split: the last ``val_fraction`` of its images (at least one, when it
-    has two or more) validate, the rest train. Synthetic validation uses its own seed.
+    has two or more) validate, the rest train; with ``holdout`` > 0 a share of that size chosen
+    by ``seed`` instead (ssd_core.data.split_holdout: every class held out where possible);
+    with ``val_path`` that dataset validates and every image trains. Synthetic validation uses
+    its own seed. ``augment``: False, True or "strong" (resolve_augment).
     """
 
     kind: str = "synthetic"
@@ -32,7 +35,9 @@ class DataSpec:
     val_n: int = 64
     val_seed: int = 10_000
     val_fraction: float = 0.1
-    augment: bool = False
+    augment: bool | str = False
+    holdout: float = 0.0
+    val_path: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
@@ -50,6 +55,9 @@ class DataSpec:
             raise ConfigError("A dataset path is needed for data kind 'path'.")
         if not 0 <= float(self.val_fraction) < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        if not 0 <= float(self.holdout) < 1:
+            raise ConfigError(f"holdout must be in [0, 1), got {self.holdout}.")
+        resolve_augment(self.augment)  # a ConfigError for a value it does not understand
         return self
 
     def build(self, image_size: int):
@@ -67,14 +75,20 @@ class DataSpec:
             full = load_dataset(self.path, fmt=self.fmt, image_size=image_size)
             if len(full) == 0:
                 raise ConfigError(f"The dataset {Path(self.path).name!r} holds no images.")
-            n_val = int(len(full) * self.val_fraction)
-            if len(full) >= 2 and self.val_fraction > 0:
-                n_val = max(1, n_val)
-            train, val = Split(full, 0, len(full) - n_val), None
-            if n_val:
-                val = Split(full, len(full) - n_val, len(full))
+            if self.val_path:
+                train = full
+                val = load_dataset(self.val_path, image_size=image_size)
+            elif self.holdout > 0:
+                train, val = split_holdout(full, float(self.holdout), int(self.seed))
+            else:
+                n_val = int(len(full) * self.val_fraction)
+                if len(full) >= 2 and self.val_fraction > 0:
+                    n_val = max(1, n_val)
+                train, val = Split(full, 0, len(full) - n_val), None
+                if n_val:
+                    val = Split(full, len(full) - n_val, len(full))
         if self.augment:
-            train.set_augment(True)
+            train.set_augment(self.augment)
         return train, val
 
 
@@ -119,6 +133,7 @@ class JobSnapshot:
     created: float
     previews: list = field(default_factory=list)  # one per epoch, oldest first
     error: dict | None = None  # a failed run's jobs.failure(): type, message, path, bad_image
+    init_report: str | None = None  # what an init checkpoint gave (engine.init_weights)
 
     @property
     def last_step(self) -> dict | None:

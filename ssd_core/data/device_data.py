@@ -41,8 +41,13 @@ def renderable(ds) -> bool:
 
 def device_augment(ds) -> Augment | None:
     """The dataset's Augment (mirrored on the device), None without one; a ConfigError for a
-    custom augmentation callable, which only the host path can run."""
+    custom augmentation callable or an Augment with rotation or blur, which only the host path
+    can run."""
     aug = getattr(ds, "augment", None)
+    if isinstance(aug, Augment) and aug.host_only:
+        raise ConfigError(f"The device data path does not implement Augment's "
+                          f"{' and '.join(aug.host_only)}; set device_data='off' (the host "
+                          "path runs them).", field="device_data")
     if aug is None or isinstance(aug, Augment):
         return aug
     raise ConfigError("The dataset has a custom augmentation; the device data path only "

@@ -1,6 +1,7 @@
 """The training engine, split by role: ``trainer`` (the Trainer: the epoch loop, stop, status),
 ``step`` (one optimizer step), ``batches`` (each epoch's batches), ``setup`` (device, model,
-optimizer, autocast, the set on the device), ``distributed`` (processes under torchrun),
+optimizer, autocast, the set on the device), ``init_weights`` (an init checkpoint's weights,
+class layers re-made for other classes), ``distributed`` (processes under torchrun),
 ``records`` (metrics records), ``validation``, ``checkpoints`` (checkpoint.pt and best.pt),
 ``resume`` (the state a checkpoint needs to continue), ``divergence`` (what a diverged run says)
 and ``schedule`` (the learning rate). The files of a run are ssd_core.runfolder's.

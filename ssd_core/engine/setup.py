@@ -1,6 +1,7 @@
 """Everything a run needs before its first step: the device, the model (its weights drawn from
-the run's own generator: build_model), the optimizer, the autocast dtype, DataLoader workers and
-the training set rendered onto the device."""
+the run's own generator: build_model; an init checkpoint's: engine.init_weights), the
+optimizer, the autocast dtype, DataLoader workers and the training set rendered onto the
+device."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import torch
 from torch import nn
 
 from ssd_core import device as devmod
-from ssd_core.checkpoint import Checkpoint, build_model, load_checkpoint, unwrap
+from ssd_core.checkpoint import build_model
 from ssd_core.config import TrainConfig
 from ssd_core.data.device_data import DeviceData, device_augment, renderable
+from ssd_core.engine.init_weights import load_init_weights
 from ssd_core.engine.schedule import lr_factor
-from ssd_core.errors import CheckpointError, ConfigError
+from ssd_core.errors import ConfigError
 from ssd_core.losses import init_focal_bias
 
 
@@ -38,45 +40,35 @@ def training_device(config: TrainConfig, distributed: bool, local_rank: int) -> 
 def make_model(config: TrainConfig, class_names, device, init=None, sync_bn=False) -> nn.Module:
     """A fresh TinySSD (focal prior bias if asked), optionally with ``init``'s weights, on
     ``device`` in the config's memory format."""
+    return _make_model(config, class_names, device, init, sync_bn)[0]
+
+
+def _make_model(config: TrainConfig, class_names, device, init=None,
+                sync_bn=False) -> tuple[nn.Module, str | None]:
+    """make_model -> (model, what init kept and re-made (load_init_weights) or None)."""
     model = build_model(config, len(class_names))
     if config.loss.cls_loss == "focal":
         init_focal_bias(model)
+    report = None
     if init is not None:
-        load_init_weights(model, init, class_names)
+        report = load_init_weights(model, init, class_names)
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    return model
+    return model, report
 
 
 def make_training(config: TrainConfig, class_names, device, init, distributed: bool,
                   steps_per_epoch: int):
-    """-> (model (make_model), its optimizer, the learning-rate schedule of the run)."""
-    model = make_model(config, class_names, device, init,
-                       sync_bn=distributed and config.sync_bn)
+    """-> (model (make_model), its optimizer, the learning-rate schedule of the run, what init
+    kept and re-made or None)."""
+    model, report = _make_model(config, class_names, device, init,
+                                sync_bn=distributed and config.sync_bn)
     optimizer = make_optimizer(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
-    return model, optimizer, schedule
-
-
-def load_init_weights(model: nn.Module, init, class_names) -> None:
-    """Copy a checkpoint's weights into ``model``; classes and layer shapes must match."""
-    ckpt = init if isinstance(init, Checkpoint) else load_checkpoint(init)
-    if ckpt.class_names != list(class_names):
-        raise CheckpointError(
-            f"{ckpt.path!r} was trained on classes {ckpt.class_names}, the data has "
-            f"{list(class_names)}; start from a checkpoint with the same classes.",
-            path=ckpt.path)
-    mine, theirs = model.state_dict(), unwrap(ckpt.model).state_dict()
-    bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
-    if bad or set(theirs) - set(mine):
-        raise CheckpointError(
-            f"{ckpt.path!r} has a different network shape (first mismatch: "
-            f"{(bad or sorted(set(theirs) - set(mine)))[0]}); keep its base_channels, "
-            "channels and number of anchors per pixel.", path=ckpt.path)
-    model.load_state_dict(theirs)
+    return model, optimizer, schedule, report
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

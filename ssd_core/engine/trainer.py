@@ -37,7 +37,8 @@ class Trainer:
     ends it after the current step with a checkpoint; ``resume=path`` continues a run exactly
     where its checkpoint left off. ``init=path`` starts a new run (fresh optimizer and
     schedule) from another checkpoint's weights, e.g. to fine-tune the shipped model; its
-    classes and layer shapes must match. With ``run_dir`` None nothing is written to disk.
+    layer shapes must match, and with other classes its class layers are re-made
+    (``init_report`` says what was kept). With ``run_dir`` None nothing is written to disk.
     ``on_phase(name)`` (profiling) is called as each phase of a step ends; ``on_status(text)``
     while setting up (rendering the data).
     """
@@ -65,6 +66,9 @@ class Trainer:
         self.on_phase = self.on_status = None
         # Set up by fit() before the first step.
         self.device = self.model = self.optimizer = self.scheduler = None
+        # What init kept of its checkpoint and what it re-made (engine.init_weights), a
+        # sentence; None without init. Set by fit()'s setup.
+        self.init_report: str | None = None
         self.amp_dtype: torch.dtype | None = None  # the network's autocast dtype (None: fp32)
         self.scaler = None  # the loss scaler (enabled for fp16 only)
         self.steps_per_epoch = self.total_steps = 0
@@ -90,7 +94,7 @@ class Trainer:
                                      self.device)
         self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.model, self.optimizer, self.scheduler = make_training(
+        self.model, self.optimizer, self.scheduler, self.init_report = make_training(
             cfg, self.class_names, self.device, self._init, procs.dist is not None,
             self.steps_per_epoch)
         self._num_workers = loader_workers(cfg, self.device)
