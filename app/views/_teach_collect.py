@@ -9,7 +9,7 @@ from pathlib import Path
 import figures_teach
 import images
 import streamlit as st
-from views._teach_store import bump, counter, set_image_index
+from views._teach_store import bump, counter, photo_path, set_image_index
 
 from ssd_core.errors import ConfigError, InvalidImageError, SSDError
 from ssd_core.images import ACCEPTED_TEXT
@@ -83,7 +83,7 @@ def _thumb_png(path: str, digest: str, boxes: tuple, labels: tuple, names: tuple
 
 def thumbnail_png(ds, entry) -> bytes:
     """A small PNG of one photo with its boxes (cached per photo and boxes)."""
-    path = ds.path / entry.file
+    path = photo_path(ds, entry)
     boxes = tuple((b.x1, b.y1, b.x2, b.y2) for b in entry.boxes)
     labels = tuple(b.label for b in entry.boxes)
     digest = hashlib.sha1(f"{path}:{path.stat().st_mtime_ns}".encode()).hexdigest()

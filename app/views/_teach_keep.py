@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import jobs
 import streamlit as st
-from views._teach_store import select_set, userdata
+from views._teach_store import select_set
 
 from ssd_core.errors import SSDError
+from ssd_core.userdata import import_dataset
 
 FORMATS = ["coco", "voc", "yolo", "csv"]
 FORMAT_LABELS = {"coco": "COCO JSON", "voc": "Pascal VOC XML", "yolo": "YOLO txt",
@@ -65,7 +66,7 @@ def import_set() -> None:
         path = jobs.save_upload(up.getvalue())
         try:
             with st.spinner("Importing ..."):
-                ds = userdata().import_dataset(jobs.runs_dir(), path, name.strip())
+                ds = import_dataset(jobs.runs_dir(), path, name.strip())
         except (SSDError, ValueError, OSError) as e:
             st.error(f"That dataset could not be imported: {e}")
             return
@@ -84,3 +85,5 @@ def keep(ds) -> None:
         export(ds)
     with c3:
         delete(ds)
+    with st.expander("Import a dataset as a new set"):
+        import_set()

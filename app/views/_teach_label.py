@@ -12,17 +12,13 @@ from __future__ import annotations
 import figures_teach
 import images
 import streamlit as st
-from views._teach_store import bump, counter, image_index, set_image_index
+from views._teach_store import bump, counter, image_index, photo_path, set_image_index
 
 from ssd_core.errors import SSDError
+from ssd_core.userdata import Box
 
 CLASS_KEY = "teach.class"
 MIN_SIDE = 2.0  # px: a smaller drag is a click, not a box
-
-
-def box_cls():
-    from views._teach_store import userdata
-    return userdata().Box
 
 
 def dragged_box(event, width: int, height: int):
@@ -43,10 +39,14 @@ def dragged_box(event, width: int, height: int):
 
 def class_picker(ds) -> str | None:
     """The class of the next box: one of the set's names, or a new one typed once."""
-    names = ds.class_names
-    if st.session_state.get(CLASS_KEY) not in names and st.session_state.get(CLASS_KEY):
-        names = [*names, st.session_state[CLASS_KEY]]  # typed, no box yet
-    return st.selectbox("Class of the next box", names, index=None, key=CLASS_KEY,
+    typed = st.session_state.get(CLASS_KEY)
+    if typed and typed not in ds.class_names:
+        try:
+            st.session_state[CLASS_KEY] = ds.add_class(typed)  # a class of the set from now
+        except (SSDError, ValueError) as e:
+            st.error(f"That class name cannot be used: {e}")
+            st.session_state[CLASS_KEY] = None
+    return st.selectbox("Class of the next box", ds.class_names, index=None, key=CLASS_KEY,
                         accept_new_options=True, placeholder="type a new class name",
                         help="Type a name once (e.g. mug) and press Enter; later pick it.")
 
@@ -75,7 +75,7 @@ def draw(ds, entry, image, label: str | None) -> None:
     if not label:
         st.error("Choose or type the class name first, then drag the box again.")
         return
-    save(ds, entry, [*entry.boxes, box_cls()(label, *box)])
+    save(ds, entry, [*entry.boxes, Box(label, *box)])
 
 
 def box_table(ds, entry, names: list[str]) -> None:
@@ -103,7 +103,7 @@ def box_table(ds, entry, names: list[str]) -> None:
         if r["x2"] - r["x1"] < MIN_SIDE or r["y2"] - r["y1"] < MIN_SIDE:
             st.error("A box needs x2 > x1 and y2 > y1 (at least 2 px); it was not saved.")
             return
-        new.append(box_cls()(r["class"], float(r["x1"]), float(r["y1"]), float(r["x2"]),
+        new.append(Box(r["class"], float(r["x1"]), float(r["y1"]), float(r["x2"]),
                              float(r["y2"])))
     save(ds, entry, new)
 
@@ -141,7 +141,7 @@ def label(ds) -> None:
     with nav[3]:
         name = class_picker(ds)
     try:
-        image = images.open_png(images.decode_image((ds.path / entry.file).read_bytes(),
+        image = images.open_png(images.decode_image(photo_path(ds, entry).read_bytes(),
                                                     max_side=100_000))
     except (OSError, SSDError) as e:
         st.error(f"Photo {i + 1} could not be read ({e}); delete it in step 1.")

@@ -3,29 +3,24 @@ session's choice of set and image (mirrored in the URL as ``?set=`` and ``?img=`
 
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 
 import jobs
 import streamlit as st
+
+from ssd_core.userdata import UserDataset, list_datasets
 
 SET_KEY = "teach.set"
 IMG_KEY = "teach.img"
 
 
-def userdata():
-    """The ``ssd_core.userdata`` module, or None while it is not installed."""
-    try:
-        return importlib.import_module("ssd_core.userdata")
-    except ImportError:
-        return None
+def all_sets() -> list[UserDataset]:
+    """Every photo set in the runs folder, newest first."""
+    return list_datasets(jobs.runs_dir())
 
 
-def all_sets() -> list:
-    """Every photo set in the runs folder (UserDataset objects), by name."""
-    ud = userdata()
-    found = ud.list_datasets(jobs.runs_dir())
-    sets = [s if hasattr(s, "images") else ud.UserDataset.open(s) for s in found]
-    return sorted(sets, key=lambda s: s.name.lower())
+def photo_path(ds: UserDataset, entry) -> Path:
+    return ds.image_path(entry.id)
 
 
 def select_set(name: str | None) -> None:
@@ -43,7 +38,7 @@ def chosen_set(sets: list):
     """The session's set (from Session State, else the URL's ``?set=``), or None."""
     name = st.session_state.get(SET_KEY, st.query_params.get("set"))
     found = next((s for s in sets if s.name == name), None)
-    st.session_state[SET_KEY] = found.name if found else None
+    st.session_state[SET_KEY] = found.name if found is not None else None
     return found
 
 

@@ -11,20 +11,22 @@ import urlstate
 from views._teach_collect import collect
 from views._teach_keep import import_set, keep
 from views._teach_label import label
-from views._teach_store import all_sets, chosen_set, select_set, userdata
+from views._teach_store import all_sets, chosen_set, select_set
 
 from ssd_core.errors import SSDError
+from ssd_core.userdata import UserDataset
 
 STEPS = ["Collect", "Label", "See SSD", "Train", "Detect live", "Keep"]
 
 
 def new_set() -> None:
-    with st.form("teach.new_form", clear_on_submit=True):
-        name = st.text_input("Name of a new photo set", key="teach.new_name", max_chars=60,
+    with st.form("teach.new_form", clear_on_submit=True, border=False):
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        name = c1.text_input("Name of a new photo set", key="teach.new_name", max_chars=60,
                              placeholder="e.g. mugs and keys")
-        if st.form_submit_button("Create", icon=":material/add:"):
+        if c2.form_submit_button("Create", icon=":material/add:"):
             try:
-                ds = userdata().UserDataset.create(jobs_root(), name.strip())
+                ds = UserDataset.create(jobs_root(), name.strip())
             except (SSDError, ValueError, OSError) as e:
                 st.error(f"The set could not be created: {e}")
                 return
@@ -44,15 +46,17 @@ def set_chooser(sets):
     c1, c2 = st.columns([2, 2])
     with c1:
         if names:
-            picked = st.selectbox("Photo set", names, index=names.index(ds.name) if ds else None,
+            index = names.index(ds.name) if ds is not None else None
+            picked = st.selectbox("Photo set", names, index=index,
                                   placeholder="choose a set", key="teach.set_pick")
             if picked and (ds is None or picked != ds.name):
                 select_set(picked)
                 st.rerun()
     with c2:
         new_set()
-    with st.expander("Import a dataset as a new set"):
-        import_set()
+    if ds is None:
+        with st.expander("Or import a dataset as a new set"):
+            import_set()
     return ds
 
 
@@ -66,27 +70,23 @@ st.markdown(
     "see how SSD's anchors meet your boxes, **train** a model from the shipped one, and "
     "**detect** your objects live on the camera.")
 
-if userdata() is None:
-    st.warning("The photo-set store (`ssd_core.userdata`) is not installed in this version; "
-               "the Teach page needs it.")
+try:
+    sets = all_sets()
+except (SSDError, OSError) as e:
+    st.error(f"The photo sets could not be listed: {e}")
+    sets = []
+ds = set_chooser(sets)
+if ds is None:
+    st.info("Create a photo set (a name for the objects you will teach) or choose one.")
 else:
-    try:
-        sets = all_sets()
-    except (SSDError, OSError) as e:
-        st.error(f"The photo sets could not be listed: {e}")
-        sets = []
-    ds = set_chooser(sets)
-    if ds is None:
-        st.info("Create a photo set (a name for the objects you will teach) or choose one.")
-    else:
-        step = urlstate.bind(st.segmented_control, "teach.step", STEPS[0], "Step", STEPS,
+    step = urlstate.bind(st.segmented_control, "teach.step", STEPS[0], "Step", STEPS,
                              valid=lambda v: v in STEPS,
                              fit=lambda v: v if v in STEPS else STEPS[0]) or STEPS[0]
-        if step == "Collect":
-            collect(ds)
-        elif step == "Label":
-            label(ds)
-        elif step == "Keep":
-            keep(ds)
-        else:
-            not_yet(step)
+    if step == "Collect":
+        collect(ds)
+    elif step == "Label":
+        label(ds)
+    elif step == "Keep":
+        keep(ds)
+    else:
+        not_yet(step)

@@ -10,7 +10,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests import userdata_stub
+from ssd_core.userdata import Box, list_datasets
 
 from .conftest import app_on_page
 
@@ -24,12 +24,8 @@ def photo(colour=(200, 40, 40), size=(160, 120), fmt="PNG") -> bytes:
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    userdata_stub.install()  # only while the real ssd_core.userdata is missing
-    yield tmp_path / "runs"
-    import sys
-    if sys.modules.get("ssd_core.userdata") is userdata_stub:
-        del sys.modules["ssd_core.userdata"]
+def runs(tmp_path):
+    return tmp_path / "runs"
 
 
 def fresh(runs, monkeypatch, query=None):
@@ -42,10 +38,8 @@ def fresh(runs, monkeypatch, query=None):
 
 
 def store(runs, name):
-    from ssd_core import userdata
-    return next(s for s in userdata.list_datasets(runs) if getattr(s, "name", None) == name) \
-        if hasattr(userdata.list_datasets(runs)[0], "name") else userdata.UserDataset.open(
-        next(p for p in userdata.list_datasets(runs) if str(p).endswith(name)))
+    """The set as saved in the runs folder (read again from disk)."""
+    return next(s for s in list_datasets(runs) if s.name == name)
 
 
 def create(at, name="mugs"):
@@ -84,7 +78,7 @@ def test_collect_label_keep(runs, monkeypatch):
     at = fresh(runs, monkeypatch)
     assert any("Create a photo set" in i.value for i in at.info)
     create(at)
-    assert at.session_state["teach.set"] == "mugs" and at.query_params["set"] == "mugs"
+    assert at.query_params["set"] == "mugs" and at.selectbox(key="teach.set_pick").value == "mugs"
 
     # Collect: two uploads at once and a file that is not an image
     up = photos(at)
@@ -159,10 +153,8 @@ def test_box_table_edits_and_deletes(runs, monkeypatch):
     create(at, "keys")
     photos(at).upload("a.png", photo(), "image/png")
     at.run()
-    from ssd_core import userdata
     ds = store(runs, "keys")
-    ds.set_boxes(ds.images[0].id, [userdata.Box("key", 10, 10, 50, 50),
-                                   userdata.Box("key", 60, 20, 90, 80)])
+    ds.set_boxes(ds.images[0].id, [Box("key", 10, 10, 50, 50), Box("key", 60, 20, 90, 80)])
     at = fresh(runs, monkeypatch, {"set": "keys", "step": "Label"})
     table = at.data_editor[0]
     # move the first box (edit two corners), delete the second

@@ -5,12 +5,11 @@ in test-artifacts/teach-*.png."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
-from tests.server import CHROMIUM_ARGS, ROOT, serve
+from tests.server import CHROMIUM_ARGS, serve
 
 from .browser import ARTIFACTS, no_exception, shot, wait_idle
 
@@ -28,11 +27,9 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teach_url(chromium_path, runs):
-    path = os.pathsep.join([str(ROOT / "tests" / "e2e" / "teach_site"), str(ROOT),
-                            os.environ.get("PYTHONPATH", "")])
     try:
         with serve(ARTIFACTS / "streamlit-teach-server.log",
-                   env={"SSD_RUNS_DIR": str(runs), "PYTHONPATH": path}) as server:
+                   env={"SSD_RUNS_DIR": str(runs)}) as server:
             yield server.url
     except RuntimeError as e:
         pytest.fail(str(e))
@@ -52,14 +49,9 @@ def camera_page(chromium_path):
 
 
 def saved_set(runs, name):
-    from tests import userdata_stub
+    from ssd_core.userdata import list_datasets
 
-    userdata_stub.install()
-    from ssd_core import userdata
-
-    found = userdata.list_datasets(runs)
-    found = [s if hasattr(s, "images") else userdata.UserDataset.open(s) for s in found]
-    return next(s for s in found if s.name == name)
+    return next(s for s in list_datasets(runs) if s.name == name)
 
 
 def drag(page, chart, fx1, fy1, fx2, fy2) -> None:
