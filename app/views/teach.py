@@ -12,6 +12,7 @@ from views._teach_collect import collect
 from views._teach_keep import import_set, keep
 from views._teach_label import label
 from views._teach_store import all_sets, chosen_set, select_set
+from views._teach_train import train
 
 from ssd_core.errors import SSDError
 from ssd_core.userdata import UserDataset
@@ -86,6 +87,8 @@ else:
         collect(ds)
     elif step == "Label":
         label(ds)
+    elif step == "Train":
+        train(ds)
     elif step == "Keep":
         keep(ds)
     else:

@@ -178,3 +178,53 @@ def test_label_without_class_says_so(runs, monkeypatch):
     at.run()
     assert any("class name first" in e.value for e in at.error)
     assert store(runs, "pens").images[0].boxes == []
+
+
+def labelled_set(runs, name="balls", n=6):
+    """A set of ``n`` photos with one box each, made through ssd_core.userdata."""
+    from ssd_core.userdata import UserDataset
+
+    ds = UserDataset.create(runs, name)
+    for k in range(n):
+        e = ds.add_image(photo((30 * k, 200 - 20 * k, 90)), f"p{k}.png")
+        ds.set_boxes(e.id, [Box("ball", 40, 30, 100, 90)])
+    return ds
+
+
+def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
+    import time
+
+    ds = labelled_set(runs)
+    at = fresh(runs, monkeypatch, {"set": "balls", "step": "Train"})
+    assert any("more of ball" in w.value for w in at.warning)  # 6 of the 10 it wants
+    at.number_input(key="teach.epochs").set_value(1)
+    button(at, "Train on this set").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.session_state[f"teach.run.{ds.slug}"]
+    assert run_id.endswith("-teach-balls")
+    deadline = time.time() + 300
+    while True:
+        at.run()
+        assert not at.exception
+        line = next(m.value for m in at.markdown if "· run `" in m.value)
+        if line.startswith("**finished**") or line.startswith("**failed**"):
+            break
+        assert time.time() < deadline, line
+        time.sleep(1)
+    assert line.startswith("**finished**"), line
+    assert len(at.get("plotly_chart")) >= 1  # the curves (and the replay)
+    from ssd_core import load_checkpoint
+    from ssd_core import runfolder as rf
+    ckpt = rf.checkpoint(runs / run_id)
+    assert list(load_checkpoint(ckpt).class_names) == ["ball"]
+    button(at, "Use this model on every page and detect live").click().run()
+    assert at.session_state["active_checkpoint"] == str(ckpt)
+
+
+def test_train_refused_with_the_reason(runs, monkeypatch):
+    from ssd_core.userdata import UserDataset
+
+    UserDataset.create(runs, "empty")
+    at = fresh(runs, monkeypatch, {"set": "empty", "step": "Train"})
+    assert button(at, "Train on this set").disabled
+    assert any("no photos" in e.value for e in at.error)
