@@ -9,6 +9,7 @@ in the URL.
 import streamlit as st
 import urlstate
 from views._teach_collect import collect
+from views._teach_detect import detect
 from views._teach_keep import import_set, keep
 from views._teach_label import label
 from views._teach_store import all_sets, chosen_set, select_set
@@ -89,6 +90,8 @@ else:
         label(ds)
     elif step == "Train":
         train(ds)
+    elif step == "Detect live":
+        detect(ds)
     elif step == "Keep":
         keep(ds)
     else:

@@ -6,6 +6,7 @@ runs folder and found again by a fresh session (a refresh)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -228,3 +229,26 @@ def test_train_refused_with_the_reason(runs, monkeypatch):
     at = fresh(runs, monkeypatch, {"set": "empty", "step": "Train"})
     assert button(at, "Train on this set").disabled
     assert any("no photos" in e.value for e in at.error)
+
+
+def test_detect_step_live_and_upload(runs, monkeypatch):
+    labelled_set(runs, "cars", n=2)
+    # streamlit-webrtc needs a real server (tests/e2e); here the live view records its model
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "app"))
+    from views import _live
+
+    shown = []
+    monkeypatch.setattr(_live, "live_view", lambda det, key: shown.append((det, key)))
+    at = fresh(runs, monkeypatch, {"set": "cars", "step": "Detect live"})
+    assert not at.exception
+    # the shipped model by default (no taught run yet), its classes said plainly
+    assert any("banana" in c.value and "Anything else" in c.value for c in at.caption)
+    assert any("does not know this set's classes" in i.value for i in at.info)
+    at.radio(key="teach.detect.image").set_value("Upload").run()
+    up = next(u for u in at.file_uploader if u.key == "teach.detect.upload")
+    up.upload("a.png", photo(), "image/png")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.key == "teach_detect_chart" for c in at.get("plotly_chart"))
+    assert shown and shown[-1][1] == "teach_live"
+    assert list(shown[-1][0].class_names) == ["banana", "ring", "star"]
