@@ -12,6 +12,7 @@ from views._teach_collect import collect
 from views._teach_detect import detect
 from views._teach_keep import import_set, keep
 from views._teach_label import label
+from views._teach_see import see
 from views._teach_store import all_sets, chosen_set, select_set
 from views._teach_train import train
 
@@ -62,10 +63,6 @@ def set_chooser(sets):
     return ds
 
 
-def not_yet(what: str) -> None:
-    st.info(f"{what} is not built yet in this version of the page.")
-
-
 st.title("Teach")
 st.markdown(
     "Teach TinySSD your own objects: **collect** photos, **label** them by dragging boxes, "
@@ -88,11 +85,12 @@ else:
         collect(ds)
     elif step == "Label":
         label(ds)
+    elif step == "See SSD":
+        see(ds)
     elif step == "Train":
         train(ds)
     elif step == "Detect live":
         detect(ds)
     elif step == "Keep":
         keep(ds)
-    else:
-        not_yet(step)
+

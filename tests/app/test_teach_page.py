@@ -252,3 +252,14 @@ def test_detect_step_live_and_upload(runs, monkeypatch):
     assert any(c.key == "teach_detect_chart" for c in at.get("plotly_chart"))
     assert shown and shown[-1][1] == "teach_live"
     assert list(shown[-1][0].class_names) == ["banana", "ring", "star"]
+
+
+def test_see_ssd_on_the_set(runs, monkeypatch):
+    labelled_set(runs, "dice", n=3)
+    at = fresh(runs, monkeypatch, {"set": "dice", "step": "See SSD", "img": "1"})
+    assert not at.exception, [e.value for e in at.exception]
+    keys = [c.key for c in at.get("plotly_chart")]
+    assert "teach_fit" in keys and "teach_labeled" in keys
+    assert next(m.value for m in at.metric if m.label == "Objects") == "3"
+    assert any("Labeled anchors of photo 2" in h.value for h in at.subheader)
+    assert len(at.get("imgs")) + len(at.get("image")) >= 1  # the photo and its augmentations
