@@ -263,3 +263,21 @@ def test_see_ssd_on_the_set(runs, monkeypatch):
     assert next(m.value for m in at.metric if m.label == "Objects") == "3"
     assert any("Labeled anchors of photo 2" in h.value for h in at.subheader)
     assert len(at.get("imgs")) + len(at.get("image")) >= 1  # the photo and its augmentations
+
+
+def test_detection_page_says_what_the_shipped_model_knows(runs, monkeypatch):
+    at = app_on_page("detection", runs, monkeypatch)
+    at.run()
+    lesson = [i for i in at.info if "knows only" in i.value]
+    assert not lesson  # a synthetic or shipped sample: no lesson
+    at.radio(key="detection.image").set_value("Upload").run()
+    at.file_uploader(key="detection.upload").upload("cat.png", photo(), "image/png")
+    at.run()
+    assert not at.exception
+    lesson = [i for i in at.info if "knows only" in i.value]
+    assert lesson and "banana, ring, star" in lesson[0].value
+    assert any(p.proto.page.endswith("teach.py") or "teach" in str(p.proto)
+               for p in at.get("page_link"))
+    # another model (the untrained one): no lesson
+    at.selectbox(key="detection.model").set_value("untrained").run()
+    assert not [i for i in at.info if "knows only" in i.value]
