@@ -109,9 +109,6 @@ class DeviceData:
         X = self.images.index_select(0, idx).float().div_(255.0)
         Y = self.targets.index_select(0, idx)
         if self.augment is not None:
-            if generator is None:  # never torch's process-wide generator
-                generator = torch.Generator(device=self.device)
-                generator.manual_seed(fresh_seed())
             X, Y = augment_batch(X, Y, self.augment, generator)
         return X, Y
 
@@ -277,8 +274,12 @@ def _pack(Y):
 
 
 def augment_batch(X, Y, aug: Augment, gen: torch.Generator | None = None):
-    """Augment a batch on its device as ``aug`` would per image (see the module docstring)."""
+    """Augment a batch on its device as ``aug`` would per image (see the module docstring),
+    drawing from ``gen`` (None: a generator of fresh entropy, never torch's global one)."""
     B, dev = X.shape[0], X.device
+    if gen is None:
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(fresh_seed())
     if aug.photometric:
         X = photometric_batch(X, _chance(aug.photometric, B, gen, dev), gen)
     if aug.zoom_out or aug.iou_crop:
