@@ -6,6 +6,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ssd_core.data import Augment, SyntheticDetection, hflip, photometric, random_iou_crop, zoom_out
+from ssd_core.data.device_data import device_augment
+from ssd_core.data.transforms import STRONG, blur, resolve_augment, rotate
 from ssd_core.errors import ConfigError
 
 
@@ -124,7 +126,8 @@ def test_flip_only_augment_matches_flipped_sample():
     assert torch.allclose(target[:, 1:], expect)
 
 
-@pytest.mark.parametrize("kwargs", [dict(hflip=1.5), dict(zoom_max=0.5), dict(photometric=-1)])
+@pytest.mark.parametrize("kwargs", [dict(hflip=1.5), dict(zoom_max=0.5), dict(photometric=-1),
+                                    dict(rotate=2), dict(rotate_max=90), dict(blur_max=-1)])
 def test_bad_augment_settings(kwargs):
     with pytest.raises(ConfigError):
         Augment(**kwargs)
@@ -141,3 +144,89 @@ def test_crop_iou_follows_box_iou_and_its_empty_union_rule():
     crop = np.array([1.0, 1.0, 6.0, 8.0])
     want = box_iou(torch.from_numpy(crop[None]), torch.from_numpy(boxes))[0].numpy()
     assert np.array_equal(box_iou_numpy(crop, boxes), want)
+
+
+# ---- the teach recipe's rotation and blur
+
+
+def test_rotation_0_and_blur_0_are_the_identity():
+    img, boxes, _ = solid_scene()
+    out, b = rotate(img, boxes, 0.0)
+    assert out is img and torch.equal(b, boxes)
+    assert blur(img, 0.0) is img
+
+
+@pytest.mark.parametrize("degrees", [-10.0, -3.0, 4.5, 10.0, 30.0])
+def test_rotation_encloses_the_rotated_object_inside_the_image(degrees):
+    img, boxes, _ = solid_scene(rects=((10, 20, 40, 50), (70, 5, 110, 30), (100, 60, 125, 80)),
+                                w=125)
+    out, new = rotate(img, boxes, degrees, fill=(0, 0, 0))
+    assert out.size == img.size
+    w, h = img.size
+    assert (new[:, :2] >= 0).all() and (new[:, 2] <= w).all() and (new[:, 3] <= h).all()
+    assert (new[:, 2:] > new[:, :2]).all()
+    arr = np.asarray(out)[..., 0] > 127
+    for b in new.tolist():  # every white pixel of an object lies inside its enclosing box
+        x1, y1, x2, y2 = b
+        pb = pixel_box(out, b)
+        assert pb[0] >= np.floor(x1) - 1 and pb[2] <= np.ceil(x2) + 1
+        assert pb[1] >= np.floor(y1) - 1 and pb[3] <= np.ceil(y2) + 1
+    assert arr.any()
+    # the enclosing box of a box turned by d degrees is at most (|cos|+|sin|) times as wide
+    t = np.deg2rad(abs(degrees))
+    widths = (boxes[:, 2] - boxes[:, 0]) * np.cos(t) + (boxes[:, 3] - boxes[:, 1]) * np.sin(t)
+    assert ((new[:, 2] - new[:, 0]) <= widths + 1e-3).all()
+
+
+def test_rotation_turns_the_right_way():
+    img, boxes, _ = solid_scene(w=100, h=100, rects=((70, 45, 90, 55),))  # right of centre
+    out, new = rotate(img, boxes, 90.0, fill=(0, 0, 0))  # counter-clockwise: to the top
+    np.testing.assert_allclose(new[0].tolist(), [45, 10, 55, 30], atol=1e-3)
+    np.testing.assert_allclose(pixel_box(out, new[0].tolist()), [45, 10, 55, 30], atol=1)
+
+
+def test_blur_smooths_and_keeps_size():
+    img, _, _ = solid_scene()
+    out = blur(img, 1.5)
+    a = np.asarray(out)[..., 0].astype(int)
+    assert out.size == img.size and 0 < a[20, 9] < 255  # the edge is soft now
+
+
+def test_strong_augment_keeps_boxes_valid_and_is_deterministic_per_seed():
+    aug = resolve_augment("strong")
+    assert aug == Augment(**STRONG) and aug.rotate > 0 and aug.blur > 0
+    img, boxes, labels = solid_scene()
+    for seed in range(40):
+        out, b, lab = aug(img, boxes, labels, np.random.default_rng(seed))
+        assert_valid(out, b, lab)
+        again = aug(img, boxes, labels, np.random.default_rng(seed))
+        assert np.array_equal(np.asarray(out), np.asarray(again[0]))
+        assert torch.equal(b, again[1]) and torch.equal(lab, again[2])
+    torch.manual_seed(1)
+    np.random.seed(1)
+    a = aug(img, boxes, labels, np.random.default_rng(3))
+    torch.manual_seed(2)
+    np.random.seed(2)
+    b = aug(img, boxes, labels, np.random.default_rng(3))
+    assert np.array_equal(np.asarray(a[0]), np.asarray(b[0]))  # no global generator used
+
+
+def test_an_augment_without_rotation_and_blur_draws_as_before():
+    """Rotation and blur draw nothing when off: the SSD Augment's images are unchanged."""
+    img, boxes, labels = solid_scene()
+    old, new = Augment(), Augment(rotate=0, blur=0, rotate_max=5, blur_max=3)
+    for seed in range(10):
+        a = old(img, boxes, labels, np.random.default_rng(seed))
+        b = new(img, boxes, labels, np.random.default_rng(seed))
+        assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and torch.equal(a[1], b[1])
+
+
+def test_device_path_refuses_rotation_and_blur():
+    ds = SyntheticDetection(2, seed=0, image_size=64, augment="strong")
+    with pytest.raises(ConfigError, match="rotate and blur"):
+        device_augment(ds)
+    ds.set_augment(Augment(rotate=0.5))
+    with pytest.raises(ConfigError, match="rotate"):
+        device_augment(ds)
+    ds.set_augment(True)
+    assert device_augment(ds) == Augment()

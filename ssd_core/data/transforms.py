@@ -175,19 +175,20 @@ class Augment:
     def __call__(self, img, boxes, labels, rng: np.random.Generator):
         if self.photometric and rng.random() < self.photometric:
             img = photometric(img, rng)
-        if self.zoom_out and rng.random() < self.zoom_out:
-            img, boxes = zoom_out(img, boxes, rng, self.zoom_max)
-        if self.iou_crop and rng.random() < self.iou_crop:
-            img, boxes, labels = random_iou_crop(img, boxes, labels, rng)
-        if self.hflip and rng.random() < self.hflip:
-            img, boxes = hflip(img, boxes)
-        # Drawn only when on, so an Augment without them draws exactly as before.
+        # Rotation and blur before zoom-out, on the smaller image (drawn only when on, so an
+        # Augment without them draws exactly as before).
         if self.rotate and rng.random() < self.rotate:
             img, boxes = rotate(img, boxes, float(rng.uniform(-self.rotate_max, self.rotate_max)))
             keep = ((boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1))
             boxes, labels = boxes[keep], labels[keep]
         if self.blur and rng.random() < self.blur:
             img = blur(img, float(rng.uniform(0, self.blur_max)))
+        if self.zoom_out and rng.random() < self.zoom_out:
+            img, boxes = zoom_out(img, boxes, rng, self.zoom_max)
+        if self.iou_crop and rng.random() < self.iou_crop:
+            img, boxes, labels = random_iou_crop(img, boxes, labels, rng)
+        if self.hflip and rng.random() < self.hflip:
+            img, boxes = hflip(img, boxes)
         return img, boxes, labels
 
 
