@@ -132,10 +132,11 @@ def panel(run_id: str, was_live: bool) -> None:
     with right:
         replay(snap)
     ckpt = snap.checkpoint
-    if ckpt is not None and snap.state not in rf.ACTIVE:
-        st.button("Use this model on every page and detect live", key="teach.use",
-                  icon=":material/center_focus_strong:", on_click=use_model, args=(str(ckpt),),
-                  help="Makes it the active model of every page's model picker.")
+    if ckpt is not None and snap.state not in rf.ACTIVE and st.button(
+            "Use this model on every page and detect live", key="teach.use",
+            icon=":material/center_focus_strong:", on_click=use_model, args=(str(ckpt),),
+            help="Makes it the active model of every page's model picker."):
+        st.rerun()  # the whole page (this runs in a fragment): on to step 5
 
 
 def train(ds) -> None:
