@@ -19,6 +19,7 @@ from views._teach_train import train
 from ssd_core.errors import SSDError
 from ssd_core.userdata import UserDataset
 
+PICK_KEY = "teach.set_pick"
 STEPS = ["Collect", "Label", "See SSD", "Train", "Detect live", "Keep"]
 
 
@@ -49,12 +50,10 @@ def set_chooser(sets):
     c1, c2 = st.columns([2, 2])
     with c1:
         if names:
-            index = names.index(ds.name) if ds is not None else None
-            picked = st.selectbox("Photo set", names, index=index,
-                                  placeholder="choose a set", key="teach.set_pick")
-            if picked and (ds is None or picked != ds.name):
-                select_set(picked)
-                st.rerun()
+            # The chooser shows the session's set (a new, renamed or imported one included).
+            st.session_state[PICK_KEY] = ds.name if ds is not None else None
+            st.selectbox("Photo set", names, placeholder="choose a set", key=PICK_KEY,
+                         on_change=lambda: select_set(st.session_state[PICK_KEY]))
     with c2:
         new_set()
     if ds is None:

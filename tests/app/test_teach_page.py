@@ -281,3 +281,34 @@ def test_detection_page_says_what_the_shipped_model_knows(runs, monkeypatch):
     # another model (the untrained one): no lesson
     at.selectbox(key="detection.model").set_value("untrained").run()
     assert not [i for i in at.info if "knows only" in i.value]
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo", "csv"])
+def test_keep_exports_and_imports_again(runs, monkeypatch, fmt):
+    labelled_set(runs, "bolts", n=2)
+    at = fresh(runs, monkeypatch, {"set": "bolts", "step": "Keep"})
+    at.radio(key="teach.export_fmt").set_value(fmt).run()
+    assert not at.exception and not at.error
+    data = store(runs, "bolts").export_zip(fmt)  # what the download button serves
+    assert any(f"bolts-{fmt}.zip" in str(b.proto) for b in at.get("download_button"))
+    up = next(u for u in at.file_uploader if u.key == "teach.import")
+    up.upload(f"bolts-{fmt}.zip", data, "application/zip")
+    at.run()
+    at.text_input(key="teach.import_name").input(f"bolts again {fmt}").run()
+    button(at, "Import").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    again = store(runs, f"bolts again {fmt}")
+    assert len(again.images) == 2 and again.counts() == {"ball": 2}
+    assert at.query_params["set"] == f"bolts again {fmt}"
+
+
+def test_import_of_a_bad_zip_says_why(runs, monkeypatch):
+    labelled_set(runs, "nuts", n=1)
+    at = fresh(runs, monkeypatch, {"set": "nuts", "step": "Keep"})
+    up = next(u for u in at.file_uploader if u.key == "teach.import")
+    up.upload("junk.zip", b"PK not a zip", "application/zip")
+    at.run()
+    at.text_input(key="teach.import_name").input("junk").run()
+    button(at, "Import").click().run()
+    assert not at.exception
+    assert any("could not be imported" in e.value for e in at.error)
