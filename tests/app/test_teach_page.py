@@ -220,6 +220,13 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
     assert list(load_checkpoint(ckpt).class_names) == ["ball"]
     button(at, "Use this model on every page and detect live").click().run()
     assert at.session_state["active_checkpoint"] == str(ckpt)
+    # every page's model picker lists the taught run with its class names
+    for page in ("detection", "evaluation", "model"):
+        other = app_on_page(page, runs, monkeypatch)
+        other.run()
+        assert not other.exception
+        labels = [o for sb in other.selectbox for o in sb.options]
+        assert any(run_id in o and o.endswith(": ball") for o in labels), (page, labels)
 
 
 def test_train_refused_with_the_reason(runs, monkeypatch):
