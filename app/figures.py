@@ -54,7 +54,9 @@ def image_figure(image, height: int = 560, title: str | None = None) -> go.Figur
                      scaleratio=1, constrain="domain")
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        # A dark legend: the white ground-truth lines and light class colours show in it.
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0,
+                    bgcolor="#454545", font=dict(color="white")),
         plot_bgcolor="white", dragmode="pan",
     )
     return fig
@@ -72,7 +74,10 @@ def anchors_figure(image, groups, centres=None, highlight=None, height: int = 56
     fig = image_figure(image, height=height)
     dim = highlight is not None and len(highlight) > 0
     for name, boxes, col in groups:
-        fig.add_trace(box_trace(boxes, name, col, width=1.0, opacity=0.15 if dim else 0.7))
+        # Under a highlighted cell the other anchors are faint: a legend entry for a line one
+        # cannot see would mislead, so only the highlighted shapes are listed then.
+        fig.add_trace(box_trace(boxes, name, col, width=1.0, opacity=0.15 if dim else 0.7,
+                                showlegend=not dim))
     if centres is not None and len(centres):
         c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         fig.add_trace(go.Scatter(
@@ -89,53 +94,67 @@ def anchors_figure(image, groups, centres=None, highlight=None, height: int = 56
     return fig
 
 
+# Labeling: one colour per kind of box, so the kinds stay apart even for a single object.
+GT_COLOUR, GREEDY_COLOUR, THRESHOLD_COLOUR = "white", "#d6336c", "#00b4d8"
+NEGATIVE_COLOUR = "#7f7f7f"
+
+
 def labeling_figure(image, gt_boxes, gt_names, positives, negatives=None,
                     height: int = 560) -> go.Figure:
     """Ground truth and the anchors it labels.
 
     gt_boxes: ``(M, 4)`` pixel corners; gt_names: M legend names; positives: per object j a pair
     ``(greedy_boxes (g, 4), threshold_boxes (t, 4))``; negatives: optional ``(K, 4)`` kept
-    hard negatives. Object j and its positives share ``colour(j)``; greedy matches are solid and
-    thick, threshold matches dotted.
+    hard negatives. Each kind has its colour: ground truth GT_COLOUR (solid, its object's name
+    on a tag of the object's colour), greedy matches GREEDY_COLOUR (thick dashed), threshold matches
+    THRESHOLD_COLOUR (dotted), kept negatives grey; object j's traces say its name.
     """
     fig = image_figure(image, height=height)
     if negatives is not None and len(negatives):
-        fig.add_trace(box_trace(negatives, f"kept negatives ({len(negatives)})", "#7f7f7f",
+        fig.add_trace(box_trace(negatives, f"kept negatives ({len(negatives)})", NEGATIVE_COLOUR,
                                 width=1.0, opacity=0.6))
     for j, (greedy, thresh) in enumerate(positives):
-        col = colour(j)
         if len(thresh):
             fig.add_trace(box_trace(thresh, f"{gt_names[j]}: IoU ≥ threshold ({len(thresh)})",
-                                    col, width=1.2, dash="dot",
-                                    opacity=0.9 if len(thresh) < 50 else 0.5))
+                                    THRESHOLD_COLOUR, width=1.5, dash="dot",
+                                    opacity=0.9 if len(thresh) < 50 else 0.6,
+                                    hover=np.repeat([f"{gt_names[j]}: IoU ≥ threshold"],
+                                                    6 * len(thresh))))
         if len(greedy):
-            fig.add_trace(box_trace(greedy, f"{gt_names[j]}: best anchor (greedy)", col,
-                                    width=3.5, dash="dash"))
+            fig.add_trace(box_trace(greedy, f"{gt_names[j]}: best anchor (greedy)",
+                                    GREEDY_COLOUR, width=3.5, dash="dash",
+                                    hover=np.repeat([f"{gt_names[j]}: best anchor (greedy)"],
+                                                    6 * len(greedy))))
     for j, box in enumerate(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)):
-        fig.add_trace(box_trace(box[None], f"{gt_names[j]} (ground truth)", colour(j), width=3.0,
-                                showlegend=True))
+        fig.add_trace(box_trace(box[None], f"{gt_names[j]} (ground truth)", GT_COLOUR,
+                                width=3.0, showlegend=True))
         fig.add_annotation(x=box[0], y=box[1], text=gt_names[j], showarrow=False,
                            xanchor="left", yanchor="bottom", font=dict(color="white", size=12),
                            bgcolor=colour(j), borderpad=1)
     return fig
 
 
-def iou_heatmaps_figure(grids, titles, height: int = 260) -> go.Figure:
+def iou_heatmaps_figure(grids, titles, height: int | None = None, cols: int = 3) -> go.Figure:
     """One heatmap per scale: grids is a list of ``(h, w)`` arrays in [0, 1] (e.g. the best
-    anchor IoU at each feature-map cell with one object)."""
+    anchor IoU at each feature-map cell with one object), ``cols`` per row, each about 250 px
+    high so a 4x4 or 1x1 map is still a readable square."""
     n = len(grids)
-    fig = make_subplots(rows=1, cols=n, subplot_titles=titles, horizontal_spacing=0.03)
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04,
+                        vertical_spacing=0.12)
     for i, g in enumerate(grids):
         g = np.asarray(g, dtype=np.float64)
+        r, c = divmod(i, cols)
         fig.add_trace(go.Heatmap(
             z=g, zmin=0, zmax=1, colorscale="Viridis", showscale=(i == n - 1),
-            colorbar=dict(title="IoU", thickness=12),
+            colorbar=dict(title="IoU", thickness=14),
             hovertemplate="row %{y}, col %{x}: IoU %{z:.2f}<extra></extra>",
-        ), row=1, col=i + 1)
+        ), row=r + 1, col=c + 1)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}",
-                         showticklabels=False, row=1, col=i + 1)
-        fig.update_xaxes(showticklabels=False, row=1, col=i + 1)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10))
+                         showticklabels=False, row=r + 1, col=c + 1)
+        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+    fig.update_layout(height=height or 40 + 280 * rows, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
@@ -169,8 +188,10 @@ def smooth_l1_figure(x, curves, scrub_values, scrub_curves, l1_curve, grads=None
                         vertical_spacing=0.08,
                         subplot_titles=("loss", "gradient d loss / dx") if with_grad else None)
     dashes = ["solid", "dash", "dashdot", "dot", "longdash"]
-    fig.add_trace(go.Scatter(x=x, y=l1_curve, name="L1 |x|", line=dict(color="black", width=1.5,
-                                                                       dash="dot")), 1, 1)
+    # L1 as a wide grey band under the curves: smooth-L1 with a large σ runs along it and
+    # would hide a thin L1 line (both legend entries must stay visible).
+    fig.add_trace(go.Scatter(x=x, y=l1_curve, name="L1 |x|",
+                             line=dict(color="rgba(120,120,120,0.45)", width=9)), 1, 1)
     for k, (s, y) in enumerate(curves):
         fig.add_trace(go.Scatter(x=x, y=y, name=f"smooth L1, σ={s:g}",
                                  line=dict(color=colour(k), dash=dashes[k % 5])), 1, 1)
@@ -182,7 +203,7 @@ def smooth_l1_figure(x, curves, scrub_values, scrub_curves, l1_curve, grads=None
     ys = [[c] for c in scrub_curves]
     if with_grad:
         fig.add_trace(go.Scatter(x=x, y=l1_grad, name="L1 gradient", showlegend=False,
-                                 line=dict(color="black", width=1.5, dash="dot")), 2, 1)
+                                 line=dict(color="rgba(120,120,120,0.45)", width=9)), 2, 1)
         for k, (s, g) in enumerate(grads):
             fig.add_trace(go.Scatter(x=x, y=g, name=f"σ={s:g} gradient", showlegend=False,
                                      line=dict(color=colour(k), dash=dashes[k % 5])), 2, 1)
@@ -375,4 +396,60 @@ def detections_figure(image, boxes, scores, labels, class_names, hover=None, gt_
             fig.add_trace(box_trace(xb, name, col, width=3.0, dash=dash,
                                     hover=np.repeat([name] * len(xb), 6)))
     fig.update_layout(hoverlabel=dict(namelength=-1))
+    return fig
+
+
+def replay_figure(image, frames: list[dict], class_names, active: int = -1,
+                  height: int = 520, duration_ms: int = 1000) -> go.Figure:
+    """A training run's replay over ``image`` (PIL or ImageURI): one Plotly frame per epoch,
+    ``active`` shown, and a Play button that animates from the first frame (epoch 0) in the
+    browser. frames: dicts with ``name``, ``title``, ``boxes (k, 4)`` pixel corners,
+    ``scores (k,)``, ``labels (k,)``, ``gt_boxes (m, 4)``; every frame has the same traces
+    (ground truth, one per class, the box labels). The legend sits under the image, clear of
+    the title."""
+    fig = image_figure(image, height=height)
+
+    def traces(f) -> list[dict]:
+        b = np.asarray(f["boxes"], dtype=np.float64).reshape(-1, 4)
+        s = np.asarray(f["scores"], dtype=np.float64).reshape(-1)
+        lab = np.asarray(f["labels"], dtype=np.int64).reshape(-1)
+        gx, gy = box_lines(f.get("gt_boxes", np.zeros((0, 4))))
+        out = [dict(x=gx, y=gy)]
+        for c in range(len(class_names)):
+            x, y = box_lines(b[lab == c])
+            out.append(dict(x=x, y=y, name=f"{class_names[c]} ({int((lab == c).sum())})"))
+        shown = len(b) <= 40
+        out.append(dict(x=b[:, 0] if shown else [], y=b[:, 1] if shown else [],
+                        text=[f"{class_names[c]} {v:.2f}" for c, v in zip(lab, s)] if shown
+                        else [], textfont=dict(color=[colour(int(c)) for c in lab])))
+        return out
+
+    fig.add_trace(box_trace(np.zeros((0, 4)), "ground truth", "white", width=2.0, dash="dash"))
+    for c, name in enumerate(class_names):
+        fig.add_trace(box_trace(np.zeros((0, 4)), name, colour(c), width=3.0))
+    fig.add_trace(go.Scatter(x=[], y=[], mode="text", showlegend=False, hoverinfo="skip",
+                             textposition="top right"))
+    if not frames:
+        return fig
+    active = active % len(frames)
+    for t, d in zip(fig.data, traces(frames[active])):
+        t.update(**d)
+    ids = list(range(len(fig.data)))
+    fig.frames = [go.Frame(name=f["name"], data=[go.Scatter(**d) for d in traces(f)],
+                           traces=ids, layout=dict(title=dict(text=f["title"])))
+                  for f in frames]
+    play = dict(mode="immediate", fromcurrent=False,
+                frame=dict(duration=duration_ms, redraw=True), transition=dict(duration=0))
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                 transition=dict(duration=0))
+    fig.update_layout(
+        title=dict(text=frames[active]["title"], x=0, xanchor="left", y=0.98, yanchor="top"),
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0,
+                    bgcolor="#454545", font=dict(color="white")),
+        updatemenus=[dict(type="buttons", direction="left", x=1.0, y=1.0, xanchor="right",
+                          yanchor="bottom", showactive=False, pad=dict(b=4),
+                          buttons=[dict(label="▶ Play from epoch 0", method="animate",
+                                        args=[[f["name"] for f in frames], play]),
+                                   dict(label="❚❚", method="animate", args=[[None], still])])])
     return fig

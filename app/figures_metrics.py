@@ -52,7 +52,8 @@ def training_curves_figure(runs: dict, height: int = 560) -> go.Figure:
                 marker=dict(size=5), hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}"
                 + f"<extra>{name}</extra>"), row=row, col=col)
             first = False
-    fig.update_xaxes(title_text="step", title_standoff=0, title_font_size=11)
+    # "step" under the bottom row only: above, it ran into the next row's subplot titles.
+    fig.update_xaxes(title_text="step", title_standoff=0, row=2)
     fig.update_annotations(font_size=13)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.1, x=0))
@@ -71,8 +72,10 @@ def pr_curves_figure(curves: dict, height: int = 420) -> go.Figure:
             f"<extra>{name}</extra>"))
     fig.update_xaxes(title_text="recall", range=[0, 1.02])
     fig.update_yaxes(title_text="precision", range=[0, 1.05])
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
-                      title="Precision-recall (IoU 0.5)")
+    # The legend goes under the plot: at the side it took most of a half-width chart's width.
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title="Precision-recall (IoU 0.5)",
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig
 
 
@@ -94,6 +97,7 @@ def threshold_sweep_figure(thresholds, precision, recall, f1, best: int,
     fig.add_vline(x=float(t[best]), line=dict(color="#888", dash="dot"))
     fig.update_xaxes(title_text="confidence threshold", range=[0, 1])
     fig.update_yaxes(title_text="value", range=[0, 1.08])
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
-                      title="Confidence-threshold sweep")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title="Confidence-threshold sweep",
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig

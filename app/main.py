@@ -1,6 +1,7 @@
 """SSD Explorer: the app shell (navigation, sidebar). Run with ``streamlit run app/main.py``."""
 
 import models
+import present
 import streamlit as st
 import timing
 from pages import DEFAULT, PAGES
@@ -33,6 +34,7 @@ def sidebar():
     """The sidebar -> a slot for :func:`model_in_use`, filled again once the page has run (its
     picker may have chosen another model)."""
     with st.sidebar:
+        present.toggle()
         st.caption("Device")
         st.write(f"**{device_label(default_device())}**")
         slot = st.empty()
@@ -47,10 +49,12 @@ def sidebar():
 
 _tune_once()
 st.set_page_config(page_title="SSD Explorer", page_icon=":material/center_focus_strong:",
-                   layout="wide")
+                   layout="wide",
+                   initial_sidebar_state="collapsed" if present.seed() else "auto")
 page = st.navigation([st.Page(p.path, title=p.title, icon=p.icon, default=p is DEFAULT)
                       for p in PAGES])
 slot = sidebar()
+present.style()
 with slot.container():
     model_in_use(page)
 with timing.timed(f"page {page.title}"):

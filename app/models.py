@@ -9,6 +9,7 @@ import jobs
 import streamlit as st
 import timing
 
+from ssd_core import runfolder as rf
 from ssd_core.config import FIELDS
 from ssd_core.data import CLASS_NAMES
 from ssd_core.detection import Detector
@@ -75,7 +76,7 @@ def model_choices() -> dict[str, str]:
         listed = []
     for run in listed:
         ckpt = run.checkpoint
-        if ckpt is not None and run.state != "queued":
+        if ckpt is not None and run.state != rf.QUEUED:
             names = (run.preview or {}).get("class_names")  # a taught model's own classes
             choices.setdefault(str(ckpt), f"run {run.run_id} ({run.state}, {ckpt.name})"
                                + (f": {', '.join(map(str, names))}" if names else ""))

@@ -1,7 +1,7 @@
 """The Model page's receptive-field view: pick a feature-map cell (click its centre in the
 figure, or use the sliders) and see the input pixels it sees and the anchors centred on it.
 
-Clicks use Plotly point selection (``st.plotly_chart(on_select=..., selection_mode="points")``):
+Clicks use Plotly point selection (``present.chart(on_select=..., selection_mode="points")``):
 the callback copies the clicked ``[row, col]`` into the sliders' state, so sliders and clicks
 are one choice, mirrored in the URL (``?rf_scale=&rf_row=&rf_col=``).
 """
@@ -12,6 +12,7 @@ import math
 
 import figures_model
 import pandas as pd
+import present
 import streamlit as st
 import urlstate
 
@@ -93,11 +94,21 @@ def receptive_field_view(model, size: int, image, desc: str) -> None:
         c[1].metric("Stride", f"{field['jump']} px", border=True,
                     help="Input pixels between neighbouring cells")
         st.dataframe(anchor_table(field), hide_index=True, width="stretch")
+        zoom = urlstate.bind(st.toggle, "model.rf_zoom", True, "Zoom in on a small field",
+                             omit_default=True,
+                             help="A small field (block 0 sees about 40 of 256 px) is shown "
+                                  "large: the view spans about 2.5 fields around the cell.")
     labels = [f"anchor s={s:g}, r={r:g}" for s, r in field["shapes"]]
     view = image.convert("RGB").resize((size, size))
     fig = figures_model.receptive_field_figure(view, sides[scale], (row, col), field, labels)
+    if zoom and field["rf"] < size / 2:
+        step = size / sides[scale]
+        cx, cy = (col + 0.5) * step, (row + 0.5) * step
+        half = max(1.25 * field["rf"], 3 * step)
+        fig.update_xaxes(range=[cx - half, cx + half])
+        fig.update_yaxes(range=[cy + half, cy - half])
     with right:
-        st.plotly_chart(fig, key=CHART_KEY, on_select=on_cell_click, selection_mode="points",
+        present.chart(fig, key=CHART_KEY, on_select=on_cell_click, selection_mode="points",
                         width="stretch")
         x1, y1, x2, y2 = field["box"]
         st.caption(

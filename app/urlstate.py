@@ -63,6 +63,31 @@ def seed(key: str, default, valid: Callable | None = None) -> None:
     st.session_state[key] = value
 
 
+def hold(key: str) -> None:
+    """Re-assert the kept value of widget ``key`` through the Session State API, before the widget
+    is drawn in this run, so that Streamlit sends the value to the browser with the widget.
+
+    Why: a widget keyed in ``st.session_state`` but drawn without ``value=`` is sent with its
+    *default* (a slider's minimum). While the browser still holds the widget it keeps its own
+    value, but when a run drew the page without it (an upload being replaced passes through a
+    run with no file) the browser builds it afresh from that default: it showed 0.00 while the
+    server kept 0.50, and the next touch sent the browser's values back (``conf=0.01&nms=0``).
+    A value set through the API is sent with the widget, so the two never disagree.
+    """
+    if key in st.session_state:
+        st.session_state[key] = st.session_state[key]
+
+
+def held(widget: Callable, key: str, default, *args, **kwargs):
+    """``widget(*args, key=key, **kwargs)`` whose value is kept in the session (``default`` at
+    first) and always sent with the widget (see :func:`hold`); pass no ``value=``/``default=``
+    to the widget itself. For widgets that are not in the URL (e.g. a class multiselect)."""
+    if key not in st.session_state:
+        st.session_state[key] = default
+    hold(key)
+    return widget(*args, key=key, **kwargs)
+
+
 def write(key: str, omit=None) -> None:
     """Put the current value of ``key`` into the URL; drop the parameter instead while the
     value equals ``omit`` (e.g. a long default that would clutter the link)."""
@@ -90,6 +115,7 @@ def bind(widget: Callable, key: str, default, *args, valid: Callable | None = No
     seed(key, default, valid)
     if fit is not None:
         st.session_state[key] = fit(st.session_state[key])
+    hold(key)
     value = widget(*args, key=key, **kwargs)
     write(key, omit=default if omit_default else None)
     return value

@@ -181,6 +181,17 @@ def cell_training(num_images: int = 8, epochs: int = 5, batch_size: int = 8, see
                     f"batch {batch_size}, the book's settings, on {trainer.device}")
 
 
+SPEED_RUN = {"num_images": 16, "batch_size": 8, "epochs": 2}  # measured_speed's defaults
+
+
+def measured_speed(num_images: int = 16, batch_size: int = 8, epochs: int = 2) -> float:
+    """examples/sec of In [18]'s loop (the book's settings, synthetic 'book' images, 256 px) on
+    this machine now: the last of ``epochs`` short epochs (the first one warms up)."""
+    last = cell_training(num_images, epochs, batch_size, print_every=1).records[-1]
+    return last["images"] / last["epoch_time"] if last.get("epoch_time") else float(
+        last.get("images_per_s", 0.0))
+
+
 def shipped_printout(metrics: dict, device="cpu") -> TrainingPrintout:
     """The shipped checkpoint's saved epoch record (``Checkpoint.metrics``) as the book's
     print-out (one epoch line and the PyTorch lines)."""

@@ -69,11 +69,16 @@ def arm_configs(key: str, base: TrainConfig) -> list[tuple[Arm, TrainConfig]]:
     return [(arm, base.replace(**arm.changes)) for arm in EXPERIMENTS[key].arms]
 
 
-def submit_experiment(manager: JobManager, key: str, base: TrainConfig, data: DataSpec) -> str:
+def submit_experiment(manager: JobManager, key: str, base: TrainConfig, data: DataSpec,
+                      seeds: int = 1) -> str:
     """Queue every arm on the same data (one DataSpec, one seed) -> the group id; the group file
-    is written before the first run is queued, so a refresh never loses the pairing."""
+    is written before the first run is queued, so a refresh never loses the pairing.
+    ``seeds`` > 1 repeats every arm with the next seeds (model and data: seed + 1, ...), so the
+    group measures its own run-to-run spread (see :func:`verdict`)."""
     arms = arm_configs(key, base)
     data.validate()
+    if seeds > 1:
+        arms = [(arm, cfg.replace(seed=cfg.seed + k)) for k in range(seeds) for arm, cfg in arms]
     group = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2) + "-" + key
     path = _groups_dir(manager.runs_dir) / f"{group}.json"
     record = {"group": group, "key": key, "title": EXPERIMENTS[key].title,
@@ -81,8 +86,11 @@ def submit_experiment(manager: JobManager, key: str, base: TrainConfig, data: Da
               "runs": []}
     write_json_atomic(path, record)
     for arm, cfg in arms:
-        run_id = manager.submit(cfg, dataclasses.replace(data), name=f"{key}-{len(record['runs'])}")
-        record["runs"].append({"label": arm.label, "run_id": run_id, "changes": arm.changes})
+        run_id = manager.submit(cfg, dataclasses.replace(data, seed=data.seed + cfg.seed
+                                                         - base.seed),
+                                name=f"{key}-{len(record['runs'])}")
+        record["runs"].append({"label": arm.label, "run_id": run_id, "changes": arm.changes,
+                               "seed": cfg.seed})
         write_json_atomic(path, record)
     return group
 
@@ -103,12 +111,14 @@ def experiment_results(manager: JobManager, group: dict) -> list[dict]:
         try:
             snap = manager.snapshot(entry["run_id"])
         except (ConfigError, KeyError):
-            rows.append({"label": entry.get("label", "?"), "run_id": entry.get("run_id"),
+            rows.append({"label": entry.get("label", "?"), "seed": entry.get("seed"),
+                         "run_id": entry.get("run_id"),
                          "state": "missing", "progress": 0.0, "ap50": None, "map": None,
                          "records": []})
             continue
         last = next((r for r in reversed(snap.epochs) if "val_ap50" in r), {})
-        rows.append({"label": entry["label"], "run_id": snap.run_id, "state": snap.state,
+        rows.append({"label": entry["label"], "seed": entry.get("seed"),
+                     "run_id": snap.run_id, "state": snap.state,
                      "progress": snap.progress, "ap50": last.get("val_ap50"),
                      "map": last.get("val_map"), "records": snap.records})
     first = rows[0] if rows else {}
@@ -124,3 +134,27 @@ def _groups_dir(runs_dir) -> Path:
     folder = Path(runs_dir) / GROUPS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def verdict(rows: list[dict], spread: float) -> dict:
+    """Whether an experiment's arms differ by more than chance.
+
+    rows: :func:`experiment_results` rows (with ``seed`` where the group has several seeds);
+    spread: the run-to-run spread of the final AP50 to use when the group has one seed per arm.
+    With two or more seeds per arm the group's own spread is used: the largest range of one
+    arm's AP50 over its seeds. -> {"means": {label: mean AP50}, "difference": best - worst arm,
+    "spread", "measured" (the spread is the group's own), "clear" (difference > spread),
+    "best": the best arm's label when clear, else None}."""
+    by_arm: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("ap50") is not None and math.isfinite(r["ap50"]):
+            by_arm.setdefault(r["label"], []).append(float(r["ap50"]))
+    means = {k: sum(v) / len(v) for k, v in by_arm.items()}
+    ranges = [max(v) - min(v) for v in by_arm.values() if len(v) > 1]
+    measured = bool(ranges)
+    spread = max(ranges) if measured else float(spread)
+    difference = max(means.values()) - min(means.values()) if len(means) > 1 else 0.0
+    clear = len(means) > 1 and difference > spread
+    best = max(means, key=means.get) if clear else None
+    return {"means": means, "difference": difference, "spread": spread, "measured": measured,
+            "clear": clear, "best": best}

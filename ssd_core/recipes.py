@@ -34,7 +34,8 @@ class Recipe:
     ssd_core.data.transforms.resolve_augment); ``init``: the weights to start from (None:
     random; "shipped": the shipped model; or a checkpoint path); ``holdout``: the share of a
     dataset held out for validation when no validation data is given; ``label`` for menus,
-    ``why`` (one paragraph) for help text and ``details`` (the measurements behind it)."""
+    ``summary`` (one plain sentence), ``why`` (one paragraph) for help text and ``details``
+    (the measurements behind it)."""
 
     label: str
     settings: dict = field(default_factory=dict)
@@ -45,6 +46,7 @@ class Recipe:
     init: str | None = None
     holdout: float = 0.0
     details: str = ""
+    summary: str = ""  # one plain sentence for a page; ``why`` holds the details
 
     def config(self, **overrides) -> TrainConfig:
         """The recipe's TrainConfig, with ``overrides`` (flat names) on top; validated."""
@@ -75,6 +77,8 @@ RECIPES: dict[str, Recipe] = {
             normalize="positives", hard_negative_mining=True,
             anchor_sizes=SPREAD_ANCHOR_SIZES, precision="fast"),
         train_images=4096, val_images=64, augment=False,
+        summary="Settings that let a class watch TinySSD learn to find the shapes within a "
+                "few minutes.",
         why="Adam (lr 3e-3, 50 warmup steps, cosine decay) on batches of 16, smooth-L1 box "
             "loss, both losses divided by the number of positive anchors and hard negative "
             "mining (3 negatives per positive), so the thousands of easy background anchors "
@@ -88,6 +92,8 @@ RECIPES: dict[str, Recipe] = {
         label="Book",
         settings={},
         train_images=512, val_images=64, augment=False,
+        summary="The chapter's own settings: the class error falls quickly, but the boxes take "
+                "a long time to come.",
         why="The chapter's settings exactly: SGD lr 0.2, weight decay 5e-4, L1 box loss, "
             "cross-entropy averaged over all anchors, the book's anchor sizes, 256 px, "
             "20 epochs."),

@@ -46,6 +46,7 @@ CREATED_KEY = "created_ns"  # in data.json: when submit made the run (ns since t
 # ---- folders of a runs folder that are not runs
 EXPERIMENTS_DIR = "experiments"
 UPLOADS_DIR = "_uploads"
+DATASETS_DIR = "datasets"  # users' photo sets (ssd_core.userdata), not runs
 
 # ---- the states of a run
 QUEUED = "queued"  # waiting for a free training slot

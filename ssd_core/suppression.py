@@ -165,3 +165,23 @@ def nms(boxes, scores, iou_threshold, groups=None):
     grouped = None if groups is None else groups[order][None].long()
     keep = nms_sorted(boxes[order][None], valid, iou_threshold, grouped)[0]
     return order[keep]
+
+
+def near_duplicates(boxes, labels, iou_threshold: float, floor: float = 0.3) -> list[tuple]:
+    """Pairs of kept detections of one class that overlap by ``floor < IoU <= iou_threshold``:
+    two boxes NMS kept although they may be one object (e.g. IoU 0.48 under NMS 0.5).
+
+    boxes: ``(K, 4)`` corners of detections NMS kept, best first; labels: ``(K,)``. Returns
+    ``[(i, j, iou)]`` with ``i < j`` (``i`` the better box), highest IoU first.
+    """
+    from .boxes import box_iou
+
+    b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    lab = torch.as_tensor(labels).reshape(-1)
+    if len(b) < 2:
+        return []
+    iou = box_iou(b, b)
+    near = (iou > floor) & (iou <= iou_threshold) & (lab[:, None] == lab[None, :])
+    near = torch.triu(near, diagonal=1)
+    pairs = [(int(i), int(j), float(iou[i, j])) for i, j in near.nonzero().tolist()]
+    return sorted(pairs, key=lambda p: -p[2])

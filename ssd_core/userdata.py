@@ -36,16 +36,18 @@ one folder (two browser sessions, two threads) never lose each other's changes. 
 What stops training (``problems()``): no photos, no boxes, a class with no boxes. One class is
 enough (the book's banana detector has one); images without boxes are fine (negatives).
 
-The rule of thumb (``needs()``): TARGET_BOXES_PER_CLASS boxes per class for a first model.
-Measured with the synthetic "book" preset (one class, one object per image), a tiny TinySSD
-(tests/helpers.py TINY with hard negative mining and smooth-L1), augmentation on, 200 steps of
-4 images for every N, validation AP50 on 64 held-out images (one seed; /tmp script in the
-issue's report)::
-
-    MEASUREMENT_TABLE
-
-Synthetic shapes are easier than photos of real objects, so the target is a floor for a first
-model, in line with what Teachable-Machine-style tools ask for, not a promise of accuracy.
+The rule of thumb (``needs()``): TARGET_BOXES_PER_CLASS = 10 boxes per class for a first
+model. Unmeasured here; it is the floor the hosted custom-detector services ask for: Google
+AutoML Vision Object Detection "10 annotations (instances) minimum" per label (about 1000
+recommended), Oracle Cloud Vision "at least 10 images for the label, ideally 50 or more",
+Amazon Rekognition Custom Labels "at least 10 images", Azure Custom Vision 15 images per tag.
+Those fine-tune large pretrained networks; a TinySSD trained from scratch needs more, so 10 is a
+floor for a first try, not a promise of accuracy. A measurement was tried (the synthetic "book"
+preset, a tests/helpers.py TINY TinySSD with hard negative mining and augmentation, 200 steps of
+4 images for N = 4, 8, 16 training boxes, AP50 on 64 held-out images) and said nothing: after
+200 steps the model had learned too little for N to matter (AP50 0.005 at N = 4, 0.010 at
+N = 8) and longer runs did not fit the shared CPUs. MAX_SIDE follows AutoML's suggested
+maximum of 1024 x 1024 pixels.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from PIL import Image
 from ssd_core.errors import AnnotationError, ConfigError
 from ssd_core.fileio import atomic_write_bytes, read_json, write_json_atomic
 from ssd_core.images import DEFAULT_MAX_PIXELS, load_image
+from ssd_core.runfolder import DATASETS_DIR  # <runs root>/datasets/<slug>/
 
 try:  # not on Windows: there the lock holds between threads of one process only
     import fcntl
@@ -77,7 +80,6 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 # ---- the layout
-DATASETS_DIR = "datasets"  # <runs root>/datasets/<slug>/
 ANNOTATIONS = "annotations.json"
 IMAGES_DIR = "images"
 LOCK = ".lock"
@@ -129,30 +131,48 @@ class _State:
 
 
 # ---- locks
-_LOCKS: dict[str, threading.RLock] = {}
+class _SetLock:
+    """One folder's lock: an RLock between this process's threads, and flock on the folder's
+    lock file (taken by the outermost holder only: a second flock on another descriptor of the
+    same file would wait for the first forever)."""
+
+    def __init__(self):
+        self.rlock = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+_LOCKS: dict[str, _SetLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
 @contextlib.contextmanager
 def _locked(folder: Path):
-    """Hold ``folder``'s lock: this process's RLock for it, then flock on its lock file."""
+    """Hold ``folder``'s lock (re-entrant within a thread)."""
     key = os.path.realpath(folder)
     with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(key, threading.RLock())
-    with lock:
-        if fcntl is None:
-            yield
-            return
+        lock = _LOCKS.setdefault(key, _SetLock())
+    with lock.rlock:
+        if lock.depth == 0 and fcntl is not None:
+            try:
+                fd = os.open(Path(folder) / LOCK, os.O_CREAT | os.O_RDWR, 0o666)
+            except FileNotFoundError:
+                raise ConfigError(f"The photo set folder {str(folder)!r} is gone (deleted?).",
+                                  path=folder) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            lock.fd = fd
+        lock.depth += 1
         try:
-            fd = os.open(Path(folder) / LOCK, os.O_CREAT | os.O_RDWR, 0o666)
-        except FileNotFoundError:
-            raise ConfigError(f"The photo set folder {str(folder)!r} is gone (deleted?).",
-                              path=folder) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # releases the flock
+            lock.depth -= 1
+            if lock.depth == 0 and lock.fd is not None:
+                fd, lock.fd = lock.fd, None
+                os.close(fd)  # releases the flock
 
 
 # ---- names
@@ -375,7 +395,8 @@ def _place(root: Path, build, name: str) -> Path:
     free slug; the hidden folder is removed if anything fails."""
     sets = _datasets_dir(root)
     sets.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=sets))
+    tmp = sets / f".new-{uuid.uuid4().hex}"
+    tmp.mkdir()  # the mode any new folder gets (mkdtemp's 0700 would shut out a shared folder)
     try:
         build(tmp)
         with _locked(sets):
@@ -398,9 +419,11 @@ class UserDataset:
     gives the same set. See the module docstring for the layout and the locking.
     """
 
-    def __init__(self, path: Path, state: _State):
+    def __init__(self, path: Path):
+        """Use ``open`` or ``create``."""
         self.path = Path(path)
-        self._state, self._seen = state, _stamp(self.path)
+        self._seen = _stamp(self.path)  # before the read: a write in between reads again later
+        self._state = _read_state(self.path)
         self._deleted = False
 
     # ---- making and finding sets
@@ -425,7 +448,7 @@ class UserDataset:
         path = Path(path)
         if not path.is_dir():
             raise AnnotationError(f"No photo set at {str(path)!r}.", path=path)
-        return cls(path, _read_state(path))
+        return cls(path)
 
     # ---- reading
     def _current(self) -> _State:
@@ -631,6 +654,30 @@ class UserDataset:
             raise ConfigError(f"The set {self.name!r} cannot train yet: " + " ".join(problems))
         return self._load(image_size, augment)
 
+    def snapshot(self, dest) -> Path:
+        """Copy the set as it is now (annotations.json + its photos, hard links where the disk
+        allows) into the new folder ``dest`` -> ``dest``, a COCO folder ``load_dataset`` reads:
+        for a training run that must not see the photos change under it. Nothing is left at
+        ``dest`` when it fails."""
+        dest = Path(dest)
+        if dest.exists():
+            raise ConfigError(f"{str(dest)!r} already exists; give a new folder.", path=dest)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with _locked(self.path):
+                (tmp / IMAGES_DIR).mkdir(parents=True)
+                for name in [ANNOTATIONS] + [f"{IMAGES_DIR}/{im.file}" for im in
+                                             self._current().images]:
+                    try:
+                        os.link(self.path / name, tmp / name)
+                    except OSError:  # another file system, or no links there
+                        shutil.copy2(self.path / name, tmp / name)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
     def export_zip(self, fmt: str) -> bytes:
         """The set as a zip in "coco" | "voc" | "yolo" | "csv" (ssd_core.data.export_dataset),
         inside a folder named after the slug. ConfigError for an empty set or unknown format."""
@@ -639,9 +686,9 @@ class UserDataset:
         if str(fmt).lower() not in FORMATS:
             raise ConfigError(f"Unknown export format {fmt!r}; choose from {list(FORMATS)}.",
                               field="fmt")
-        ds = self._load()
-        with tempfile.TemporaryDirectory(prefix="ssd_export_") as tmp:
-            out = export_dataset(ds, Path(tmp) / self.slug, fmt)
+        with _locked(self.path), tempfile.TemporaryDirectory(prefix="ssd_export_") as tmp:
+            # under the lock: a photo removed meanwhile would fail the export half way
+            out = export_dataset(self._load(), Path(tmp) / self.slug, fmt)
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for p in sorted(out.rglob("*")):
@@ -678,14 +725,15 @@ def import_dataset(root: Path, source, name: str | None = None, *,
 
     root = Path(root)
     is_path = isinstance(source, (str, os.PathLike))
-    label = Path(source).name if is_path else getattr(source, "name", None) or "the upload"
+    given = str(source) if is_path else getattr(source, "name", None)  # an UploadedFile's
+    label = Path(given).name if given else "the upload"
     if name is not None:
         name = _clean_name(name)
         _slug_for(name)
         _check_new_name(root, name)
     ds = load_dataset(source, name=label)
     if name is None:
-        base = (Path(source).stem if is_path else "") or "Imported set"
+        base = (Path(given).stem if given else "") or "Imported set"
         base = _clean_name(base[:MAX_NAME - 5]) if slugify(base) else "Imported set"
         taken = {n.casefold() for n in _taken_names(root)}
         name = next(n for n in (base if k == 1 else f"{base} ({k})" for k in range(1, 10**6))

@@ -13,6 +13,7 @@ from ssd_core.experiments import (
     experiment_results,
     list_experiments,
     submit_experiment,
+    verdict,
 )
 from ssd_core.jobs import JobManager
 from ssd_core.runs import DataSpec, append_preview, read_previews
@@ -118,3 +119,40 @@ def test_a_failed_job_records_its_error_as_fields():
     assert failure(RuntimeError("boom")) == {"type": "RuntimeError",
                                              "message": "RuntimeError: boom", "path": None,
                                              "bad_image": False}
+
+
+def test_two_seeds_per_arm_repeat_every_arm_with_the_next_seed(tmp_path):
+    jm = JobManager(tmp_path, max_running=1)
+    data = DataSpec(n=8, seed=5, val_n=4, val_seed=77)
+    group = submit_experiment(jm, "box_loss", tiny_config(epochs=1, seed=3), data, seeds=2)
+    (g,) = [x for x in list_experiments(tmp_path) if x["group"] == group]
+    labels = [a.label for a in EXPERIMENTS["box_loss"].arms]
+    assert [(r["label"], r["seed"]) for r in g["runs"]] == [
+        (labels[0], 3), (labels[1], 3), (labels[0], 4), (labels[1], 4)]
+    for r in g["runs"]:
+        assert jm.wait(r["run_id"], 300)
+    datas = [json.loads((tmp_path / r["run_id"] / "data.json").read_text()) for r in g["runs"]]
+    assert [d["seed"] for d in datas] == [5, 5, 6, 6]  # the data's seed moves with the model's
+    assert {d["val_seed"] for d in datas} == {77}  # one validation set for every run
+    rows = experiment_results(jm, g)
+    assert [r["seed"] for r in rows] == [3, 3, 4, 4]
+
+
+def test_verdict_names_a_best_arm_only_beyond_the_spread():
+    def rows(*pairs):
+        return [{"label": label, "ap50": ap, "seed": seed} for label, ap, seed in pairs]
+
+    one_seed = rows(("L1", 0.80, 0), ("smooth", 0.83, 0))
+    v = verdict(one_seed, spread=0.05)
+    assert not v["clear"] and v["best"] is None and not v["measured"]
+    assert v["difference"] == pytest.approx(0.03) and v["spread"] == 0.05
+    v = verdict(one_seed, spread=0.01)
+    assert v["clear"] and v["best"] == "smooth"
+    # with two seeds per arm the group's own spread decides: the larger range of one arm
+    two = rows(("L1", 0.80, 0), ("smooth", 0.90, 0), ("L1", 0.70, 1), ("smooth", 0.88, 1))
+    v = verdict(two, spread=0.5)
+    assert v["measured"] and v["spread"] == pytest.approx(0.10)
+    assert v["means"] == pytest.approx({"L1": 0.75, "smooth": 0.89})
+    assert v["clear"] and v["best"] == "smooth"
+    # unfinished runs (no AP50 yet) are left out; one arm alone is never a verdict
+    assert not verdict(rows(("L1", 0.8, 0), ("smooth", None, 0)), 0.0)["clear"]

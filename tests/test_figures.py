@@ -67,7 +67,7 @@ def test_anchors_figure_centres_and_highlight_on_top():
     assert list(fig.data[1].customdata[0]) == [0, 1, 2]
 
 
-def test_labeling_figure_colours_follow_objects():
+def test_labeling_figure_colours_tell_the_kinds_apart():
     img = Image.new("RGB", (64, 64))
     gt = np.array([[0, 0, 30, 30], [30, 30, 60, 60]], float)
     pos = [(gt[:1], np.array([[1, 1, 29, 29], [2, 2, 28, 28]], float)), (gt[1:], np.zeros((0, 4)))]
@@ -76,8 +76,14 @@ def test_labeling_figure_colours_follow_objects():
     by_name = {t.name: t for t in fig.data}
     assert by_name["kept negatives (1)"].line.color == "#7f7f7f"
     assert by_name["1. a: IoU ≥ threshold (2)"].line.dash == "dot"
-    assert by_name["1. a: best anchor (greedy)"].line.color == figures.colour(0)
-    assert by_name["2. b: best anchor (greedy)"].line.color == figures.colour(1)
+    # issue 21: one object's ground truth, greedy and threshold boxes in three colours
+    kinds = [by_name["1. a (ground truth)"], by_name["1. a: best anchor (greedy)"],
+             by_name["1. a: IoU ≥ threshold (2)"], by_name["kept negatives (1)"]]
+    assert len({t.line.color for t in kinds}) == 4
+    assert by_name["1. a: best anchor (greedy)"].line.color == figures.GREEDY_COLOUR
+    assert by_name["2. b: best anchor (greedy)"].line.color == figures.GREEDY_COLOUR
+    assert by_name["1. a: best anchor (greedy)"].line.dash == "dash"
+    assert by_name["1. a (ground truth)"].line.dash == "solid"
     assert "2. b: IoU ≥ threshold (0)" not in by_name  # empty groups are left out
     assert len(by_name["1. a: IoU ≥ threshold (2)"].x) == 12
 

@@ -21,6 +21,9 @@ def test_every_recipe_builds_a_valid_config(name):
     assert isinstance(config, TrainConfig)
     assert config.flat() == recipe_settings(name)
     assert recipe.label and recipe.why and recipe.train_images >= 1 and recipe.val_images >= 1
+    # issue 21: one plain sentence for the page (no jargon), the details in ``why``
+    assert recipe.summary.count(". ") == 0 and recipe.summary.endswith(".")
+    assert not any(w in recipe.summary for w in ("bf16", "AVX", "min_lr", "lr ", "anchor"))
 
 
 def test_book_is_the_chapter_and_classroom_the_default():

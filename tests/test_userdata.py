@@ -3,14 +3,19 @@ round trips through load_dataset, export_zip and import_dataset. Images are made
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import subprocess
+import sys
 import threading
 import warnings
 import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ssd_core import userdata
@@ -69,6 +74,7 @@ def filled(ds):
 
 def test_create_lays_out_the_folder_and_reopening_gives_the_same_set(tmp_path, filled):
     assert filled.path == tmp_path / DATASETS_DIR / "cups"
+    assert filled.path.stat().st_mode & 0o777 == (tmp_path / DATASETS_DIR).stat().st_mode & 0o777
     assert (filled.path / ANNOTATIONS).is_file() and files(filled) == ["000001.png",
                                                                        "000002.png"]
     again = UserDataset.open(filled.path)
@@ -216,6 +222,27 @@ def test_set_boxes_clips_orders_corners_and_adds_classes_in_first_use_order(ds):
     assert ds.image(e.id).boxes == [] and ds.class_names == ["pen", "cup"]
 
 
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(*[st.floats(-20, 120, allow_nan=False)] * 4), max_size=4))
+def test_every_box_it_keeps_reads_back_exactly_and_through_load_dataset(tmp_path_factory,
+                                                                        corners):
+    ds = UserDataset.create(tmp_path_factory.mktemp("p"), "p")
+    e = ds.add_image(photo(100, 50))
+    boxes = []
+    for c in corners:
+        with contextlib.suppress(ConfigError):  # outside or too thin: refused alone
+            ds.set_boxes(e.id, [Box("cup", *c)])
+            boxes.append(ds.image(e.id).boxes[0])
+    ds.set_boxes(e.id, boxes)
+    for b in boxes:
+        assert 0 <= b.x1 < b.x2 <= 100 and 0 <= b.y1 < b.y2 <= 50
+        assert b.x2 - b.x1 >= 1 and b.y2 - b.y1 >= 1
+    assert UserDataset.open(ds.path).images[0].boxes == boxes
+    if boxes:
+        np.testing.assert_allclose(load_dataset(ds.path).records[0].boxes.numpy(),
+                                   [[b.x1, b.y1, b.x2, b.y2] for b in boxes], rtol=1e-6)
+
+
 @pytest.mark.parametrize("bad, words", [
     (Box("cup", 10, 10, 10, 30), "Box 2 of photo 1 \\('cup'\\).*no area"),
     (Box("cup", 10, 10, 10.5, 30), "narrower than 1 pixel"),
@@ -278,6 +305,18 @@ def test_to_dataset_is_an_annotated_detection_of_the_set(filled):
     assert filled.to_dataset(augment=True).augment is not None
 
 
+def test_a_snapshot_keeps_the_set_as_it_was(tmp_path, filled):
+    snap = filled.snapshot(tmp_path / "run" / "data")
+    filled.remove_image(1)
+    filled.set_boxes(2, [])
+    back = load_dataset(snap)
+    assert back.class_names == ["cup", "pen"] and len(back) == 2
+    assert [len(back.sample(i)[2]) for i in range(2)] == [2, 1]
+    with pytest.raises(ConfigError, match="already exists"):
+        filled.snapshot(snap)
+    assert sorted(p.name for p in snap.parent.iterdir()) == ["data"]
+
+
 def test_annotations_json_is_coco_that_load_dataset_reads_back(filled):
     filled.add_image(photo(seed=7))  # a photo without boxes is kept (a negative)
     back = load_dataset(filled.path)
@@ -324,6 +363,9 @@ def test_import_a_folder_names_it_after_the_folder_and_scales_big_photos(tmp_pat
     assert got.problems() == [
         "The class 'book' has no boxes: draw at least one, or remove the class."]
     assert import_dataset(tmp_path, src).name == "Desk things (2)"
+    upload = io.BytesIO(got.export_zip("yolo"))
+    upload.name = "Desk things.zip"  # as Streamlit's UploadedFile has one
+    assert import_dataset(tmp_path, upload).name == "Desk things (3)"
     with pytest.raises(ConfigError, match="already exists"):
         import_dataset(tmp_path, src, name="desk THINGS")
 
@@ -344,6 +386,10 @@ def left_behind(tmp_path) -> list[str]:
 @pytest.mark.parametrize("blob, words", [
     (zip_of({"../evil.json": "{}", "a.png": photo()}), "points outside the archive"),
     (b"PK\x03\x04 not really a zip", "not a readable zip"),
+    (zip_of({"annotations.json": json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}], "annotations": [],
+        "categories": [{"id": 1, "name": "cup"}]}), "a.png": b"\x89PNG broken"}),
+     "not a readable image"),
     (zip_of({"label.csv": "img_name,label,xmin,ymin,xmax,ymax\na.png,0,1,1,9,9\n"}),
      "not found"),
 ])
@@ -410,6 +456,39 @@ def test_two_threads_on_one_set_lose_nothing(tmp_path, ds):
     assert again.counts() == {"cup": 6, "pen": 6} or again.counts() == {"pen": 6, "cup": 6}
     assert len(files(again)) == 12 and ds.images == again.images == other.images
     assert len(load_dataset(ds.path)) == 12
+
+
+def test_another_process_holding_the_lock_makes_a_writer_wait(ds):
+    ds.add_image(photo())
+    holder = subprocess.Popen(  # holds the set's flock until its stdin closes
+        [sys.executable, "-c", "import fcntl, os, sys; "
+         "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", str(ds.path / userdata.LOCK)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        writer = threading.Thread(target=ds.set_boxes, args=(1, [Box("cup", 1, 1, 20, 20)]))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and UserDataset.open(ds.path).counts() == {}
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    writer.join(10)
+    assert UserDataset.open(ds.path).counts() == {"cup": 1}
+
+
+def test_export_holds_the_lock_without_waiting_on_itself(filled):
+    done = []
+    writer = threading.Thread(target=lambda: done.append(filled.add_image(photo(seed=5))))
+    with userdata._locked(filled.path):  # nested: export_zip takes it again in this thread
+        writer.start()
+        blob = filled.export_zip("coco")
+        assert done == []  # the other thread waits for the lock
+    writer.join(10)
+    assert len(done) == 1 and len(filled) == 3
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert len([n for n in zf.namelist() if n.endswith(".png")]) == 2
 
 
 def test_rename_keeps_the_folder_and_delete_removes_everything(tmp_path, filled):

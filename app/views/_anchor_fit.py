@@ -13,6 +13,7 @@ import figures_steps
 import images
 import models
 import numpy as np
+import present
 import streamlit as st
 import torch
 
@@ -168,10 +169,10 @@ def anchor_fit_view(input_size: int, page_specs) -> None:
         *[float(v) for v in np.quantile(object_sizes(torch.from_numpy(f["boxes"])).numpy(),
                                         [0, 1])]))
     w, h = f["boxes"][:, 2] - f["boxes"][:, 0], f["boxes"][:, 3] - f["boxes"][:, 1]
-    st.plotly_chart(figures_steps.anchor_fit_figure(w, h, f["best_iou"], threshold,
+    present.chart(figures_steps.anchor_fit_figure(w, h, f["best_iou"], threshold,
                                                     f["shapes"]), key=K + "scatter",
                     width="stretch")
-    st.plotly_chart(figures_steps.best_iou_histogram(
+    present.chart(figures_steps.best_iou_histogram(
         {n: v["best_iou"] for n, v in fits.items()}, threshold), key=K + "hist",
         width="stretch")
     st.caption(f"{desc}, input {input_size}×{input_size}. Sizes are fractions of the image "

@@ -13,6 +13,7 @@ import figures_steps
 import images
 import models
 import numpy as np
+import present
 import streamlit as st
 import torch
 
@@ -72,7 +73,7 @@ def _draw(image, labels, ce, anchors, rank_text_top: int = 200) -> None:
             for i in kept]
     fig = figures_steps.mining_image_figure(disp, labels[0, :, 1:].numpy() * px,
                                             a[ce.positive[0].numpy()], a[kept], text, height=480)
-    st.plotly_chart(fig, key=K + "image", width="stretch")
+    present.chart(fig, key=K + "image", width="stretch")
 
 
 def _metrics(ce, shares) -> None:
@@ -116,10 +117,10 @@ def mining_view(picked, labels, iou_threshold: float) -> None:
                 f"keeps {ratio} negatives.")
     shares = ce.shares()[0]
     _metrics(ce, shares)
-    st.plotly_chart(figures_steps.loss_shares_figure(_share_rows(ce, focal, gamma, ratio),
+    present.chart(figures_steps.loss_shares_figure(_share_rows(ce, focal, gamma, ratio),
                                                      GROUPS), key=K + "shares", width="stretch")
     negatives = torch.sort(ce.loss[0][~ce.positive[0]], descending=True).values.numpy()
-    st.plotly_chart(figures_steps.negatives_rank_figure(
+    present.chart(figures_steps.negatives_rank_figure(
         negatives, int(ce.kept.sum()), ce.loss[0][ce.positive[0]].numpy()), key=K + "ranks",
         width="stretch")
     st.caption(f"Model: {model_label}, its own {anchors.shape[1]} anchors, targets by "

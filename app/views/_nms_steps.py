@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import figures_steps
 import numpy as np
+import present
 import streamlit as st
 
 from ssd_core.nms_trace import trace_raw
@@ -71,7 +72,7 @@ def nms_steps(det, raw, uri, f) -> None:
     arrays = {k: getattr(t, k).numpy() for k in ("kept", "step", "removed_by", "iou")}
     fig = figures_steps.nms_steps_figure(uri, boxes, rt.scores.numpy(), rt.labels.numpy(),
                                          det.class_names, arrays, active=s, height=560)
-    st.plotly_chart(fig, key="detection.nms_chart", width="stretch")
+    present.chart(fig, key="detection.nms_chart", width="stretch")
     mode = "per class: a box only removes boxes of its own class" if f.per_class else \
         "class-agnostic, as the book: a box removes overlapping boxes of any class"
     st.caption(f"{len(rt.scores)} candidates score ≥ {f.conf:.2f}; visited by descending score, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import figures_steps
 import numpy as np
 import pandas as pd
+import present
 import streamlit as st
 import torch
 
@@ -70,7 +71,7 @@ def _draw(image, anchor, box, key: str) -> None:
     px = np.array([w, h, w, h], dtype=np.float64)
     fig = figures_steps.offset_sandbox_figure(image, anchor.numpy() * px, box.numpy() * px,
                                               height=420)
-    st.plotly_chart(fig, key=key, width="stretch")
+    present.chart(fig, key=key, width="stretch")
 
 
 def decode_view(image, anchor) -> None:

@@ -15,6 +15,7 @@ from ssd_core.recipes import DEFAULT_RECIPE, RECIPES, get_recipe, recipe_setting
 
 RUN_KEY = "training.run"
 FORM_OPEN_KEY = "training.form_open"
+STARTED_KEY = "training.started"  # a run this session just queued, shown on the next run
 CHOICE_LABELS = {"ce": "cross-entropy", "l1": "L1", "smooth_l1": "smooth-L1"}
 RECIPE_KEY = "training.recipe"
 # Form widget key -> the recipe value it shows (a setting's flat name, or data of the recipe).
@@ -46,9 +47,12 @@ def start_job(spec: DataSpec, name: str, settings: dict, num_images: int) -> Non
     except SSDError as e:
         st.error(f"The run could not start: {e}")
         return
-    st.session_state[RUN_KEY] = run_id
+    # The run selector is drawn above the form: hand the new run over through another key and
+    # rerun, so the page shows it first (a widget's key cannot change once it is drawn).
+    st.session_state[STARTED_KEY] = run_id
     st.session_state[FORM_OPEN_KEY] = False
     st.query_params["run"] = run_id
+    st.rerun()
 
 
 def initial(key: str, value, unset):
@@ -168,12 +172,7 @@ def recipe_choice() -> str:
     name = urlstate.bind(
         st.radio, RECIPE_KEY, DEFAULT_RECIPE, "Settings", list(RECIPES),
         valid=lambda v: v in RECIPES, horizontal=True, format_func=lambda k: RECIPES[k].label,
-        help="Classroom demo: from random weights to boxes that fit within minutes on a CPU "
-             "(validation AP50 0.8 after 105 s on this project's 2-core CPU, "
-             "bench/time_to_ap.py). "
-             "Book: the chapter's exact settings (SGD lr 0.2, L1, cross-entropy over all "
-             "anchors): its class error falls fast while it finds almost nothing for a long "
-             "time.")
+        help="Each choice fills the form below; its details are in the fold under it.")
     changed = st.session_state.get("training.recipe_filled") != name
     for key, value in recipe_values(name).items():
         if changed or key not in st.session_state:
@@ -181,8 +180,12 @@ def recipe_choice() -> str:
     st.session_state["training.recipe_filled"] = name
     recipe = get_recipe(name)
     extra = {k: v for k, v in recipe.settings.items() if k not in RECIPE_FORM_KEYS.values()}
-    st.caption(recipe.why + (" Also set (not in the form): " + ", ".join(
-        f"{k} = {v}" for k, v in extra.items()) + "." if extra else ""))
+    st.markdown(recipe.summary or recipe.label)
+    with st.expander("What this recipe sets, and why"):
+        st.markdown(recipe.why)
+        if extra:
+            st.markdown("Also set (not in the form): " + ", ".join(
+                f"`{k} = {v}`" for k, v in extra.items()) + ".")
     return name
 
 

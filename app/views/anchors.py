@@ -3,6 +3,7 @@
 import figures
 import images
 import numpy as np
+import present
 import streamlit as st
 import urlstate
 from parsing import number_list
@@ -18,6 +19,7 @@ from ssd_core.anchors import (
 
 SCALE_KEY, CELL_KEY = "anchors.scale", "anchors.cell"
 ROW_KEY, COL_KEY = "anchors.row", "anchors.col"
+SIDE_KEY = "anchors.cell_side"  # the map side the row / column were chosen on
 # Opens as the book's display_anchors: one scale (8×8) with one cell's anchors highlighted.
 DEFAULT_SCALE = "3"
 
@@ -60,6 +62,7 @@ def on_chart_select():
     st.session_state[SCALE_KEY] = str(scale + 1)
     st.session_state[ROW_KEY], st.session_state[COL_KEY] = row, col
     st.session_state[CELL_KEY] = True
+    st.session_state[SIDE_KEY] = None  # chosen on the shown map: nothing to rescale
 
 
 def spec_inputs() -> tuple[list[tuple], list[str]]:
@@ -94,8 +97,19 @@ def cell_choice(side: int) -> tuple[int, int] | None:
             urlstate.write(key)
         st.caption("This scale has a single 1×1 cell.")
         return 0, 0
+    last = st.session_state.get(SIDE_KEY)
+    st.session_state[SIDE_KEY] = side
+
+    def fit(v) -> int:
+        """The same place on another scale's map: the centre stays the centre (8x8's (4, 4)
+        is 4x4's (2, 2) and 16x16's (8, 8)), never clamped into a corner."""
+        v = int(v)
+        if last and last != side:
+            v = int((v + 0.5) * side / last)
+        return min(max(v, 0), side - 1)
+
     row, col = (urlstate.bind(st.slider, key, side // 2, label, 0, side - 1,
-                              valid=lambda v: v >= 0, fit=lambda v: min(int(v), side - 1))
+                              valid=lambda v: v >= 0, fit=fit)
                 for key, label in ((ROW_KEY, "Cell row"), (COL_KEY, "Cell column")))
     return int(row), int(col)
 
@@ -164,8 +178,8 @@ def anchor_chart(picked, layout, anchors, choice: str, cell) -> None:
         layout[int(choice) - 1], w, h)
     fig = figures.anchors_figure(disp, groups, centres=centres, highlight=highlight,
                                  centre_data=data, centre_text=text, height=620)
-    st.plotly_chart(fig, key="anchor_chart", on_select=on_chart_select,
-                    selection_mode="points", width="stretch")
+    present.chart(fig, main=True, key="anchor_chart", on_select=on_chart_select,
+                  selection_mode="points")
     st.caption(f"Image: {picked.desc} ({image.size[0]}×{image.size[1]}). Anchors are "
                "normalized, so they cover any image; the input size sets how many cells each "
                "scale has.")
@@ -184,15 +198,13 @@ def anchor_counts(layout) -> None:
     st.caption(f"Book defaults at 256×256: (32² + 16² + 8² + 4² + 1²) × 4 = 5444. Now: {total}.")
 
 
-st.title("Anchors")
-st.markdown(
+present.page_top("Anchors", (
     "Every cell of each of TinySSD's five feature maps is the centre of "
     "`len(sizes) + len(ratios) - 1` anchors: each size with the first ratio, then the first size "
     "with every other ratio (`multibox_prior`). The page opens as the book's `display_anchors`: "
     "one scale with one cell's anchors highlighted. Click a white anchor centre to pick another "
-    "cell, or choose scale \"all\" to see every anchor at once."
-)
-left, right = st.columns([1, 2.3])
+    "cell, or choose scale \"all\" to see every anchor at once."))
+left, right = present.figure_first((1, 2.3))
 with left:
     picked, size, specs, scale_choice, cell = controls()
 layout, anchors = anchors_for(size, tuple(specs))

@@ -9,14 +9,18 @@ import figures_model
 import images
 import models
 import pandas as pd
+import present
 import streamlit as st
 from pages import PAGES
 
 from ssd_core import chapter
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.resources import shipped_checkpoint
+from ssd_core.suppression import near_duplicates
 
 TRAIN_KEY = "chapter.training_run"
+FOLD_LINES = 12  # code cells longer than this start folded
+NMS_THRESHOLD = 0.5  # the book's multibox_detection default
 ICONS = {p.path: p.icon for p in PAGES}
 
 
@@ -63,14 +67,30 @@ def prediction(png: bytes, model_key: str, _det) -> dict:
     return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in res.items()}
 
 
+@st.cache_resource(show_spinner="Timing In [18]'s loop on this machine (a few seconds) ...")
+def machine_speed() -> float:
+    """examples/sec of the book's training loop on this machine, measured once per server."""
+    return chapter.measured_speed()
+
+
 def training_output() -> None:
-    """In [18]'s print-out: the shipped model's saved record, and a real short run on demand."""
+    """In [18]'s print-out: the shipped model's saved record with the speed of this machine
+    measured now, and a real short run on demand."""
     saved = shipped_lines()
     if saved is not None:
         shipped, how = saved
-        st.code("\n".join(shipped.epoch_lines + shipped.torch_lines), language=None)
-        st.caption(f"From {shipped.source}. It was trained with {how} on the machine of that "
-                   "run (its speed), so this is the book's format, not the book's numbers.")
+        speed = machine_speed()
+        last = shipped.records[-1]
+        st.code("\n".join(shipped.epoch_lines + shipped.torch_lines[:1]
+                          + [chapter.TORCH_SPEED_LINE.format(speed, "cpu")]), language=None)
+        st.caption(
+            f"Epoch line and errors: from {shipped.source}, trained with {how}; its "
+            f"{last.get('epoch_time', 0):.0f} s is one epoch of {last.get('images', 0)} images "
+            "on a shared 2-core CPU (the book: 11.6 s per epoch of 1000 images on a GPU). "
+            f"Speed line: **measured now on this machine**: {speed:.1f} examples/sec of the "
+            f"book's loop ({chapter.SPEED_RUN['epochs']} short epochs of "
+            f"{chapter.SPEED_RUN['num_images']} images at 256 px, the last one timed; other "
+            "work on the machine slows it).")
     demo = chapter.TRAIN_DEMO
     label = (f"Run In [18] for real: {demo['num_images']} images, {demo['epochs']} epochs, "
              "the book's settings (about a minute on two CPU cores)")
@@ -92,8 +112,11 @@ def predict_output() -> None:
                 "runs any model on any image.")
         return
     names = [p.name for p in files]
+    if images.DEFAULT_SAMPLE in names:  # one clean detection per object, as the book shows
+        names.remove(images.DEFAULT_SAMPLE)
+        names.insert(0, images.DEFAULT_SAMPLE)
     name = st.selectbox("Sample image", names, key="chapter.sample")
-    png = images.decode_image(files[names.index(name)].read_bytes())
+    png = images.decode_image(next(f for f in files if f.name == name).read_bytes())
     det = models.detector(models.SHIPPED)
     res = prediction(png, models.model_key(models.SHIPPED), det)
     shown = res["shown"]
@@ -101,7 +124,7 @@ def predict_output() -> None:
     fig = figures.detections_figure(images.open_png(png), res["pixels"], shown[:, 1], labels,
                                     det.class_names, height=480)
     left, right = st.columns([1.4, 1])
-    left.plotly_chart(fig, key="chapter_prediction", width="stretch")
+    present.chart(fig, left, key="chapter_prediction")
     right.caption(f"`output` holds {len(res['output'])} rows with class ≠ -1; "
                   f"`display` draws the {len(shown)} with score ≥ {res['threshold']}.")
     right.dataframe(pd.DataFrame({
@@ -109,6 +132,19 @@ def predict_output() -> None:
         **{k: (shown[:, 2 + i]).round(3) for i, k in enumerate(("x1", "y1", "x2", "y2"))},
     }), hide_index=True, width="stretch")
     st.caption(f"The shipped TinySSD ({', '.join(det.class_names)}) on `{name}`.")
+    duplicate_note(shown, det.class_names, right)
+
+
+def duplicate_note(shown, names, box) -> None:
+    """Say why two boxes of one class can both stay: NMS removes a box only above its IoU
+    threshold (0.5 in the book), and these overlap by less."""
+    pairs = near_duplicates(shown[:, 2:6], shown[:, 0].astype(int), NMS_THRESHOLD)
+    for i, j, iou in pairs[:2]:
+        a, b = (f"{names[int(shown[k, 0])]} {shown[k, 1]:.2f}" for k in (i, j))
+        box.info(f"**{b}** beside **{a}**: the two boxes overlap by IoU {iou:.2f}, just under "
+                 f"NMS's threshold {NMS_THRESHOLD:g}, so NMS keeps both. With the threshold "
+                 f"below {iou:.2f} NMS removes {b}: try it on the Detection page (NMS step by "
+                 "step shows each removal).", icon=":material/info:")
 
 
 def problem_output(key: str) -> None:
@@ -119,12 +155,22 @@ def problem_output(key: str) -> None:
         x, curves = chapter.cell_focal()
         fig = figures_model.curves_figure(x, curves, "p (probability of the true class)",
                                           "focal loss")
-    st.plotly_chart(fig, key=f"chapter_{key}", width="stretch")
+    present.chart(fig, key=f"chapter_{key}", width="stretch")
+
+
+def anchor(cell: chapter_cells.Cell) -> str:
+    return f"in-{cell.number}"
 
 
 def show_cell(cell: chapter_cells.Cell, outputs: dict) -> None:
+    st.html(f'<div id="{anchor(cell)}"></div>')
     st.markdown(f"**In [{cell.number}]** · {cell.title}")
-    st.code(cell.code, language="python")
+    lines = cell.code.count("\n") + 1
+    if lines > FOLD_LINES:  # long code folded: the outputs stay in view
+        with st.expander(f"Code: {lines} lines"):
+            st.code(cell.code, language="python")
+    else:
+        st.code(cell.code, language="python")
     if cell.output in outputs:
         how = ("on PyTorch's meta device: the same forward code on shapes alone, so the "
                "32-image batch costs nothing" if cell.output == "tinyssd" else "")
@@ -140,13 +186,28 @@ def show_cell(cell: chapter_cells.Cell, outputs: dict) -> None:
         link(path, what)
 
 
-st.title("Chapter")
-st.markdown(
+SECTIONS = [("Model", chapter_cells.CELLS[:13]), ("Training", chapter_cells.CELLS[13:18]),
+            ("Prediction", chapter_cells.CELLS[18:19]),
+            ("Problems", chapter_cells.PROBLEM_CELLS)]
+
+
+def table_of_contents() -> None:
+    """Every cell by section (the Model's 13 in two columns), each a link to its place."""
+    columns = [("Model", SECTIONS[0][1][:7]), ("Model (continued)", SECTIONS[0][1][7:]),
+               *SECTIONS[1:]]
+    with st.container(key="chapter-toc", border=True):
+        for col, (section, cells) in zip(st.columns([1.2, 1.2, 1, 0.8, 0.8]), columns):
+            col.markdown(f"**{section}**  \n" + "  \n".join(
+                f":small[[In [{c.number}] {c.title}](#{anchor(c)})]" for c in cells))
+
+
+present.page_top("Chapter", (
     "The chapter *Single Shot Multibox Detection (SSD)*, cell by cell, in the book's PyTorch "
     "form with this project's names. Every output below is computed now by `ssd_core` "
     "(`ssd_core.chapter` has one function per cell) and equals the book's printed value; each "
-    "cell links to the page that explores it."
-)
+    "cell links to the page that explores it. Code longer than "
+    f"{FOLD_LINES} lines is folded: open it with its arrow."))
+table_of_contents()
 outputs = shape_outputs()
 st.header("Model")
 for cell in chapter_cells.CELLS[:13]:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import figures
 import images
 import models
+import present
 import streamlit as st
 import timing
 import urlstate
@@ -18,8 +19,10 @@ from views._nms_steps import nms_steps
 
 from ssd_core.anchors import locate_anchor
 from ssd_core.drawing import draw_detections
+from ssd_core.suppression import near_duplicates
 
 SOURCES = [images.SHIPPED, images.SYNTHETIC, images.UPLOAD, images.CAMERA]
+NMS_MODES = ["class-agnostic (book)", "per class"]
 MAX_DRAWN = 1000  # raw candidates drawn at most (the table lists them all)
 
 
@@ -76,9 +79,10 @@ class Filters(NamedTuple):
         return self.mode == "per class"
 
 
-def filter_controls(names: list[str]) -> Filters:
-    """The thresholds, NMS choices and class filter (sliders mirrored in the URL)."""
-    c1, c2, c3 = st.columns([1.2, 1.2, 1.6])
+def filter_controls(names: list[str], stacked: bool = False) -> Filters:
+    """The thresholds, NMS choices and class filter (sliders mirrored in the URL); ``stacked``:
+    one above the other (a narrow column beside the figure), else side by side."""
+    c1, c2, c3 = [st.container()] * 3 if stacked else st.columns([1.2, 1.2, 1.6])
     conf = urlstate.bind(c1.slider, "detection.conf", 0.5, "Confidence threshold", 0.0, 1.0,
                          step=0.01, valid=lambda v: 0 <= v <= 1,
                          help="Anchors whose best class probability is below this are dropped.")
@@ -87,17 +91,23 @@ def filter_controls(names: list[str]) -> Filters:
                             help="A box overlapping a better one by more than this is "
                                  "suppressed.")
     with c3:
-        apply_nms = st.toggle("Apply NMS", value=True, key="detection.apply_nms",
-                              help="Off: every raw candidate above the confidence threshold.")
-        mode = st.radio("NMS", ["class-agnostic (book)", "per class"], horizontal=True,
-                        key="detection.nms_mode", disabled=not apply_nms)
-    keep = st.multiselect("Classes", list(range(len(names))), default=list(range(len(names))),
-                          format_func=lambda c: names[c], key="detection.classes")
+        apply_nms = urlstate.bind(st.toggle, "detection.apply_nms", True, "Apply NMS",
+                                  omit_default=True,
+                                  help="Off: every raw candidate above the confidence "
+                                       "threshold.")
+        mode = urlstate.bind(st.radio, "detection.nms_mode", NMS_MODES[0], "NMS", NMS_MODES,
+                             valid=lambda v: v in NMS_MODES, omit_default=True, horizontal=True,
+                             disabled=not apply_nms)
+    every = list(range(len(names)))
+    if not set(st.session_state.get("detection.classes", every)) <= set(every):
+        st.session_state["detection.classes"] = every  # a model with fewer classes
+    keep = urlstate.held(st.multiselect, "detection.classes", every, "Classes", every,
+                         format_func=lambda c: names[c])
     return Filters(conf, nms_iou, apply_nms, mode, keep)
 
 
-def count_metrics(d, raw, conf: float) -> None:
-    m = st.columns(4)
+def count_metrics(d, raw, conf: float, stacked: bool = False) -> None:
+    m = [c for row in (st.columns(2), st.columns(2)) for c in row] if stacked else st.columns(4)
     m[0].metric("Detections", len(d))
     m[1].metric("Candidates ≥ threshold", int((raw.scores >= conf).sum()),
                 help="Anchors above the confidence threshold, before NMS.")
@@ -106,7 +116,7 @@ def count_metrics(d, raw, conf: float) -> None:
 
 
 def detections_chart(d, infos, image, uri, desc: str, model_label: str, f: Filters,
-                     gt) -> None:
+                     gt, box) -> None:
     """The detections (the best MAX_DRAWN) over the image, with the ground truth if known."""
     drawn = min(len(d), MAX_DRAWN)
     gt_boxes, gt_labels = gt if gt is not None else (None, None)
@@ -114,14 +124,14 @@ def detections_chart(d, infos, image, uri, desc: str, model_label: str, f: Filte
         uri, d.boxes[:drawn].numpy(), d.scores[:drawn].numpy(), d.labels[:drawn].numpy(),
         d.class_names, hover=hover_text(d, infos) if drawn <= 300 else None,
         gt_boxes=gt_boxes, gt_labels=gt_labels, height=600)
-    st.plotly_chart(fig, key="detection_chart", width="stretch")
+    present.chart(fig, box, main=True, key="detection_chart")
     caption = (f"{desc} ({image.size[0]}×{image.size[1]}), model: {model_label}; "
                f"confidence ≥ {f.conf:.2f}, "
                + (f"NMS IoU {f.nms_iou:.2f} ({f.mode}). " if f.apply_nms else "no NMS. ")
                + "Hover a box corner for its score and the anchor (scale, cell, shape) behind it.")
     if drawn < len(d):
         caption += f" Drawing the {drawn} best of {len(d)} boxes."
-    st.caption(caption)
+    box.caption(caption)
 
 
 def downloads(d, image, desc: str, model_label: str, f: Filters, rows: list[dict]) -> None:
@@ -142,17 +152,38 @@ def downloads(d, image, desc: str, model_label: str, f: Filters, rows: list[dict
                        on_click="ignore", key="detection.dl_json")
 
 
+def duplicate_note(d, f: Filters) -> None:
+    """Two kept boxes of one class that overlap just under the NMS threshold: say why NMS
+    kept both and what would remove the weaker one."""
+    if not f.apply_nms:
+        return
+    for i, j, iou in near_duplicates(d.boxes[:MAX_DRAWN], d.labels[:MAX_DRAWN], f.nms_iou)[:2]:
+        a, b = (f"{d.class_names[int(d.labels[k])]} {float(d.scores[k]):.2f}" for k in (i, j))
+        st.info(f"**{b}** beside **{a}**: they overlap by IoU {iou:.2f}, not more than the NMS "
+                f"threshold {f.nms_iou:.2f}, so NMS keeps both. Set the NMS IoU threshold "
+                f"below {iou:.2f} and NMS removes {b} (NMS step by step below shows why).",
+                icon=":material/info:")
+
+
 @st.fragment
 def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
-    """Sliders and everything they change; reruns alone, never touches the network."""
+    """Sliders and everything they change; reruns alone, never touches the network. The figure
+    comes first: beside the controls in presentation mode, above them otherwise."""
     with timing.timed("detection results"):
-        f = filter_controls(det.class_names)
-        d = det.filter(raw, f.conf, f.nms_iou, per_class=f.per_class, classes=f.classes,
-                       apply_nms=f.apply_nms)
-        count_metrics(d, raw, f.conf)
+        stacked = present.on()
+        if stacked:
+            figure_box, side = st.columns([2.5, 1])
+        else:
+            figure_box, side = st.container(), st.container()
+        with side:
+            f = filter_controls(det.class_names, stacked)
+            d = det.filter(raw, f.conf, f.nms_iou, per_class=f.per_class, classes=f.classes,
+                           apply_nms=f.apply_nms)
+            count_metrics(d, raw, f.conf, stacked)
         infos = anchor_infos(det, d)
         image, uri = display_image(hashlib.sha1(png).hexdigest(), png)
-        detections_chart(d, infos, image, uri, desc, model_label, f, gt)
+        detections_chart(d, infos, image, uri, desc, model_label, f, gt, figure_box)
+        duplicate_note(d, f)
         if len(d) == 0:
             st.info(f"No box scores ≥ {f.conf:.2f} (best: {float(raw.scores.max()):.3f}). "
                     "Lower the confidence threshold to see the weaker candidates.")
@@ -164,15 +195,18 @@ def results(det, raw, png: bytes, desc: str, model_label: str, gt) -> None:
     nms_steps(det, raw, uri, f)  # greedy NMS one kept box at a time (its own fragment)
 
 
-st.title("Detection")
-st.markdown(
+pickers = present.page_top("Detection", (
     "TinySSD predicts a class and four offsets for each of its anchors (5444 at 256×256). "
     "Decoding the offsets turns anchors into boxes; the **confidence threshold** drops the weak "
     "ones and **non-maximum suppression** keeps the best of each overlapping group, as the "
     "book's `multibox_detection` does. The network runs once per image; the sliders only "
-    "re-filter its cached output.")
+    "re-filter its cached output."))
 
-left, right = st.columns([1, 2.6])
+if present.on():  # the figure gets the page's width; the choices wait in a fold
+    left = pickers.expander("Model and image")
+    right = st.container()
+else:
+    left, right = st.columns([1, 2.6])
 with left:
     det, model_label = models.model_picker("detection.model")
     picked = images.pick_image("detection", SOURCES,

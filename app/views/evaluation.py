@@ -11,6 +11,7 @@ import images
 import jobs
 import models
 import numpy as np
+import present
 import streamlit as st
 import torch
 
@@ -166,7 +167,7 @@ def gallery(ds, preds, names, threshold: float) -> None:
     cols = st.columns(3)
     for j, (_, i) in enumerate(worst):
         with cols[j % 3]:
-            st.plotly_chart(error_figure(ds, preds[i], i, names, errors[i], legend=j == 0),
+            present.chart(error_figure(ds, preds[i], i, names, errors[i], legend=j == 0),
                             width="stretch", key=f"evaluation.gallery{j}")
 
 
@@ -201,17 +202,18 @@ def score_section(result, preds, det, model_label: str) -> int:
     m[1].metric("mAP (0.50:0.95)", f"{result.map:.3f}")
     m[2].metric("Images", len(preds))
     m[3].metric("Objects", sum(len(p[4]) for p in preds))
+    precision, recall, f1 = threshold_sweep(result)
+    best = int(np.argmax(f1))
+    c1, c2 = st.columns([1.25, 1])
+    curves = {k: (*v, result.per_class[k]["ap50"]) for k, v in result.pr_curves.items()}
+    present.chart(figures_metrics.pr_curves_figure(curves), c1, main=True, present_height=430,
+                  key="evaluation.pr")
+    present.chart(figures_metrics.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
+                  c2, main=True, present_height=430, key="evaluation.sweep")
     st.caption(f"Model: {model_label}; data: {len(preds)} images at "
                f"{det.input_size}×{det.input_size}.")
     st.dataframe([{"class": k, "AP50": v["ap50"], "mAP": v["map"], "objects": v["num_gt"]}
                   for k, v in result.per_class.items()], hide_index=True, width="stretch")
-    precision, recall, f1 = threshold_sweep(result)
-    best = int(np.argmax(f1))
-    c1, c2 = st.columns(2)
-    curves = {k: (*v, result.per_class[k]["ap50"]) for k, v in result.pr_curves.items()}
-    c1.plotly_chart(figures_metrics.pr_curves_figure(curves), width="stretch", key="evaluation.pr")
-    c2.plotly_chart(figures_metrics.threshold_sweep_figure(THRESHOLDS, precision, recall, f1, best),
-                    width="stretch", key="evaluation.sweep")
     return best
 
 
@@ -241,14 +243,16 @@ def report(det, model_label: str, data_key, zip_name, right) -> None:
     gallery(ds, preds, names, thr)
 
 
-st.title("Evaluation")
-st.markdown(
+choices = present.page_top("Evaluation", (
     "Average precision summarises a precision-recall curve: detections are ranked by score, "
     "each is a true positive when it overlaps a still-unmatched object of its class by IoU ≥ 0.5. "
     "**AP50** averages that over classes; **mAP** also averages over IoU thresholds 0.50-0.95 "
-    "(COCO), so it rewards tight boxes.")
+    "(COCO), so it rewards tight boxes."))
 
-left, right = st.columns([1, 2.8])
+if present.on():  # the scores get the page's width; the choices wait in a fold
+    left, right = choices.expander("Model and data"), st.container()
+else:
+    left, right = st.columns([1, 2.8])
 with left:
     detector, label = models.model_picker("evaluation.model")
     chosen_data, uploaded_name = settings_form(detector)

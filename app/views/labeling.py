@@ -9,6 +9,7 @@ import images
 import models
 import numpy as np
 import pandas as pd
+import present
 import streamlit as st
 import torch
 import torch.nn.functional as F
@@ -206,13 +207,14 @@ def picture(image, desc, anchors_np, labels, names, a: Assignment, kept, setting
                   anchors_np[positive & ~a.greedy & (a.gt_index == j)] * px)
                  for j in range(len(names))]
     negatives = anchors_np[kept] * px if kept is not None else None
-    count_metrics(a, kept, settings)
     fig = figures.labeling_figure(disp, labels[0, :, 1:].numpy() * px, names, positives,
                                   negatives, height=600)
-    st.plotly_chart(fig, key="labeling_chart", width="stretch")
+    present.chart(fig, main=True, key="labeling_chart")
+    count_metrics(a, kept, settings)
     ranked = "max IoU" if settings.loss_kind == LOSS_IOU else "the untrained network"
-    st.caption(f"Image: {desc}. Thick dashed: each object's greedy best anchor; dotted: anchors "
-               f"with IoU ≥ {settings.iou:g}; colours follow the objects." +
+    st.caption(f"Image: {desc}. White: the ground truth (its name on a tag); thick dashed pink: "
+               f"each object's greedy best anchor; dotted blue: anchors with IoU ≥ "
+               f"{settings.iou:g}." +
                (f" Grey: the negatives hard negative mining keeps, ranked by {ranked}'s loss."
                 if settings.mining else ""))
     if settings.mining:
@@ -231,7 +233,7 @@ def heatmaps(layout, a: Assignment, names) -> None:
         block = a.iou[s.start:s.stop, obj].reshape(s.height, s.width, s.per_pixel).max(axis=2)
         grids.append(block)
         titles.append(f"scale {s.scale + 1} ({s.height}×{s.width}): max {block.max():.2f}")
-    st.plotly_chart(figures.iou_heatmaps_figure(grids, titles), key="iou_heatmaps",
+    present.chart(figures.iou_heatmaps_figure(grids, titles), key="iou_heatmaps",
                     width="stretch")
     st.caption("Each cell shows the best IoU among its anchors with the chosen object: small "
                "objects light up the fine scales, large ones the coarse scales.")
@@ -263,14 +265,12 @@ def positives_table(layout, a: Assignment, names) -> None:
                                 for c in ("IoU", "t_x", "t_y", "t_w", "t_h")})
 
 
-st.title("Labeling")
-st.markdown(
+present.page_top("Labeling", (
     "Training needs a target for each of the 5444 anchors. The book's rule: each object first "
     "takes its best free anchor (greedy, highest IoU first), then every other anchor whose IoU "
     "with some object reaches the threshold takes that object. All the rest are background "
-    "(negatives)."
-)
-left, right = st.columns([1, 2.3])
+    "(negatives)."))
+left, right = present.figure_first((1, 2.3))
 with left:
     picked, settings = controls()
 image = picked.image

@@ -2,6 +2,7 @@
 
 import figures
 import numpy as np
+import present
 import streamlit as st
 import torch
 import urlstate
@@ -38,19 +39,26 @@ def sample_balance(n_images: int = 8, preset: str = "default") -> tuple[int, int
     return pos, int(cls_labels.numel()) - pos, n_images
 
 
-st.title("Losses")
-st.markdown("The chapter's *Problems* section, interactive. Drag the pink slider under each "
-            "plot to scrub a parameter: that happens in your browser, with no rerun.")
+present.page_top("Losses", "The chapter's *Problems* section, interactive. Drag the pink "
+                  "slider under each plot to scrub a parameter: that happens in your browser, "
+                  "with no rerun.")
+# The scrubbed curve opens where no fixed curve is (σ = 2, γ = 2), so every legend entry shows.
+SIGMA_START, GAMMA_START = 2.0, 2.0
 
 tab_box, tab_cls = st.tabs(["Smooth-L1 vs L1 (box offsets)", "Cross-entropy vs focal (classes)"])
 
 
 @st.fragment
 def smooth_l1_section():
-    st.latex(r"f(x) = \begin{cases} 0.5\,(\sigma x)^2 & \text{if } |x| < 1/\sigma^2 \\ "
-             r"|x| - 0.5/\sigma^2 & \text{otherwise} \end{cases}")
-    st.markdown("Large σ: close to L1. Small σ: quadratic over a wider range, so small offset "
-                "errors get small gradients instead of a constant ±1.")
+    figure = st.container()  # first in presentation mode, after the formula otherwise
+    with present.notes("The formula") if present.on() else figure:
+        st.latex(r"f(x) = \begin{cases} 0.5\,(\sigma x)^2 & \text{if } |x| < 1/\sigma^2 \\ "
+                 r"|x| - 0.5/\sigma^2 & \text{otherwise} \end{cases}")
+        st.markdown("Large σ: close to L1 (σ = 10 runs along the grey L1 band). Small σ: "
+                    "quadratic over a wider range, so small offset errors get small gradients "
+                    "instead of a constant ±1.")
+    if not present.on():
+        figure = st.container()
     c1, c2 = st.columns([3, 1])
     text = urlstate.bind(c1.text_input, "losses.sigmas", "10, 1, 0.5", "σ values",
                          help="Comma-separated, each in (0, 100]; the chapter uses 10, 1, 0.5.")
@@ -69,16 +77,20 @@ def smooth_l1_section():
                       scrub_grads=[smooth_l1_grad(X, s).numpy() for s in SIGMA_SCRUB],
                       l1_grad=torch.sign(X).numpy())
     fig = figures.smooth_l1_figure(x, curves, SIGMA_SCRUB, scrub, l1(X).numpy(),
-                                   active=SIGMA_SCRUB.index(1.0), **kwargs)
-    st.plotly_chart(fig, key="smooth_l1_chart", width="stretch")
+                                   active=SIGMA_SCRUB.index(SIGMA_START), **kwargs)
+    present.chart(fig, figure, main=True, present_height=490, key="smooth_l1_chart")
 
 
 @st.fragment
 def focal_section():
-    st.latex(r"\text{cross-entropy: } -\log p_j \qquad "
-             r"\text{focal: } -\alpha\,(1 - p_j)^{\gamma}\,\log p_j")
-    st.markdown("$p_j$ is the predicted probability of the true class. Raising γ shrinks the "
-                "loss of examples the model already gets right (p near 1).")
+    figure = st.container()
+    with present.notes("The formula") if present.on() else figure:
+        st.latex(r"\text{cross-entropy: } -\log p_j \qquad "
+                 r"\text{focal: } -\alpha\,(1 - p_j)^{\gamma}\,\log p_j")
+        st.markdown("$p_j$ is the predicted probability of the true class. Raising γ shrinks "
+                    "the loss of examples the model already gets right (p near 1).")
+    if not present.on():
+        figure = st.container()
     c1, c2, c3 = st.columns([3, 2, 1])
     text = urlstate.bind(c1.text_input, "losses.gammas", "0, 1, 5", "γ values",
                          help="Comma-separated, each in [0, 10]; the chapter uses 0, 1, 5.")
@@ -95,8 +107,8 @@ def focal_section():
     curves = [(g, focal_loss(P, g, alpha).numpy()) for g in gammas]
     scrub = [focal_loss(P, g, alpha).numpy() for g in GAMMA_SCRUB]
     fig = figures.focal_figure(p, curves, GAMMA_SCRUB, scrub, alpha,
-                               active=GAMMA_SCRUB.index(2.0), log_y=log_y)
-    st.plotly_chart(fig, key="focal_chart", width="stretch")
+                               active=GAMMA_SCRUB.index(GAMMA_START), log_y=log_y)
+    present.chart(fig, figure, main=True, present_height=490, key="focal_chart")
     with st.expander("Gradient at a few p"):
         rows = {f"γ={g:g}": [float(focal_loss_grad(torch.tensor(q), g, alpha))
                              for q in (0.1, 0.5, 0.9, 0.99)] for g in gammas}

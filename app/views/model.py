@@ -7,6 +7,7 @@ import images
 import models
 import numpy as np
 import pandas as pd
+import present
 import receptive_view
 import streamlit as st
 import torch
@@ -53,19 +54,32 @@ def blocks_table(rows, size: int) -> None:
     )
 
 
-st.title("Model")
-with st.columns([1, 2.3])[0]:
+choices = present.page_top("Model", (
+    "TinySSD as the chapter builds it: a base network and three down-sampling blocks halve the "
+    "feature map five times, and after each block two 3×3 convolutions predict every anchor's "
+    "class and offsets. The diagram shows each block's output and its anchors; below are the "
+    "blocks in numbers, their activations on an image and the receptive field of one cell."))
+diagram = st.container()  # first in presentation mode
+if present.on():
+    picker_box = size_box = choices.expander("Model and input size")
+else:  # side by side, so the diagram starts high
+    picker_box, size_box = st.columns([1, 2.3])
+with picker_box:
     det, note = models.model_picker("model.model")
+with size_box:
+    size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger "
+                                      "input gives larger feature maps, more (and relatively "
+                                      "smaller) anchors.")
 # The picker falls back to the untrained TinySSD when a checkpoint cannot be loaded.
 choice = st.session_state["model.model"] if det.checkpoint else models.UNTRAINED
 st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. Pick the untrained "
            "TinySSD (random weights) above to compare its activations.")
 
-size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger input "
-                                  "gives larger feature maps, more (and relatively smaller) "
-                                  "anchors.")
+if not present.on():
+    diagram = st.container()
 rows = describe(det.model, size)
-st.plotly_chart(figures.tinyssd_diagram(rows, size), key="model_diagram", width="stretch")
+present.chart(figures.tinyssd_diagram(rows, size), diagram, main=True, present_height=440,
+              key="model_diagram")
 blocks_table(rows, size)
 
 st.subheader("Feature-map activations")
@@ -103,7 +117,7 @@ def activations(fmaps, block_names: list[str], desc: str, size: int) -> None:
         idx = np.argsort(-fmap.reshape(n_ch, -1).mean(axis=1), kind="stable")
     idx = idx[:k]
     with right:
-        st.plotly_chart(
+        present.chart(
             figures.feature_grid_figure(fmap[idx], cols=8 if k >= 8 else k,
                                         title=f"block {blk}: {fmap.shape[1]}×{fmap.shape[2]} "
                                               f"maps, {k} of {n_ch} channels"),

@@ -1,20 +1,30 @@
 """Overview: SSD in a few sentences, the TinySSD diagram, links to every page."""
 
 import figures
+import models
+import present
 import streamlit as st
 import urlstate
 from pages import PAGES
 
-from ssd_core.model import TinySSD, describe, seeded_tinyssd
+from ssd_core.anchors import TINYSSD_SIZES
+from ssd_core.errors import CheckpointError
+from ssd_core.model import describe
 
 
-@st.cache_resource(show_spinner=False)
-def _book_model() -> TinySSD:
-    return seeded_tinyssd(1)  # its own generator: page scripts never touch torch's global one
+def model_in_use():
+    """(TinySSD, label) of the model the pages use (the sidebar's "Model in use"): the active
+    checkpoint, else the shipped model; its anchor sizes are the ones the diagram lists."""
+    choices = models.model_choices()
+    choice = next(iter(choices))
+    try:
+        return models.detector(choice).model, choices[choice]
+    except CheckpointError:
+        return models.detector(models.UNTRAINED).model, choices[models.UNTRAINED]
 
 
 st.title("SSD Explorer")
-st.markdown(
+intro = (
     "**Single Shot MultiBox Detection** finds objects in one forward pass. A small CNN turns the "
     "image into feature maps at five scales; every feature-map cell is the centre of a few "
     "*anchor boxes* of fixed sizes and aspect ratios. For each anchor, two 3×3 convolutions "
@@ -23,14 +33,27 @@ st.markdown(
     "top hold a few large ones. Training labels each anchor from the ground truth; prediction "
     "decodes the offsets and removes duplicates with non-maximum suppression."
 )
+if not present.on():
+    st.markdown(intro)
 
+diagram = st.container()
 size = urlstate.input_size_select("overview.size")
-rows = describe(_book_model(), size)
-st.plotly_chart(figures.tinyssd_diagram(rows, size), width="stretch", key="diagram")
+model, label = model_in_use()
+rows = describe(model, size)
+present.chart(figures.tinyssd_diagram(rows, size), diagram, main=True, present_height=420,
+              key="diagram")
 total = sum(r["num_anchors"] for r in rows)
 sides = " + ".join(f"{r['output_shape'][1]}²" for r in rows)
-st.caption(f"TinySSD at {size}×{size}: ({sides}) × 4 = **{total}** anchors per image "
-           "(the chapter: 5444 at 256).")
+book = all(list(r["sizes"]) == list(s) for r, s in zip(rows, TINYSSD_SIZES))
+diagram.caption(
+    f"TinySSD at {size}×{size}: ({sides}) × 4 = **{total}** anchors per image "
+    f"(the chapter: 5444 at 256). Anchor sizes of the model in use ({label})"
+    + ("; the book's." if book else
+       "; the book's are " + ", ".join(f"{s[0]:g}" for s in TINYSSD_SIZES) + " (and their "
+       "second sizes): this model spreads its sizes over its data's objects, see the Anchors "
+       "page."))
+if present.on():
+    present.explain(intro)
 
 st.subheader("Explore")
 cols = st.columns(2)

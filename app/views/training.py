@@ -15,15 +15,25 @@ import figures_metrics
 import images
 import jobs
 import models
+import present
 import streamlit as st
 import urlstate
-from views._training_form import FORM_OPEN_KEY, RUN_KEY, config_form, recipe_choice
+from views._training_form import (
+    FORM_OPEN_KEY,
+    RUN_KEY,
+    STARTED_KEY,
+    config_form,
+    recipe_choice,
+)
 
 from ssd_core import DataSpec, TrainConfig, anchor_layout
 from ssd_core import runfolder as rf
+from ssd_core.checkpoint import build_model
+from ssd_core.detection import Detector
 from ssd_core.errors import ConfigError, SSDError
 
 POLL_S = 1.0
+REPLAY_HEIGHT, REPLAY_HEIGHT_PRESENT = 500, 440  # px: whole on a 1280x720 screen
 BADGES = {rf.QUEUED: ":material/schedule:", rf.RUNNING: ":material/directions_run:",
           rf.STOPPING: ":material/hourglass_top:", rf.FINISHED: ":material/check_circle:",
           rf.STOPPED: ":material/stop_circle:", rf.FAILED: ":material/error:",
@@ -56,10 +66,11 @@ def preview_image(run_path: str):
     return images.png_bytes(data.sample(0)[0])
 
 
-def metrics_row(snap) -> None:
+def metrics_row(snap, per_row: int = 6) -> None:
+    """Loss, class error, box MAE, AP50, mAP and speed: one row, or ``per_row`` to a row."""
     last = snap.records[-1] if snap.records else {}  # step or epoch: both carry the losses
     ep = snap.epochs[-1] if snap.epochs else {}
-    cols = st.columns(6)
+    cols = [c for _ in range(-(-6 // per_row)) for c in st.columns(per_row)]
     for col, (label, value, fmt) in zip(cols, [
         ("Loss", last.get("loss"), "{:.4f}"), ("Class error", last.get("class_error"), "{:.4f}"),
         ("Box MAE", last.get("box_mae"), "{:.4f}"), ("Val AP50", ep.get("val_ap50"), "{:.3f}"),
@@ -87,35 +98,67 @@ def replay_choice(snap) -> dict | None:
     return next(p for p in reversed(snap.previews) if p.get("epoch") == epoch)
 
 
-def preview(snap) -> None:
-    p = replay_choice(snap)
+@st.cache_data(show_spinner=False, max_entries=16)
+def untrained_frame(run_path: str, png: bytes, names: tuple) -> dict:
+    """Epoch 0 of the replay: what the run's TinySSD finds on the fixed image before any step
+    (its settings, random weights from the run's seed), boxes with score >= 0.3."""
+    cfg = TrainConfig.from_dict(rf.read_config(Path(run_path)))
+    model = build_model(cfg, len(names)).eval()  # exactly the weights the run started from
+    found = Detector(model, list(names), cfg.input_size, device="cpu").predict(
+        images.open_png(png), conf_threshold=0.3)
+    return {"boxes": found.boxes.numpy(), "scores": found.scores.numpy(),
+            "labels": found.labels.numpy()}
+
+
+def replay_frames(snap, image, png: bytes) -> list[dict]:
+    """Epoch 0 (untrained) and every kept epoch's detections as replay_figure frames."""
+    w, h = image.size
+    scale = [w, h, w, h]
+    kept = [p for p in snap.previews if isinstance(p.get("epoch"), int)]
+    gt = [[v * s for v, s in zip(g[1:5], scale)] for g in (kept[-1] if kept else {}).get(
+        "ground_truth", [])]
+    frames = []
+    try:
+        names = tuple(kept[-1].get("class_names", [])) if kept else ()
+        zero = untrained_frame(str(snap.path), png, names)
+        frames.append({"name": "0", "title": "Epoch 0 (untrained, random weights): "
+                       f"{len(zero['scores'])} boxes with score ≥ 0.3", "gt_boxes": gt, **zero})
+    except (OSError, ValueError, RuntimeError, KeyError, SSDError):
+        pass  # a run without its settings on disk: the replay starts at epoch 1
+    for p in kept:
+        dets = p.get("detections", [])
+        frames.append({"name": str(p["epoch"]),
+                       "title": f"Epoch {p['epoch']}: detections with score ≥ 0.3",
+                       "boxes": [[v * s for v, s in zip(r[2:6], scale)] for r in dets],
+                       "scores": [r[1] for r in dets], "labels": [int(r[0]) for r in dets],
+                       "gt_boxes": gt})
+    return frames
+
+
+def preview(snap, p: dict | None, height: int) -> None:
+    """The replay figure of preview ``p`` (replay_choice), epoch 0 to the newest."""
     if not p:
         st.caption("After each epoch the current model's detections on a fixed validation "
                    "image appear here.")
         return
     try:
-        image = images.open_png(preview_image(str(snap.path)))
+        png = preview_image(str(snap.path))
+        image = images.open_png(png)
     except (OSError, ValueError, RuntimeError) as e:
         st.caption(f"The preview image could not be rebuilt ({e}).")
         return
-    w, h = image.size
-    scale = [w, h, w, h]
-    dets = p.get("detections", [])
-    gts = p.get("ground_truth", [])
+    frames = replay_frames(snap, image, png)
     names = p.get("class_names", [])
-    boxes = [[v * s for v, s in zip(r[2:6], scale)] for r in dets]
-    hover = [f"{names[int(r[0])]} {r[1]:.3f}" for r in dets]
-    fig = figures.detections_figure(
-        image, boxes, [r[1] for r in dets], [int(r[0]) for r in dets], names, hover=hover,
-        gt_boxes=[[v * s for v, s in zip(g[1:5], scale)] for g in gts],
-        gt_labels=[int(g[0]) for g in gts], height=380,
-        title=f"Epoch {p.get('epoch')}: detections with score ≥ 0.3")
-    st.plotly_chart(fig, width="stretch", key="training_preview")
+    active = next(i for i, f in enumerate(frames) if f["name"] == str(p.get("epoch")))
+    fig = figures.replay_figure(image, frames, names, active=active, height=height)
+    present.chart(fig, main=True, present_height=height, key="training_preview")
+    st.caption("▶ plays every epoch from the untrained network (epoch 0) in the browser; the "
+               "Replay slider picks one. White dashed: the ground truth.")
 
 
 def run_controls(snap) -> None:
     manager = jobs.job_manager()
-    b = st.columns(4)
+    b = [c for _ in range(2) for c in st.columns(2)]  # a narrow column beside the replay
     if snap.state in rf.STOPPABLE and b[0].button("Stop", key="training.stop",
                                                             icon=":material/stop:"):
         manager.stop(snap.run_id)
@@ -187,35 +230,37 @@ def run_panel(run_id: str, was_live: bool) -> None:
             f" · step {last.get('step', 0)}/{last.get('total_steps', '?')}"
             f" · ETA {_eta(last.get('eta_s')) if snap.state in rf.ACTIVE else '–'}")
     st.progress(snap.progress, text=text)
-    run_controls(snap)
-    metrics_row(snap)
-    left, right = st.columns([2.2, 1])
-    with left:
-        if snap.records:
-            st.plotly_chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
-                                                           height=520),
-                            width="stretch", key="training_curves")
-            st.caption(class_error_note(snap))
-        else:
-            st.caption("Curves appear after the first logged steps.")
-    with right:
-        preview(snap)
+    # The replay first and large, the numbers and controls beside it, the curves below.
+    replay, side = st.columns([1.3, 1])
+    with side:
+        p = replay_choice(snap)
+        metrics_row(snap, per_row=2)
+        run_controls(snap)
+    with replay:
+        preview(snap, p, height=REPLAY_HEIGHT_PRESENT if present.on() else REPLAY_HEIGHT)
+    if snap.records:
+        present.chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
+                                                             height=520),
+                      key="training_curves")
+        st.caption(class_error_note(snap))
+    else:
+        st.caption("Curves appear after the first logged steps.")
 
 
-
-def runs_section(listed) -> None:
-    """The selected run (live while it trains) and the comparison of finished runs."""
+def runs_section(listed, box=None) -> None:
+    """The selected run (live while it trains); its choice in ``box`` (default: here)."""
     ids = [r.run_id for r in listed]
     # Static labels (no state): a selectbox keeps showing an option's first label.
     labels = {r.run_id: f"{r.run_id} · {r.config.get('epochs')} epochs, "
                         f"{r.config.get('input_size')} px" for r in listed}
-    run_id = urlstate.bind(st.selectbox, RUN_KEY, ids[0], "Run", ids, valid=lambda v: v in ids,
-                           fit=lambda v: v if v in ids else ids[0], format_func=labels.get)
+    run_id = urlstate.bind((box or st).selectbox, RUN_KEY, ids[0], "Run", ids,
+                           valid=lambda v: v in ids, fit=lambda v: v if v in ids else ids[0],
+                           format_func=labels.get,
+                           label_visibility="collapsed" if box is not None else "visible")
     # The same snapshot as the label: if the job ends after this, the fragment sees it and
     # reruns the page once (a fresh snapshot here could miss that and leave a stale label).
     live = next(r for r in listed if r.run_id == run_id).state in rf.ACTIVE
     st.fragment(run_every=POLL_S if live else None)(run_panel)(run_id, live)
-    compare(listed)
 
 
 def compare(listed) -> None:
@@ -229,7 +274,7 @@ def compare(listed) -> None:
     if not chosen:
         return
     by_id = {r.run_id: r for r in done}
-    st.plotly_chart(figures_metrics.training_curves_figure(
+    present.chart(figures_metrics.training_curves_figure(
         {i: by_id[i].records for i in chosen}, height=560), width="stretch",
         key="compare_curves")
     rows = []
@@ -261,23 +306,26 @@ def new_run() -> None:
         config_form(upload, recipe)
 
 
-st.title("Training")
-st.markdown(
+choices = present.page_top("Training", (
     "Train the chapter's TinySSD: every step labels the anchors (`multibox_target`), computes "
     "the class and box losses and takes an optimizer step. The job runs in the background on "
     "the server; leave or reload the page and it keeps going. Curves show the book's **class "
-    "error** and **box MAE** next to the losses, and each epoch validates (AP50, mAP).")
-
-# Decided once per session: a newcomer sees the form open even when classmates' runs fill the
-# list below; a session that came for a run (?run=...) or has started one sees it closed.
-st.session_state.setdefault(FORM_OPEN_KEY, "run" not in st.query_params)
-with st.expander("New run", expanded=st.session_state[FORM_OPEN_KEY]):
-    new_run()
+    "error** and **box MAE** next to the losses, and each epoch validates (AP50, mAP)."))
 
 # st.stop() is avoided on purpose: under st.navigation it can drop the sidebar and page menu.
 listed_runs = jobs.job_manager().list_runs()
+# The form's fold is decided once per session: open for a newcomer, closed for a session that
+# came for a run (?run=...) or has started one. Either way a run, once there is one, comes
+# first: the form waits below it.
+st.session_state.setdefault(FORM_OPEN_KEY, "run" not in st.query_params)
+if STARTED_KEY in st.session_state:  # queued by the form on the previous run
+    st.session_state[RUN_KEY] = st.session_state.pop(STARTED_KEY)
 if listed_runs:
-    runs_section(listed_runs)
+    runs_section(listed_runs, choices)
+with st.expander("New run", expanded=st.session_state[FORM_OPEN_KEY] or not listed_runs):
+    new_run()
+if listed_runs:
+    compare(listed_runs)
 else:
     st.info("No runs yet: start one above (tiny settings such as 64 px, 64 images and 2 epochs "
             "finish in under a minute on a CPU).")

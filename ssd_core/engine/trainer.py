@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ssd_core import runfolder as rf
 from ssd_core.config import TrainConfig
 from ssd_core.engine.batches import EpochBatches
 from ssd_core.engine.checkpoints import Checkpoints
@@ -120,20 +121,20 @@ class Trainer:
     # ---- the loop
     def fit(self) -> Iterator[dict]:
         """Train; yields a record every ``log_every`` steps and at every epoch end."""
-        self.state = "running"
+        self.state = rf.RUNNING
         try:
             self._setup()
             self.folder.write_config(self.config)
-            self._write_status("running", "training")
+            self._write_status(rf.RUNNING, "training")
             yield from self._epochs()
         except TrainingDiverged as e:
-            self._write_status("failed", str(e))
+            self._write_status(rf.FAILED, str(e))
             raise
         except GeneratorExit:  # the consumer closed us (e.g. the app went away)
-            self._write_status("stopped", "training was interrupted")
+            self._write_status(rf.STOPPED, "training was interrupted")
             raise
         except BaseException as e:
-            self._write_status("failed", f"{type(e).__name__}: {e}")
+            self._write_status(rf.FAILED, f"{type(e).__name__}: {e}")
             raise
         finally:
             if self._batches is not None:
@@ -146,7 +147,7 @@ class Trainer:
             go_on = yield from self._epoch(epoch)
             if not go_on:
                 return
-        self._write_status("finished", f"trained {self.config.epochs} epochs, {self.step} steps")
+        self._write_status(rf.FINISHED, f"trained {self.config.epochs} epochs, {self.step} steps")
 
     def _epoch(self, epoch: int):
         """One epoch's steps and its end; returns whether training goes on."""
@@ -174,9 +175,9 @@ class Trainer:
         self._check_finite()
         yield self._end_epoch(epoch, sums, time.perf_counter() - t0)
         if self._procs.any(self._stop.is_set()):
-            self._write_status("stopped", f"stopped after epoch {epoch + 1}")
+            self._write_status(rf.STOPPED, f"stopped after epoch {epoch + 1}")
             return False
-        self._write_status("running", f"epoch {epoch + 1}/{self.config.epochs} done")
+        self._write_status(rf.RUNNING, f"epoch {epoch + 1}/{self.config.epochs} done")
         return True
 
     def _stop_mid_epoch(self, epoch: int, batch: int, sums) -> Iterator[dict]:
@@ -186,7 +187,7 @@ class Trainer:
             yield self._records.take_window(self._progress())
         self._checkpoints.save(self.history[-1] if self.history else {},
                                self._progress_at(epoch, batch, sums))
-        self._write_status("stopped", f"stopped at step {self.step}; resume with the checkpoint")
+        self._write_status(rf.STOPPED, f"stopped at step {self.step}; resume with the checkpoint")
 
     def _end_epoch(self, epoch: int, sums, seconds: float) -> dict:
         """The epoch record (validated when due), logged; checkpoint.pt and best.pt saved."""

@@ -127,3 +127,27 @@ def test_corrupt_upload_shows_error_and_page_keeps_working(at):
     assert metric(at, "Anchors") == "5444"
     # synthetic samples draw their ground truth (dashed white) under the detections
     assert any(t["name"] == "ground truth" for t in chart(at)["data"])
+
+
+def test_replaced_upload_sends_the_applied_thresholds_with_the_sliders(at):
+    """Issue 21: after an upload is replaced, the browser may build the sliders afresh from what
+    the server sends. Every run must send the applied value with each threshold widget (a value
+    set through the Session State API), not the slider's default of 0.00 (the browser then
+    showed 0.00 while 0.50 was applied, and its next message applied conf=0.01&nms=0)."""
+    at.run()
+    at.radio(key="detection.image").set_value("Upload").run()
+    for i, name in enumerate(["first.png", "second.png"]):
+        image = SyntheticDetection(2, seed=7 + i, image_size=160 + 40 * i).sample(0)[0]
+        at.file_uploader(key="detection.upload").upload(name, png_bytes(image), "image/png")
+        at.run()
+        assert not at.exception and not at.error
+        for key in ("detection.conf", "detection.nms"):
+            proto = at.slider(key=key).proto
+            assert proto.set_value and list(proto.value) == [0.5], (name, key, proto.value)
+        assert at.toggle(key="detection.apply_nms").proto.set_value
+        assert at.query_params["conf"] == "0.5" and at.query_params["nms"] == "0.5"
+    at.slider(key="detection.conf").set_value(0.49).run()
+    assert list(at.slider(key="detection.conf").proto.value) == [0.49]
+    assert list(at.slider(key="detection.nms").proto.value) == [0.5]
+    assert at.query_params["conf"] == "0.49" and at.query_params["nms"] == "0.5"
+    assert any("confidence ≥ 0.49, NMS IoU 0.50" in c.value for c in at.caption)

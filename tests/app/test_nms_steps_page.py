@@ -17,7 +17,7 @@ from .conftest import app_on_page, metric
 
 @pytest.fixture
 def page(tmp_path, monkeypatch):
-    """The Detection page on the shipped model and its default image; Detector.raw counted and
+    """The Detection page on the shipped model and shapes-1.jpg; Detector.raw counted and
     its output kept."""
     seen = []
     raw = Detector.raw
@@ -28,6 +28,9 @@ def page(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Detector, "raw", recording_raw)
     at = app_on_page("detection", tmp_path / "runs", monkeypatch)
+    # shapes-1.jpg: several overlapping boxes to step through (the page opens on shapes-3.jpg,
+    # whose two objects are each found once)
+    at.query_params["file"] = "shapes-1.jpg"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at, seen

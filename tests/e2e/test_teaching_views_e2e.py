@@ -60,7 +60,8 @@ def nudge(page, key: str, press: str, times: int = 1) -> None:
 
 
 def test_nms_step_by_step(page, app_url):
-    open_page(page, f"{app_url}/detection?conf=0.3", "Detection")
+    # shapes-1.jpg: several overlapping boxes (the page opens on shapes-3.jpg, two clean ones)
+    open_page(page, f"{app_url}/detection?conf=0.3&file=shapes-1.jpg", "Detection")
     heading = page.get_by_role("heading", name="NMS step by step")
     heading.scroll_into_view_if_needed()
     plot = plot_of(page, "detection.nms_chart")
