@@ -18,6 +18,7 @@ from ssd_core import data
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.cli_args import build_parser
 from ssd_core.config import FIELDS, TrainConfig
+from ssd_core.data import split_holdout
 from ssd_core.detection import Detector
 from ssd_core.device import resolve_device
 from ssd_core.drawing import draw_detections
@@ -113,9 +114,13 @@ def _train_setup(args):
     if args.resume is not None and args.init:
         raise UsageError("Give --resume (continue a run) or --init (a new run from a "
                          "checkpoint's weights), not both.")
-    if getattr(args, "recipe", None) and (args.init or args.resume is not None or args.config):
-        raise UsageError("--recipe starts a new run from random weights with the recipe's "
-                         "settings; give it without --resume, --init or --config.")
+    recipe = get_recipe(args.recipe) if getattr(args, "recipe", None) else None
+    if recipe is not None and (args.init or args.resume is not None or args.config):
+        raise UsageError("--recipe starts a new run with the recipe's settings (and its "
+                         "weights: random, or the shipped model's for 'teach'); give it "
+                         "without --resume, --init or --config.")
+    if recipe is not None and recipe.init is not None:
+        init = load_checkpoint(recipe.init_path())
     if args.init:
         init = load_checkpoint(args.init)
         base = init.config.flat()
@@ -140,38 +145,54 @@ def _train_setup(args):
     return config, out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"), resume, init
 
 
-def _train_data(args, config: TrainConfig):
-    """-> (training set, validation set or None) as the data options say."""
+def _train_data(args, config: TrainConfig, say=print):
+    """-> (training set, validation set or None) as the data options say; a recipe with a
+    held-out share (teach) holds it out of --data when no validation data is given, chosen by
+    the run's seed, and ``say``s the split."""
     train_data = _dataset(args, config.input_size)
     recipe = get_recipe(args.recipe) if getattr(args, "recipe", None) else None
     if args.val_synthetic is None:  # a recipe validates synthetic training data by default
         args.val_synthetic = recipe.val_images if recipe and args.synthetic else 0
+    augment = getattr(args, "augment", False)
     if recipe is not None and recipe.augment:
-        args.augment = True
-    if getattr(args, "augment", False) and hasattr(train_data, "set_augment"):
-        train_data.set_augment(True)
+        augment = recipe.augment
     val_data = None
     if args.val_data:
         val_data = _dataset(args, config.input_size, path=args.val_data)
     elif args.val_synthetic:
         val_data = _dataset(args, config.input_size, synthetic=args.val_synthetic,
                             seed=args.data_seed + 1_000_003)
+    elif recipe is not None and recipe.holdout and args.data:
+        n = len(train_data)
+        train_data, val_data = split_holdout(train_data, recipe.holdout, config.seed)
+        say(f"held out {len(val_data)} of {n} images for validation (a {recipe.holdout:.0%} "
+            f"share chosen by seed {config.seed}, every class where possible); training on "
+            f"{len(train_data)}")
+    if augment and hasattr(train_data, "set_augment"):
+        train_data.set_augment(augment)
     return train_data, val_data
 
 
 def cmd_train(args) -> int:
     config, out, resume, init = _train_setup(args)
-    train_data, val_data = _train_data(args, config)
+    said = []
+    train_data, val_data = _train_data(args, config, say=said.append)
     trainer = Trainer(config, train_data, val_data, run_dir=out, resume=resume, init=init)
     progress = _Progress(args.quiet or not trainer.is_main)
     if trainer.is_main:
+        for line in said:
+            progress.line(line)
         progress.line(f"training TinySSD on {len(train_data)} images ({len(trainer.class_names)} "
                       f"classes) -> {out}" + (f", resuming {resume}" if resume else "")
-                      + (f", starting from the weights of {args.init}" if init else ""))
+                      + (f", starting from the weights of {init.path}" if init else ""))
+    told_init = False
     with _stop_on_signals(trainer):
         for r in trainer.fit():
             if not trainer.is_main:
                 continue
+            if trainer.init_report and not told_init:  # known once fit() has set up
+                progress.line(f"init: {trainer.init_report}")
+                told_init = True
             if r["kind"] == "epoch":
                 progress.line(_epoch_line(r))
                 if args.stop_after_epoch is not None and r["epoch"] >= args.stop_after_epoch:

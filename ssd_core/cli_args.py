@@ -7,7 +7,7 @@ import argparse
 
 from ssd_core import runfolder as rf
 from ssd_core.config import FIELDS
-from ssd_core.recipes import RECIPES
+from ssd_core.recipes import ALL_RECIPES
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -125,15 +125,20 @@ def _add_train(sub) -> None:
     t.add_argument("--init", metavar="CHECKPOINT",
                    help="start a new run from CHECKPOINT's weights (fresh optimizer and "
                         "schedule), e.g. assets/tinyssd_synthetic.pt to fine-tune the shipped "
-                        "model; its settings are the starting point unless overridden here")
+                        "model; its settings are the starting point unless overridden here. "
+                        "With other classes than the data's, its class layers are re-made "
+                        "(backbone and box layers kept) and the run says what it kept")
     t.add_argument("--config", metavar="JSON",
                    help=f"read settings from a {rf.CONFIG} first")
-    t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+    t.add_argument("--recipe", choices=sorted(ALL_RECIPES), default=None,
                    help="start from a setting recipe instead of the book's defaults: "
                         + " ".join(f"'{k}' ({r.label}): {r.why}".replace("%", "%%")
-                                   for k, r in RECIPES.items())
+                                   for k, r in ALL_RECIPES.items())
                         + " With --synthetic data, --val-synthetic and --augment default to "
-                          "the recipe's; every option given here overrides the recipe")
+                          "the recipe's; 'teach' starts from the shipped model's weights "
+                          "(class layers re-made for the data's classes), augments strongly "
+                          "and, without --val-data, holds out a share of --data for "
+                          "validation; every option given here overrides the recipe")
     t.add_argument("--quiet", action="store_true", help="print only the per-epoch lines")
     t.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="stop (with a resumable checkpoint) once epoch N is done, without "

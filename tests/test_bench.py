@@ -82,3 +82,17 @@ def test_bench_live_prints_stages_paths_goal_and_limit():
     assert "goal: >= 15 fps for one viewer at 160x120, decode to encode:" in out
     assert "hardware limit: the network costs" in out and "GFLOP per frame" in out
     assert "of that limit." in out
+
+
+def test_time_to_teach_prints_a_row_per_arm_and_the_goal_line():
+    out = run_bench("bench/time_to_teach.py", "--budget", "1", "--train-photos", "6",
+                    "--val-photos", "3", "--photo-size", "64", "--set", "epochs=1",
+                    "--set", "input_size=64", "--set", "batch_size=4", timeout=600)
+    assert "Training seconds to validation AP50 on the few-shot set (6 labelled photos" in out
+    assert "| arm | settings | img/s | training s to AP50 0.5 | training s to AP50 0.8 | " \
+           "training s to AP50 0.9 | best AP50 (at training s) |" in out
+    for row in ("| teach (shipped model) | adam lr", "| classroom settings, random weights |",
+                "| teach settings, random weights |"):
+        assert row in out
+    assert "goal: AP50 >= 0.9 within 45 s of training:" in out
+    assert "teach init: kept 94 tensors of tinyssd_synthetic.pt" in out

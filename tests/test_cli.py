@@ -140,3 +140,54 @@ def test_help_explains_every_option():
     for name in FIELDS:
         assert "--" + name.replace("_", "-") in p.stdout, name
     assert "--synthetic" in p.stdout and "--resume" in p.stdout
+
+
+# ---- the teach recipe and --init with other classes (issue 22)
+
+
+@pytest.fixture(scope="module")
+def fewshot(tmp_path_factory):
+    """Eight few-shot photos (mug, book, ball) and three others, as COCO folders."""
+    from ssd_core.data.fewshot import write_fewshot
+
+    root = tmp_path_factory.mktemp("fewshot")
+    write_fewshot(root / "train", 8, seed=0, photo_size=80)
+    write_fewshot(root / "val", 3, seed=1, photo_size=80)
+    return root
+
+
+def test_train_recipe_teach_holds_out_a_share_and_says_what_init_kept(fewshot, tmp_path):
+    p = run("train", "--recipe", "teach", "--data", fewshot / "train", "--out", tmp_path / "t",
+            "--epochs", 1, "--input-size", 64, "--batch-size", 4)
+    out = p.stdout
+    assert "held out 2 of 8 images for validation" in out and "training on 6" in out
+    assert "starting from the weights of" in out and "tinyssd_synthetic.pt" in out
+    assert ("init: kept 94 tensors of tinyssd_synthetic.pt (backbone, BatchNorm statistics, "
+            "box layers); re-made 10 class layers for 3 classes (mug, book, ball") in out
+    assert "val AP50" in out and "finished" in out
+    ck = load_checkpoint(tmp_path / "t" / "checkpoint.pt")
+    assert ck.class_names == ["mug", "book", "ball"] and ck.config.input_size == 64
+    assert ck.config.optimizer == "adam"  # the recipe's settings, the command line's on top
+
+
+def test_train_recipe_teach_with_val_data_trains_on_every_photo(fewshot, tmp_path):
+    p = run("train", "--recipe", "teach", "--data", fewshot / "train", "--val-data",
+            fewshot / "val", "--out", tmp_path / "t", "--epochs", 1, "--input-size", 64,
+            "--batch-size", 4, "--quiet")
+    assert "held out" not in p.stdout and "training TinySSD on 8 images" in p.stdout
+    assert "val AP50" in p.stdout
+
+
+def test_init_from_a_checkpoint_with_other_classes(trained, fewshot, tmp_path):
+    root, _ = trained
+    p = run("train", "--data", fewshot / "train", "--init", root / "run" / "checkpoint.pt",
+            "--out", tmp_path / "i", "--epochs", 1, "--quiet")
+    assert "init: kept " in p.stdout and "re-made 10 class layers for 3 classes" in p.stdout
+    assert load_checkpoint(tmp_path / "i" / "checkpoint.pt").class_names == [
+        "mug", "book", "ball"]
+
+
+def test_recipe_teach_refuses_init(fewshot, tmp_path):
+    p = run("train", "--recipe", "teach", "--data", fewshot / "train", "--init", "x.pt",
+            "--out", tmp_path / "x", check=False)
+    assert p.returncode == 2 and "--recipe" in p.stderr and "Traceback" not in p.stderr

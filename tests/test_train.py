@@ -347,9 +347,13 @@ def test_init_starts_a_new_run_from_weights(tiny_data, tmp_path):
     other = Trainer(cfg.replace(channels=8), tiny_data, init=tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="different network shape"):
         other._setup()
-    two_classes = SyntheticDetection(8, seed=1, image_size=64)
-    with pytest.raises(CheckpointError, match="classes"):
-        Trainer(cfg, two_classes, init=tmp_path / "w.pt")._setup()
+    # Other classes (issue 22): the class layers are re-made, everything else is kept.
+    three_classes = SyntheticDetection(8, seed=1, image_size=64)
+    third = Trainer(cfg, three_classes, init=tmp_path / "w.pt")
+    third._setup()
+    assert "re-made 10 class layers for 3 classes" in third.init_report
+    w = "blks.0.0.0.weight"  # the first convolution of the backbone
+    assert torch.equal(third.model.state_dict()[w].cpu(), weights.model.state_dict()[w])
 
 
 def test_missing_and_corrupt_checkpoints_are_refused(tmp_path):
