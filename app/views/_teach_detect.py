@@ -8,6 +8,7 @@ import hashlib
 import figures
 import images
 import models
+import present
 import streamlit as st
 from views import _live
 from views._teach_train import set_runs
@@ -44,7 +45,7 @@ def still(det) -> None:
     fig = figures.detections_figure(picked.image, d.boxes.tolist(), d.scores.tolist(),
                                     d.labels.tolist(), list(d.class_names), height=520,
                                     title=f"{len(d)} box(es) with score ≥ {conf:.2f}")
-    st.plotly_chart(fig, width="stretch", key="teach_detect_chart")
+    present.chart(fig, width="stretch", key="teach_detect_chart")
 
 
 def detect(ds) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import figures_teach
 import images
+import present
 import streamlit as st
 from views._teach_store import bump, counter, image_index, photo_path, set_image_index
 
@@ -66,9 +67,10 @@ def draw(ds, entry, image, label: str | None) -> None:
     fig = figures_teach.label_figure(
         image, [(b.x1, b.y1, b.x2, b.y2) for b in entry.boxes], [b.label for b in entry.boxes],
         ds.class_names, height=560)
-    event = st.plotly_chart(fig, key=f"teach.draw.{entry.id}.{counter('teach.boxes_v')}",
-                            on_select="rerun", selection_mode="box", width="stretch",
-                            config={"displaylogo": False, "scrollZoom": False})
+    event = present.chart(fig, main=True,
+                          key=f"teach.draw.{entry.id}.{counter('teach.boxes_v')}",
+                          on_select="rerun", selection_mode="box",
+                          config={"displaylogo": False, "scrollZoom": False})
     box = dragged_box(event, *image.size)
     if box is None:
         return

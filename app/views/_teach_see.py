@@ -11,6 +11,7 @@ import figures_steps
 import figures_teach
 import images
 import numpy as np
+import present
 import streamlit as st
 import torch
 from views._anchor_fit import fit_arrays
@@ -49,7 +50,7 @@ def anchor_fit(ds, sizes, ratios, size) -> None:
     m[1].metric(f"No anchor with IoU ≥ {IOU:g}", s["unreached"])
     m[2].metric("Positive anchors per object", f"{s['positives_per_object']:.1f}")
     w, h = f["boxes"][:, 2] - f["boxes"][:, 0], f["boxes"][:, 3] - f["boxes"][:, 1]
-    st.plotly_chart(figures_steps.anchor_fit_figure(w, h, f["best_iou"], IOU, f["shapes"]),
+    present.chart(figures_steps.anchor_fit_figure(w, h, f["best_iou"], IOU, f["shapes"]),
                     key="teach_fit", width="stretch")
     st.caption("Each dot is one of your boxes (width, height as fractions of the photo); "
                "the marks are the anchor shapes of the teach recipe's scales. A box far from "
@@ -76,7 +77,7 @@ def labeled_anchors(ds, data, i: int, sizes, ratios, size) -> None:
     positives = [(a[(gt == j) & greedy] * px, a[(gt == j) & ~greedy] * px)
                  for j in range(len(norm))]
     names = [f"{data.class_names[int(c)]} {j + 1}" for j, c in enumerate(labels)]
-    st.plotly_chart(figures.labeling_figure(disp, norm * px, names, positives, height=440),
+    present.chart(figures.labeling_figure(disp, norm * px, names, positives, height=440),
                     key="teach_labeled", width="stretch")
     st.caption(f"Photo {i + 1}: {int((gt >= 0).sum())} of {len(a)} anchors are labeled with "
                f"an object (solid: each box's greedy best anchor; dotted: IoU ≥ {IOU:g}); "

@@ -13,6 +13,7 @@ import figures_metrics
 import images
 import jobs
 import models
+import present
 import streamlit as st
 from views._training_form import log_every
 
@@ -94,7 +95,7 @@ def replay(snap) -> None:
                                                    for g in gts],
         gt_labels=[int(g[0]) for g in gts], height=360,
         title=f"Epoch {epoch}: boxes with score ≥ 0.3")
-    st.plotly_chart(fig, width="stretch", key="teach_preview")
+    present.chart(fig, width="stretch", key="teach_preview")
 
 
 def use_model(ckpt: str) -> None:
@@ -124,7 +125,7 @@ def panel(run_id: str, was_live: bool) -> None:
     left, right = st.columns([1.6, 1])
     with left:
         if snap.records:
-            st.plotly_chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
+            present.chart(figures_metrics.training_curves_figure({snap.run_id: snap.records},
                                                                    height=420),
                             width="stretch", key="teach_curves")
         else:

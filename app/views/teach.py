@@ -6,6 +6,7 @@ set. The set lives in the runs folder (``ssd_core.userdata``); the chosen set, s
 in the URL.
 """
 
+import present
 import streamlit as st
 import urlstate
 from views._teach_collect import collect
@@ -62,11 +63,10 @@ def set_chooser(sets):
     return ds
 
 
-st.title("Teach")
-st.markdown(
+present.page_top("Teach", (
     "Teach TinySSD your own objects: **collect** photos, **label** them by dragging boxes, "
     "see how SSD's anchors meet your boxes, **train** a model from the shipped one, and "
-    "**detect** your objects live on the camera.")
+    "**detect** your objects live on the camera."))
 
 try:
     sets = all_sets()

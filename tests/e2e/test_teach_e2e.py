@@ -139,6 +139,13 @@ def test_snapshots_and_mouse_drawn_boxes(teach_url, camera_page, runs):
         shot(page, "teach-failure")
         raise
     shot(page, "teach-2-label")
+    # at 1280x720 (a projector) the photo to draw on starts above the fold
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "teach-2-label-1280x720.png"))
+    top = page.locator(".js-plotly-plot").first.bounding_box()["y"]
+    assert top < 720 * 0.7, top
+    page.set_viewport_size({"width": 1400, "height": 1100})
 
     entry = saved_set(runs, "mugs").images[0]
     assert [b.label for b in entry.boxes] == ["mug", "mug"]
