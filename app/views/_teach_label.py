@@ -91,11 +91,13 @@ def box_table(ds, entry, names: list[str]) -> None:
     num = st.column_config.NumberColumn
     edited = st.data_editor(
         rows, key=f"teach.table.{entry.id}.{counter('teach.boxes_v')}", num_rows="dynamic",
-        hide_index=False, width="stretch",
+        hide_index=True, width="stretch",
         column_config={"class": st.column_config.SelectboxColumn("class", options=names,
-                                                                 required=True),
-                       **{k: num(k, min_value=0.0, format="%.1f", required=True)
+                                                                 required=True, width="small"),
+                       **{k: num(k, min_value=0.0, format="%.0f", required=True, width=48)
                           for k in ("x1", "y1", "x2", "y2")}})
+    st.caption("Edit a corner to move or resize a box; select a row and delete it to remove "
+               "the box.")
     if edited == rows:
         return
     new = []
@@ -130,7 +132,7 @@ def label(ds) -> None:
     n = len(ds.images)
     i = image_index(n)
     entry = ds.images[i]
-    nav = st.columns([1, 1, 3, 3])
+    nav = st.columns([1.3, 1, 2.5, 3])
     if nav[0].button("Previous", key="teach.prev", icon=":material/arrow_back:",
                      disabled=i == 0):
         set_image_index(i - 1)
