@@ -112,10 +112,10 @@ def grid(ds) -> None:
                              caption=f"#{i + 1} · {len(entry.boxes)} box(es)")
                 except (OSError, InvalidImageError) as e:
                     st.warning(f"Photo #{i + 1} could not be read ({e}).")
-                b1, b2 = st.columns(2)
-                b1.button("Label", key=f"teach.open.{entry.id}", icon=":material/edit:",
-                          on_click=open_in_label, args=(i,))
-                if b2.button("Delete", key=f"teach.del.{entry.id}", icon=":material/delete:"):
+                st.button("Label", key=f"teach.open.{entry.id}", icon=":material/edit:",
+                          on_click=open_in_label, args=(i,), width="stretch")
+                if st.button("Delete", key=f"teach.del.{entry.id}", icon=":material/delete:",
+                             width="stretch"):
                     ds.remove_image(entry.id)
                     st.rerun()
 

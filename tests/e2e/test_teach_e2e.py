@@ -231,3 +231,26 @@ def test_see_train_and_detect_live(teach_url, camera_page, runs, video):
     assert page.locator('[data-testid="stSidebar"]').get_by_text("active:").count() >= 1
     assert page.get_by_text("classes: mug").count() >= 1
     shot(page, "teach-7-detection-page")
+
+
+def test_collect_grid_and_keep_export(teach_url, camera_page, runs):
+    """After the others: the thumbnails show the drawn boxes; Keep exports the set as a zip."""
+    import zipfile
+
+    page = camera_page
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Teach", exact=True).click()
+    page.get_by_role("heading", name="Teach").first.wait_for(timeout=90_000)
+    wait_idle(page, timeout=90)
+    step(page, "Collect")
+    page.get_by_text("#1 · 2 box(es)").wait_for(timeout=60_000)
+    shot(page, "teach-8-collect-with-boxes")
+    step(page, "Keep")
+    page.get_by_text("Pascal VOC XML").click()
+    wait_idle(page)
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name=re.compile("Download mugs-voc.zip")).click()
+    with zipfile.ZipFile(info.value.path()) as z:
+        names = z.namelist()
+    assert sum(n.endswith(".xml") for n in names) == 2, names
+    shot(page, "teach-9-keep")
+    no_exception(page)
