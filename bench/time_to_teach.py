@@ -76,8 +76,8 @@ def run(arm: str, train_dir, val_dir, budget: float, thresholds, overrides: dict
         for rec in gen:
             now = time.perf_counter() - t0
             if rec["kind"] == "step":
-                images += rec["images"]
                 continue
+            images += rec["images"]  # the epoch's images (step records cover only windows)
             train_s += rec["epoch_time"]
             ap = rec.get("val_ap50", 0.0)
             epochs.append({"epoch": rec["epoch"], "wall_s": now, "train_s": train_s,
@@ -100,7 +100,7 @@ def run(arm: str, train_dir, val_dir, budget: float, thresholds, overrides: dict
     return {"arm": arm, "label": label, "config": config, "reached": reached, "best": best,
             "epochs": epochs, "init_report": trainer.init_report,
             "train_images": len(train), "val_images": len(val),
-            "img_s": sum(r["epoch"] > 0 for r in epochs) and images / max(train_s, 1e-9)}
+            "img_s": images / max(train_s, 1e-9)}
 
 
 def _cell(hit, budget) -> str:

@@ -145,3 +145,17 @@ def test_bad_augment_in_a_data_spec_is_refused():
     data.augment = "wild"
     with pytest.raises(ConfigError, match="augment"):
         data.validate()
+
+
+def test_strong_augmentation_falls_back_to_the_host_path():
+    """device_data="auto" takes the host (PIL) path for rotation and blur on any device; "on"
+    refuses them with a ConfigError that names the setting."""
+    from ssd_core.engine.setup import device_data
+    from tests.helpers import tiny_config
+
+    ds = tiny_set(4)
+    ds.set_augment("strong")
+    for device in ("cpu", "cuda"):  # nothing is rendered: the refusal comes first
+        assert device_data(tiny_config(device_data="auto"), ds, torch.device(device)) is None
+    with pytest.raises(ConfigError, match="device_data='off'"):
+        device_data(tiny_config(device_data="on"), ds, torch.device("cpu"))
