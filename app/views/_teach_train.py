@@ -6,6 +6,8 @@ live curves and the replay of every epoch's detections, as on the Training page.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 
 import figures
@@ -21,6 +23,7 @@ from ssd_core import DataSpec, TrainConfig
 from ssd_core import runfolder as rf
 from ssd_core.errors import ConfigError, SSDError
 from ssd_core.recipes import get_recipe, recipe_job
+from ssd_core.runfolder import UPLOADS_DIR
 
 POLL_S = 1.0
 
@@ -39,10 +42,13 @@ def set_runs(ds) -> list:
 
 
 def start(ds, epochs: int) -> None:
-    """Freeze the set (its COCO export) and queue the teach recipe on it."""
+    """Freeze the set (a snapshot: the run never sees its photos change) and queue the teach
+    recipe on it."""
     try:
-        with st.spinner("Packing the photos ..."):
-            frozen = jobs.save_upload(ds.export_zip("coco"))
+        with st.spinner("Freezing a copy of the photos for the run ..."):
+            frozen = ds.snapshot(jobs.runs_dir() / UPLOADS_DIR /
+                                 f"teach-{ds.slug}-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                 f"{uuid.uuid4().hex[:6]}")
         recipe = get_recipe("teach")
         n = max(1, round(len(ds) * (1 - recipe.holdout)))
         config, data, init = recipe_job(
