@@ -223,10 +223,13 @@ def test_see_train_and_detect_live(teach_url, camera_page, runs, video):
     shot(page, "teach-6-live")
     assert_boxes_drawn(got, rgb, expected.image)
     press(page, "stop")
+    page.wait_for_timeout(1000)
+    wait_idle(page, timeout=120)
 
     # the taught model is in the model picker of the other pages, with its class
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Detection", exact=True).click()
-    page.get_by_role("heading", name="Detection").first.wait_for(timeout=90_000)
+    # (a loaded machine: the page's first run loads the taught model and runs it)
+    page.get_by_role("heading", name="Detection").first.wait_for(timeout=240_000)
     wait_idle(page, timeout=120)
     assert page.locator('[data-testid="stSidebar"]').get_by_text("active:").count() >= 1
     assert page.get_by_text("classes: mug").count() >= 1
