@@ -77,7 +77,9 @@ def model_choices() -> dict[str, str]:
     for run in listed:
         ckpt = run.checkpoint
         if ckpt is not None and run.state != rf.QUEUED:
-            choices.setdefault(str(ckpt), f"run {run.run_id} ({run.state}, {ckpt.name})")
+            names = (run.preview or {}).get("class_names")  # a taught model's own classes
+            choices.setdefault(str(ckpt), f"run {run.run_id} ({run.state}, {ckpt.name})"
+                               + (f": {', '.join(map(str, names))}" if names else ""))
     choices[UNTRAINED] = "untrained TinySSD (random weights)"
     return choices
 

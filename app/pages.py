@@ -33,6 +33,8 @@ PAGES = [
              "train TinySSD in the background and watch it learn"),
     PageSpec("views/detection.py", "Detection", ":material/center_focus_strong:",
              "a trained model on any image, thresholds and NMS"),
+    PageSpec("views/teach.py", "Teach", ":material/school:",
+             "your own objects: photos, boxes, a model, live detection"),
     PageSpec("views/evaluation.py", "Evaluation", ":material/analytics:",
              "AP50, mAP, precision-recall and the worst images"),
     PageSpec("views/experiments.py", "Experiments", ":material/science:",

@@ -212,6 +212,14 @@ with left:
     picked = images.pick_image("detection", SOURCES,
                                waiting="Choose an image file to detect objects in.")
     st.caption(f"Input {det.input_size}×{det.input_size}, classes: {', '.join(det.class_names)}")
+    if (st.session_state.get("detection.model") == models.SHIPPED
+            and st.session_state.get("detection.image") in (images.UPLOAD, images.CAMERA)):
+        # A lesson, not an error: a detector only knows the classes it was trained on.
+        st.info(f"The shipped model knows only **{', '.join(det.class_names)}** (synthetic "
+                "shapes). Anything else in your photo will be called one of them, or not "
+                "found at all: that is what a detector does with classes it never saw. "
+                "Teach it your own objects:", icon=":material/school:")
+        st.page_link("views/teach.py", label="Teach", icon=":material/school:")
 
 with right:
     if picked.png is None:
