@@ -314,10 +314,9 @@ choices = present.page_top("Training", (
 
 # st.stop() is avoided on purpose: under st.navigation it can drop the sidebar and page menu.
 listed_runs = jobs.job_manager().list_runs()
-# The form's fold is decided once per session: open for a newcomer, closed for a session that
-# came for a run (?run=...) or has started one. Either way a run, once there is one, comes
-# first: the form waits below it.
-st.session_state.setdefault(FORM_OPEN_KEY, "run" not in st.query_params)
+# The form's fold is decided once per session: once there is a run, the run comes first and
+# the form waits folded below it (a reload too); it opens by itself only while no run exists.
+st.session_state.setdefault(FORM_OPEN_KEY, not listed_runs)
 if STARTED_KEY in st.session_state:  # queued by the form on the previous run
     st.session_state[RUN_KEY] = st.session_state.pop(STARTED_KEY)
 if listed_runs:

@@ -116,6 +116,8 @@ def form_is_open(app) -> bool:
 
 def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
     monkeypatch.setenv("SSD_MAX_TRAINING_JOBS", "1")
+    at.run()
+    assert form_is_open(at)  # no run yet: the form is what there is to see
     first = start_tiny(at, epochs=300)
     poll(at, lambda a: "running" in status_line(a))
     assert not form_is_open(at)  # this session started a run: its panel comes first
@@ -133,11 +135,12 @@ def test_second_run_waits_in_the_queue_with_its_position(at, monkeypatch):
     other.run()
     assert f"run `{first}`" in status_line(other) and "running" in status_line(other)
     assert not form_is_open(other)
-    # a classmate arriving without ?run= finds the form open although runs fill the list
+    # a classmate arriving without ?run= sees the newest run first, the form folded below it
     newcomer = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT)
     newcomer.switch_page("views/training.py")
     newcomer.run()
-    assert not newcomer.exception and form_is_open(newcomer)
+    assert not newcomer.exception and not form_is_open(newcomer)
+    assert f"run `{second}`" in status_line(newcomer)
     assert f"run `{second}`" in status_line(newcomer)  # the newest run is shown below it
     other.button(key="training.stop").click().run()
     poll(other, lambda a: "stopped" in status_line(a))
