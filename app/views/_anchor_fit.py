@@ -9,14 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-import figures_steps
-import images
-import models
 import numpy as np
-import present
 import streamlit as st
 import torch
 
+from app import figures_steps, model_picker, present, sample_images
 from ssd_core.anchor_fit import (
     anchor_fit,
     anchor_shapes,
@@ -68,7 +65,7 @@ def dataset_choice() -> tuple[np.ndarray | None, str]:
     up = st.file_uploader("Dataset zip (COCO, VOC, YOLO or banana CSV)", type=["zip"],
                           key=K + "zip")
     if up is None:
-        images.upload_hint("Upload a dataset .zip to see how its objects fit the anchors.")
+        sample_images.upload_hint("Upload a dataset .zip to see how its objects fit the anchors.")
         return None, ""
     data = up.getvalue()
     try:
@@ -82,7 +79,7 @@ def anchor_sets(labels, page_specs, low: float, high: float) -> dict:
     """Name -> (sizes, ratios): the book's, the shipped model's, this page's, the suggestion."""
     sets = {"book (0.2 → 0.88)": (TINYSSD_SIZES, TINYSSD_RATIOS)}
     try:
-        shipped = models.detector(models.SHIPPED).model
+        shipped = model_picker.detector(model_picker.SHIPPED).model
         sets[f"shipped model ({shipped.sizes[0][0]:g} → {shipped.sizes[-1][0]:g})"] = (
             shipped.sizes, shipped.ratios)
     except CheckpointError:

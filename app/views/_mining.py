@@ -9,14 +9,11 @@ from __future__ import annotations
 import hashlib
 import math
 
-import figures_steps
-import images
-import models
 import numpy as np
-import present
 import streamlit as st
 import torch
 
+from app import figures_steps, model_picker, present, sample_images
 from ssd_core.anchors import layout_anchors, locate_anchor
 from ssd_core.boxes import box_iou
 from ssd_core.images import image_to_tensor
@@ -30,7 +27,7 @@ FOCAL_ALPHA = 0.25
 def model_logits(model_key: str, digest: str, _det, _png: bytes) -> np.ndarray:
     """Class logits ``(N, C+1)`` of one model on one image (keyed on model and image digest;
     the sliders of this view never rerun the network)."""
-    x = image_to_tensor(images.open_png(_png).convert("RGB"), _det.input_size)[None]
+    x = image_to_tensor(sample_images.open_png(_png).convert("RGB"), _det.input_size)[None]
     with torch.no_grad():
         _, cls_preds, _ = _det.model(x.to(_det.device))
     return cls_preds[0].float().cpu().numpy()
@@ -94,13 +91,13 @@ def mining_view(picked, labels, iou_threshold: float) -> None:
                      key=K + "on", help="Which background anchors the neg_ratio:1 rule keeps "
                                         "when a trained model scores them, and focal loss."):
         return
-    det, model_label = models.model_picker(K + "model")
+    det, model_label = model_picker.model_picker(K + "model")
     c1, c2 = st.columns(2)
     ratio = c1.slider("neg_ratio (negatives kept per positive)", 1, 10, 3, key=K + "ratio")
     gamma = c2.slider("Focal loss γ", 0.0, 5.0, 2.0, 0.25, key=K + "gamma",
                       help=f"-α_t (1 - p_t)^γ log p_t with α = {FOCAL_ALPHA} for objects, "
                            f"{1 - FOCAL_ALPHA} for background; γ = 0 is (weighted) CE.")
-    logits = torch.from_numpy(model_logits(models.model_key(st.session_state[K + "model"]),
+    logits = torch.from_numpy(model_logits(model_picker.model_key(st.session_state[K + "model"]),
                                            hashlib.sha1(picked.png).hexdigest(), det,
                                            picked.png))[None]
     layout = det.model.layout(input_size=det.input_size)

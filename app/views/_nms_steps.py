@@ -7,11 +7,10 @@ Back / Next buttons pick the step the table details, in a fragment that never ru
 
 from __future__ import annotations
 
-import figures_steps
 import numpy as np
-import present
 import streamlit as st
 
+from app import figures_steps, present
 from ssd_core.nms_trace import trace_raw
 
 STEP = "detection.nms_step"

@@ -5,13 +5,12 @@ with the book's constants (0.1, 0.1, 0.2, 0.2) and every number in the formula.
 
 from __future__ import annotations
 
-import figures_steps
 import numpy as np
 import pandas as pd
-import present
 import streamlit as st
 import torch
 
+from app import figures_steps, present
 from ssd_core.anchors import layout_anchors, locate_anchor
 from ssd_core.offset_terms import (
     SIGMA_WH,

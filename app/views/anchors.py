@@ -1,14 +1,11 @@
 """Anchors: the chapter's multiscale anchor boxes over an image, explorable per scale and cell."""
 
-import figures
-import images
 import numpy as np
-import present
 import streamlit as st
-import urlstate
-from parsing import number_list
-from views._anchor_fit import anchor_fit_view
 
+from app import figures, present, sample_images, urlstate
+from app.parsing import number_list
+from app.views._anchor_fit import anchor_fit_view
 from ssd_core.anchors import (
     NUM_SCALES,
     TINYSSD_RATIOS,
@@ -116,7 +113,7 @@ def cell_choice(side: int) -> tuple[int, int] | None:
 
 def controls():
     """The left column -> (picked image, input size, per-scale specs, scale choice, cell)."""
-    picked = images.pick_image("anchors")
+    picked = sample_images.pick_image("anchors")
     size = urlstate.input_size_select("anchors.size")
     with st.expander("Sizes and ratios per scale (book defaults)", expanded=False):
         specs, errors = spec_inputs()
@@ -167,7 +164,7 @@ def anchor_chart(picked, layout, anchors, choice: str, cell) -> None:
     image = picked.image
     if image is None:
         st.info("Showing a blank canvas instead. Upload another image or pick a sample.")
-        image = images.gradient_image()
+        image = sample_images.gradient_image()
     disp = image.copy()
     disp.thumbnail((768, 768))
     w, h = disp.size

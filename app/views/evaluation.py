@@ -5,16 +5,11 @@ Predictions are made in cached chunks (so a progress bar can move and a rerun is
 scores come from ``ssd_core.evaluate`` (the same code as training's validation).
 """
 
-import figures
-import figures_metrics
-import images
-import jobs
-import models
 import numpy as np
-import present
 import streamlit as st
 import torch
 
+from app import figures, figures_metrics, job_queue, model_picker, present, sample_images
 from ssd_core import predict_batch
 from ssd_core.data import FORMATS, PRESETS, SyntheticDetection, load_dataset
 from ssd_core.errors import SSDError
@@ -105,9 +100,9 @@ def settings_form(det):
                           key="evaluation.zip")
     fmt = st.selectbox("Format", ["auto", *FORMATS], key="evaluation.fmt")
     if up is None:
-        images.upload_hint("Upload a dataset .zip to evaluate on it.")
+        sample_images.upload_hint("Upload a dataset .zip to evaluate on it.")
         return None, None
-    path = jobs.save_upload(up.getvalue())  # with the Training page's uploads, not in /tmp
+    path = job_queue.save_upload(up.getvalue())  # with the Training page's uploads, not in /tmp
     return ("zip", str(path), None if fmt == "auto" else fmt, size), up.name
 
 
@@ -223,7 +218,7 @@ def report(det, model_label: str, data_key, zip_name, right) -> None:
         ds = checked_dataset(data_key, zip_name)
         if ds is None or not fits_model(ds, det):
             return
-        mkey = models.model_key(st.session_state["evaluation.model"])
+        mkey = model_picker.model_key(st.session_state["evaluation.model"])
         try:
             preds = run_predictions(det, mkey, data_key, ds)
         except ValueError as e:  # AnnotationError: an image inside is corrupt (found on decoding)
@@ -254,7 +249,7 @@ if present.on():  # the scores get the page's width; the choices wait in a fold
 else:
     left, right = st.columns([1, 2.8])
 with left:
-    detector, label = models.model_picker("evaluation.model")
+    detector, label = model_picker.model_picker("evaluation.model")
     chosen_data, uploaded_name = settings_form(detector)
 if chosen_data is not None:  # no st.stop(): under st.navigation it can drop the sidebar
     report(detector, label, chosen_data, uploaded_name, right)

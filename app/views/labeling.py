@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import figures
-import images
-import models
 import numpy as np
 import pandas as pd
-import present
 import streamlit as st
 import torch
 import torch.nn.functional as F
-import urlstate
-from views._mining import mining_view
-from views._offset_sandbox import offset_sandbox
 
+from app import figures, model_picker, present, sample_images, urlstate
+from app.views._mining import mining_view
+from app.views._offset_sandbox import offset_sandbox
 from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
 from ssd_core.images import image_to_tensor
 from ssd_core.matching import hard_negative_mask, match_anchors, multibox_target
@@ -98,8 +94,8 @@ def table_to_labels(df: pd.DataFrame, size: tuple[int, int], class_names: list[s
 def untrained_logits(png: bytes, input_size: int) -> np.ndarray:
     """Class logits ``(N, C+1)`` of the untrained seeded TinySSD for one image (cached: the
     sliders on this page never rerun the network)."""
-    det = models.detector(models.UNTRAINED)
-    x = image_to_tensor(images.open_png(png).convert("RGB"), input_size)[None]
+    det = model_picker.detector(model_picker.UNTRAINED)
+    x = image_to_tensor(sample_images.open_png(png).convert("RGB"), input_size)[None]
     with torch.no_grad():
         _, cls_preds, _ = det.model(x.to(det.device))
     return cls_preds[0].cpu().numpy()
@@ -114,10 +110,10 @@ def anchor_shape(info: dict, num_sizes: int) -> str:
 
 def controls() -> tuple:
     """The left column -> (picked image, :class:`Settings`)."""
-    picked = images.pick_image("labeling")
+    picked = sample_images.pick_image("labeling")
     if picked.png is None:
         st.info("Using a blank canvas until a readable image is chosen.")
-        picked = images.Picked(images.png_bytes(images.gradient_image()), "gradient")
+        picked = sample_images.blank_canvas()
     size = urlstate.input_size_select("labeling.size", label="Input size (sets the anchors)")
     thr = urlstate.bind(st.slider, "labeling.iou", 0.5, "IoU threshold", 0.05, 0.95, step=0.05,
                         valid=lambda v: 0.05 <= v <= 0.95,

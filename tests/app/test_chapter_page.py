@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from ssd_core import chapter
+from ssd_core.book import BOOK_PRINT, book_focal, book_smooth_l1
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.images import image_to_tensor
 from ssd_core.resources import samples_dir, shipped_checkpoint
-from tests.book import BOOK_PRINT, book_focal, book_smooth_l1
 from tests.reference import ref_multibox_detection
 
 from .conftest import arr, charts, open_page
