@@ -142,7 +142,7 @@ from ssd_core import resources
 from ssd_core.checkpoint import load_checkpoint
 ckpt = load_checkpoint(resources.shipped_checkpoint())
 packages = {name: [Path(p) for p in sys.modules[name].__path__]
-            for name in ("ssd_core", "app", "ssd_explorer_assets")}  # app: a namespace package
+            for name in ("ssd_core", "app", "ssd_explorer_assets")}
 print(json.dumps({
     "ssd_core": ssd_core.__file__, "launch": app.launch.__file__,
     "checkpoint": str(resources.shipped_checkpoint()),

@@ -15,7 +15,7 @@ import torch
 
 from app import figures_steps, model_picker, present, sample_images
 from ssd_core.anchors import layout_anchors, locate_anchor
-from ssd_core.boxes import box_iou
+from ssd_core.boxes import max_iou, to_pixels
 from ssd_core.images import image_to_tensor
 from ssd_core.mining import GROUPS, focal_config, mine_image
 
@@ -61,14 +61,12 @@ def _hardest_table(ce, layout, iou_max, top: int = 10) -> None:
 def _draw(image, labels, ce, anchors, rank_text_top: int = 200) -> None:
     disp = image.copy()
     disp.thumbnail((640, 640))
-    w, h = disp.size
-    px = np.array([w, h, w, h], dtype=np.float64)
-    a = anchors[0].numpy() * px
+    a = to_pixels(anchors[0].numpy(), disp.size)
     kept = torch.nonzero(ce.kept[0]).flatten()
     kept = kept[torch.argsort(ce.rank[0, kept])][:rank_text_top].numpy()
     text = [f"hard negative #{int(ce.rank[0, i]) + 1}: loss {float(ce.loss[0, i]):.3f}"
             for i in kept]
-    fig = figures_steps.mining_image_figure(disp, labels[0, :, 1:].numpy() * px,
+    fig = figures_steps.mining_image_figure(disp, to_pixels(labels[0, :, 1:].numpy(), disp.size),
                                             a[ce.positive[0].numpy()], a[kept], text, height=480)
     present.chart(fig, key=K + "image", width="stretch")
 
@@ -126,6 +124,4 @@ def mining_view(picked, labels, iou_threshold: float) -> None:
                "ranks them the same way (both fall with p(background)) but keeps every anchor, "
                "scaled by (1 - p)^γ.")
     _draw(picked.image, labels, ce, anchors)
-    iou_max = (box_iou(anchors[0], labels[0, :, 1:]).max(dim=1).values if labels.shape[1]
-               else torch.zeros(anchors.shape[1]))
-    _hardest_table(ce, layout, iou_max)
+    _hardest_table(ce, layout, max_iou(anchors[0], labels[0, :, 1:]))

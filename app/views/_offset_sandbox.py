@@ -12,6 +12,7 @@ import torch
 
 from app import figures_steps, present
 from ssd_core.anchors import layout_anchors, locate_anchor
+from ssd_core.boxes import to_pixels
 from ssd_core.offset_terms import (
     SIGMA_WH,
     SIGMA_XY,
@@ -66,10 +67,8 @@ def _centres_table(rows: dict) -> None:
 
 
 def _draw(image, anchor, box, key: str) -> None:
-    w, h = image.size
-    px = np.array([w, h, w, h], dtype=np.float64)
-    fig = figures_steps.offset_sandbox_figure(image, anchor.numpy() * px, box.numpy() * px,
-                                              height=420)
+    fig = figures_steps.offset_sandbox_figure(image, to_pixels(anchor.numpy(), image.size),
+                                              to_pixels(box.numpy(), image.size), height=420)
     present.chart(fig, key=key, width="stretch")
 
 

@@ -7,13 +7,12 @@ scores come from ``ssd_core.evaluate`` (the same code as training's validation).
 
 import numpy as np
 import streamlit as st
-import torch
 
 from app import figures, figures_metrics, job_queue, model_picker, present, sample_images
-from ssd_core import predict_batch
+from ssd_core.boxes import to_pixels
 from ssd_core.data import FORMATS, PRESETS, SyntheticDetection, load_dataset
 from ssd_core.errors import SSDError
-from ssd_core.evaluate import evaluate_detections, match_detections
+from ssd_core.evaluate import evaluate_detections, match_detections, predict_range
 
 CHUNK = 16
 IOU = 0.5
@@ -37,19 +36,9 @@ def dataset(data_key: tuple, _name: str | None = None):
 def predict_chunk(model_key: str, data_key: tuple, start: int, stop: int, _det, _ds):
     """Images start..stop-1 -> per image (det boxes (K,4), scores (K,), labels (K,), gt boxes
     (M,4), gt labels (M,)), numpy, normalized corners (the book's multibox_detection rows)."""
-    items = [_ds[i] for i in range(start, stop)]
-    X = torch.stack([x for x, _ in items]).to(_det.device)
-    if X.shape[-1] != _det.input_size:
-        X = torch.nn.functional.interpolate(X, size=(_det.input_size,) * 2, mode="bilinear",
-                                            align_corners=False)
-    rows = predict_batch(_det.model, X).cpu()
-    out = []
-    for r, (_, target) in zip(rows, items):
-        r = r[r[:, 0] >= 0]
-        t = target[target[:, 0] >= 0]
-        out.append((r[:, 2:6].numpy(), r[:, 1].numpy(), r[:, 0].long().numpy(),
-                    t[:, 1:5].numpy(), t[:, 0].long().numpy()))
-    return out
+    dets, gts = predict_range(_det.model, _ds, start, stop, _det.input_size, _det.device)
+    return [(b.numpy(), s.numpy(), lab.numpy(), gb.numpy(), gl.numpy())
+            for (b, s, lab), (gb, gl) in zip(dets, gts)]
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -134,9 +123,7 @@ def error_figure(ds, pred, i: int, names, errors, legend: bool):
     b, s, lab, gb, _ = pred
     keep, tp, found = errors
     image = ds.sample(i)[0]
-    w, h = image.size
-    px = np.array([w, h, w, h])
-    bk, sk, lk = b[keep] * px, s[keep], lab[keep]
+    bk, sk, lk = to_pixels(b[keep], image.size), s[keep], lab[keep]
     hover = [f"{names[c]} {v:.3f} ({'true positive' if t else 'FALSE POSITIVE'})"
              for c, v, t in zip(lk, sk, tp)]
     fig = figures.detections_figure(
@@ -145,7 +132,7 @@ def error_figure(ds, pred, i: int, names, errors, legend: bool):
         title=f"image {i}: {int((~tp).sum())} false positive(s), {int((~found).sum())} "
               "miss(es)",
         extra_boxes=[("false positive", bk[~tp], "#FF1744", "dot"),
-                     ("missed object", gb[~found] * px, "#FF00FF", "dash")])
+                     ("missed object", to_pixels(gb[~found], image.size), "#FF00FF", "dash")])
     fig.update_layout(showlegend=legend, title_font_size=13,
                       legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))
     return fig

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from app import figures, figures_metrics, job_queue, model_picker, present, sample_images, urlstate
@@ -22,7 +23,9 @@ from app.views._training_form import (
 )
 from ssd_core import DataSpec, TrainConfig, anchor_layout
 from ssd_core import runfolder as rf
+from ssd_core.boxes import to_pixels
 from ssd_core.checkpoint import build_model
+from ssd_core.config import flat_settings
 from ssd_core.detection import Detector
 from ssd_core.errors import ConfigError, SSDError
 
@@ -106,11 +109,13 @@ def untrained_frame(run_path: str, png: bytes, names: tuple) -> dict:
 
 def replay_frames(snap, image, png: bytes) -> list[dict]:
     """Epoch 0 (untrained) and every kept epoch's detections as replay_figure frames."""
-    w, h = image.size
-    scale = [w, h, w, h]
+    def pixels(rows, start: int) -> list:
+        """Rows holding normalized corners at ``start:start + 4`` -> pixel boxes (lists)."""
+        boxes = np.reshape([r[start:start + 4] for r in rows], (-1, 4))
+        return to_pixels(boxes, image.size).tolist()
+
     kept = [p for p in snap.previews if isinstance(p.get("epoch"), int)]
-    gt = [[v * s for v, s in zip(g[1:5], scale)] for g in (kept[-1] if kept else {}).get(
-        "ground_truth", [])]
+    gt = pixels((kept[-1] if kept else {}).get("ground_truth", []), 1)
     frames = []
     try:
         names = tuple(kept[-1].get("class_names", [])) if kept else ()
@@ -123,7 +128,7 @@ def replay_frames(snap, image, png: bytes) -> list[dict]:
         dets = p.get("detections", [])
         frames.append({"name": str(p["epoch"]),
                        "title": f"Epoch {p['epoch']}: detections with score ≥ 0.3",
-                       "boxes": [[v * s for v, s in zip(r[2:6], scale)] for r in dets],
+                       "boxes": pixels(dets, 2),
                        "scores": [r[1] for r in dets], "labels": [int(r[0]) for r in dets],
                        "gt_boxes": gt})
     return frames
@@ -181,7 +186,7 @@ def run_controls(snap) -> None:
 
 def class_error_note(snap) -> str:
     """Why the class error can fall while AP stays near zero, with this run's numbers."""
-    cfg = job_queue.flat_settings(snap.config)
+    cfg = flat_settings(snap.config)
     try:
         anchors = anchor_layout(sizes=cfg.get("anchor_sizes"), ratios=cfg.get("anchor_ratios"),
                                 input_size=int(cfg.get("input_size", 256)))[-1].stop
@@ -273,7 +278,7 @@ def compare(listed) -> None:
         key="compare_curves")
     rows = []
     for i in chosen:
-        run, cfg = by_id[i], job_queue.flat_settings(by_id[i].config)
+        run, cfg = by_id[i], flat_settings(by_id[i].config)
         rows.append({"run": i, "state": run.state, "epochs": cfg.get("epochs"),
                      "lr": cfg.get("lr"), "cls loss": cfg.get("cls_loss"),
                      "box loss": cfg.get("box_loss"),
