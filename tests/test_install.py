@@ -169,7 +169,8 @@ def _checkout_files(folder: Path, patterns=("*.py",)) -> list[str]:
 
 
 # What `streamlit run` itself does before the script runs (puts the script's folder on
-# sys.path; the app does not rely on it, it imports itself as the package ``app``), then the app's first page and its Detection page with the shipped model, in AppTest.
+# sys.path; the app does not rely on it, it imports itself as the package ``app``), then the
+# app's first page and its Detection page with the shipped model, in AppTest.
 CHECK_APP = """
 import sys
 import app.launch

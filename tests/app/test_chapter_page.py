@@ -47,7 +47,7 @@ def codes(at) -> list[str]:
 
 
 def test_cells_in_order_with_the_books_outputs(at):
-    import chapter_cells
+    from app import chapter_cells
 
     values = codes(at)
     python = [i for i, c in enumerate(at.code) if c.language == "python"]
@@ -162,7 +162,7 @@ def test_another_sample_changes_the_prediction(at):
 
 
 def test_links_go_to_registered_pages_and_the_problems(at):
-    from pages import PAGES
+    from app.pages import PAGES
 
     labels = [link.proto.label for link in at.get("page_link")]
     pages = {link.proto.page for link in at.get("page_link")}
