@@ -70,13 +70,8 @@ def pr_curves_figure(curves: dict, height: int = 420) -> go.Figure:
             line=dict(color=colour(i), width=2, shape="hv"), customdata=np.asarray(scores),
             hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}<br>score ≥ %{customdata:.3f}"
             f"<extra>{name}</extra>"))
-    fig.update_xaxes(title_text="recall", range=[0, 1.02])
-    fig.update_yaxes(title_text="precision", range=[0, 1.05])
-    # The legend goes under the plot: at the side it took most of a half-width chart's width.
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title="Precision-recall (IoU 0.5)",
-                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
-    return fig
+    return _unit_axes(fig, "Precision-recall (IoU 0.5)", ("recall", 1.02), ("precision", 1.05),
+                      height)
 
 
 def threshold_sweep_figure(thresholds, precision, recall, f1, best: int,
@@ -95,9 +90,15 @@ def threshold_sweep_figure(thresholds, precision, recall, f1, best: int,
         text=[f"best F1 {np.asarray(f1)[best]:.3f} at {t[best]:.2f}"],
         textposition="top right" if t[best] < 0.5 else "top left"))
     fig.add_vline(x=float(t[best]), line=dict(color="#888", dash="dot"))
-    fig.update_xaxes(title_text="confidence threshold", range=[0, 1])
-    fig.update_yaxes(title_text="value", range=[0, 1.08])
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title="Confidence-threshold sweep",
+    return _unit_axes(fig, "Confidence-threshold sweep", ("confidence threshold", 1),
+                      ("value", 1.08), height)
+
+
+def _unit_axes(fig: go.Figure, title: str, x: tuple, y: tuple, height: int) -> go.Figure:
+    """Axes from 0 to a little over 1 (``(title, top)`` each), the title, and the legend under
+    the plot: at the side it took most of a half-width chart's width."""
+    fig.update_xaxes(title_text=x[0], range=[0, x[1]])
+    fig.update_yaxes(title_text=y[0], range=[0, y[1]])
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), title=title,
                       legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from figures import box_trace, colour, image_figure
+
+from app.figures import box_trace, colour, image_figure
 
 # Apart from the anchors' palette colours: a white field (on a dark shadow, visible on any
 # image) and a red cell.

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from figures import SCALE_COLOURS, box_lines, box_trace, colour, image_figure
+
+from app.figures import SCALE_COLOURS, box_lines, box_trace, colour, image_figure
 
 KEPT, KEEPING, REMOVED, REMAINING = "#009E73", "#E69F00", "#D55E00", "#c8ccd0"
 

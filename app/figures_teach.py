@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from figures import box_trace, image_figure
 from PIL import Image, ImageDraw
 
+from app.figures import box_trace, image_figure
 from ssd_core.drawing import colour
 
 GRID = 60  # points per side of the invisible grid that makes box selection report a box

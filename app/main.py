@@ -1,11 +1,9 @@
 """SSD Explorer: the app shell (navigation, sidebar). Run with ``streamlit run app/main.py``."""
 
-import models
-import present
 import streamlit as st
-import timing
-from pages import DEFAULT, PAGES
 
+from app import model_picker, present, timing
+from app.pages import DEFAULT, PAGES
 from ssd_core.device import default_device, device_label, tune_cpu_allocator
 
 
@@ -18,15 +16,15 @@ def _tune_once() -> bool:
 def model_in_use(page) -> None:
     """The sidebar's "Model in use": the current page's model picker choice (``<page>.model``),
     else the one every picker opens on (the active checkpoint, else the shipped model)."""
-    choices = models.model_choices()
+    choices = model_picker.model_choices()
     picked = st.session_state.get(f"{page.url_path}.model")
     choice = picked if picked in choices else next(iter(choices))
     st.caption("Model in use")
     st.write(f"**{choices[choice]}**")
-    active = models.active_checkpoint()
+    active = model_picker.active_checkpoint()
     if active and active not in choices:
         st.caption(f"The active checkpoint `{active}` is missing; pages use the model above.")
-    elif choice not in (models.SHIPPED, models.UNTRAINED):
+    elif choice not in (model_picker.SHIPPED, model_picker.UNTRAINED):
         st.write(f"`{choice}`")
 
 

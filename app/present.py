@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 
-import figures_style
 import streamlit as st
-import urlstate
+
+from app import figures_style, urlstate
 
 KEY = "app.present"  # ?present=1
 # Chart heights (px) that fit a 1280x720 projector under the page title.

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 
-import figures_model
 import pandas as pd
-import present
 import streamlit as st
-import urlstate
 
+from app import figures_model, present, urlstate
 from ssd_core.model import BLOCK_NAMES
 from ssd_core.receptive import block_fields, cell_field
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +45,6 @@ def main() -> None:
     ap.add_argument("--moves", type=int, default=12, help="slider moves to time")
     args = ap.parse_args()
     os.environ["SSD_RUNS_DIR"] = tempfile.mkdtemp(prefix="ssd-bench-runs-")
-    sys.path.insert(0, str(APP))
     import torch
 
     from ssd_core.detection import Detector
@@ -90,11 +88,11 @@ def main() -> None:
 
     # Reference: what a move would cost if every rerun re-ran the network (raw + filter).
     det = at.session_state["detection.model"]
-    import images  # the app's helpers (app/ is on sys.path)
-    import models
+    from app import model_picker, sample_images
 
-    d = models.detector(det)
-    png = next(iter(images.sample_files())).read_bytes() if images.sample_files() else None
+    d = model_picker.detector(det)
+    files = sample_images.sample_files()
+    png = next(iter(files)).read_bytes() if files else None
     from ssd_core.data import SyntheticDetection
 
     img = SyntheticDetection(1, seed=0).sample(0)[0] if png is None else png

@@ -1,4 +1,4 @@
-"""ssd_core's box machinery against the book's own PyTorch code (tests/book.py), in one process.
+"""ssd_core's box machinery against the book's own PyTorch code (ssd_core/book.py), in one process.
 
     python bench/bench_boxes.py [--repeats 7]
 
@@ -12,25 +12,21 @@ move / time, against a copy measured here. Not a test: nothing here is asserted 
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.book
-
-from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior  # noqa: E402
-from ssd_core.boxes import box_iou, offset_inverse  # noqa: E402
-from ssd_core.detection import multibox_detection, nms  # noqa: E402
-from ssd_core.device import configure_cpu_threads, tune_cpu_allocator  # noqa: E402
-from ssd_core.matching import multibox_target  # noqa: E402
-from tests.book import (  # noqa: E402
+from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
+from ssd_core.book import (
     book_box_iou,
     book_multibox_detection,
     book_multibox_target,
     book_nms,
 )
+from ssd_core.boxes import box_iou, offset_inverse
+from ssd_core.detection import multibox_detection, nms
+from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
+from ssd_core.matching import multibox_target
 
 
 def interleaved(fns, repeats):

@@ -1,4 +1,4 @@
-"""Detector latency against the book's prediction code (tests/book.py), in one process.
+"""Detector latency against the book's prediction code (ssd_core/book.py), in one process.
 
     python bench/bench_detect.py [--repeats 7]
 
@@ -13,23 +13,19 @@ interleaved; each figure is the median of the repeats. Goals on a 2-core CPU: re
 import argparse
 import io
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.book
-
-from ssd_core import predict_batch  # noqa: E402
-from ssd_core.detection import DEFAULT_CHECKPOINT, Detector  # noqa: E402
-from ssd_core.device import configure_cpu_threads, tune_cpu_allocator  # noqa: E402
-from ssd_core.images import image_to_tensor, load_image  # noqa: E402
-from ssd_core.model import TinySSD  # noqa: E402
-from tests.book import book_multibox_detection  # noqa: E402
+from ssd_core import predict_batch
+from ssd_core.book import book_multibox_detection
+from ssd_core.detection import DEFAULT_CHECKPOINT, Detector
+from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
+from ssd_core.images import image_to_tensor, load_image
+from ssd_core.model import TinySSD
 
 
 def interleaved(fns, repeats):

@@ -25,30 +25,24 @@ from __future__ import annotations
 import argparse
 import fractions
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from bench_train import conv_gflops, matmul_gflops
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_train import conv_gflops, matmul_gflops  # noqa: E402
-
-from ssd_core.data import SyntheticDetection  # noqa: E402
-from ssd_core.detection import DEFAULT_CHECKPOINT, Detector  # noqa: E402
-from ssd_core.device import (  # noqa: E402
+from ssd_core.data import SyntheticDetection
+from ssd_core.detection import DEFAULT_CHECKPOINT, Detector
+from ssd_core.device import (
     configure_cpu_threads,
     device_label,
     this_thread_limited,
     tune_cpu_allocator,
 )
-from ssd_core.drawing import draw_detections  # noqa: E402
-from ssd_core.live import STAGES, FramePipeline  # noqa: E402
-from ssd_core.model import TinySSD  # noqa: E402
+from ssd_core.drawing import draw_detections
+from ssd_core.live import STAGES, FramePipeline
+from ssd_core.model import TinySSD
 
 GOAL_FPS = 15.0
 

@@ -5,7 +5,7 @@ Both sides run in the same process with the same settings (glibc allocator tuned
 ``configure_cpu_threads``), interleaved step by step so that other load on the machine hits
 both alike; img/s are medians over the timed rounds, whole steps (data included).
 
-- ``book loop``: tests/book_train.py, the book's PyTorch edition as written (BookTinySSD in
+- ``book loop``: ssd_core/book_train.py, the book's PyTorch edition as written (BookTinySSD in
   NCHW with anchors recomputed every forward, tests/book.book_multibox_target, calc_loss, SGD
   lr 0.2 wd 5e-4, cls_eval/bbox_eval as Python floats every step), fed as the book feeds it:
   every image held in memory as one uint8 tensor (its banana loader), batches cut from it.
@@ -27,24 +27,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.book_train
+import torch
 
-import torch  # noqa: E402
-
-from ssd_core import device as devmod  # noqa: E402
-from ssd_core.config import TrainConfig  # noqa: E402
-from ssd_core.data import SyntheticDetection  # noqa: E402
-from ssd_core.data.device_data import DeviceData  # noqa: E402
-from ssd_core.engine import Trainer  # noqa: E402
-from ssd_core.engine import trainer as trainer_module  # noqa: E402
-from ssd_core.model import TinySSD  # noqa: E402
-from tests.book_train import BookTinySSD, book_train_step, book_trainer  # noqa: E402
+from ssd_core import device as devmod
+from ssd_core.book_train import BookTinySSD, book_train_step, book_trainer
+from ssd_core.config import TrainConfig
+from ssd_core.data import SyntheticDetection
+from ssd_core.data.device_data import DeviceData
+from ssd_core.engine import Trainer
+from ssd_core.engine import trainer as trainer_module
+from ssd_core.model import TinySSD
 
 PHASES = ("data", "forward", "target", "loss", "backward", "optimizer", "metrics", "logging")
 

@@ -30,11 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ssd_core import runfolder as rf  # noqa: E402
-from tests.server import CHROMIUM_ARGS, chromium, serve  # noqa: E402
+from app.serve import CHROMIUM_ARGS, chromium, serve
+from ssd_core import runfolder as rf
 
 TRAIN_SETTINGS = [("Training images", "8"), ("Validation images", "4"), ("Epochs", "2"),
                   ("Batch size", "4")]

@@ -22,9 +22,6 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
 
 def machine() -> str:

@@ -111,6 +111,11 @@ def fit_summary(fit: AnchorFit) -> dict:
     }
 
 
+def object_wh(boxes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Widths and heights ``(P,)`` of corner boxes ``(P, 4)``."""
+    return boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+
+
 def object_sizes(boxes) -> torch.Tensor:
     """Anchor-comparable size of corner boxes ``(P, 4)`` -> ``(P,)``: ``sqrt(w * h)``, the side of
     the square (ratio-1) anchor with the same area."""
@@ -157,11 +162,15 @@ def compare_sizes(labels, size_sets: dict, input_size: int = 256, threshold: flo
                   ratios=None) -> dict:
     """``labels (B, M, 5)`` against several anchor size sets (name -> five ``[s1, s2]`` lists) at
     ``input_size`` -> name -> :func:`fit_summary`."""
-    out = {}
-    for name, sizes in size_sets.items():
-        layout = anchor_layout(sizes=sizes, ratios=ratios, input_size=input_size)
-        out[name] = fit_summary(anchor_fit(layout_anchors(layout), labels, threshold))
-    return out
+    return {name: fit_summary(fit_anchor_set(labels, sizes, ratios, input_size, threshold)[1])
+            for name, sizes in size_sets.items()}
+
+
+def fit_anchor_set(labels, sizes, ratios=None, input_size: int = 256, threshold: float = 0.5):
+    """``labels (B, M, 5)`` against one anchor set (per-scale ``sizes`` and ``ratios``, default
+    the book's) at ``input_size`` -> (its layout, :class:`AnchorFit`)."""
+    layout = anchor_layout(sizes=sizes, ratios=ratios, input_size=input_size)
+    return layout, anchor_fit(layout_anchors(layout), labels, threshold)
 
 
 def dataset_labels(ds, limit: int | None = None) -> torch.Tensor:

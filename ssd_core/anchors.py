@@ -4,6 +4,7 @@ walk over the anchor layout (which scale, cell and shape each anchor index belon
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ssd_core.errors import ConfigError
@@ -145,9 +146,32 @@ def locate_anchor(layout, index: int) -> dict:
     for s in layout:
         if s.start <= index < s.stop:
             cell, shape = divmod(index - s.start, s.per_pixel)
-            size, ratio = ((s.sizes[shape], s.ratios[0]) if shape < len(s.sizes)
-                           else (s.sizes[0], s.ratios[shape - len(s.sizes) + 1]))
+            size, ratio = pixel_shapes(s.sizes, s.ratios)[shape]
             return {"scale": s.scale, "feature_map": s.width, "row": cell // s.width,
                     "col": cell % s.width, "shape": shape, "size": size, "ratio": ratio}
     total = layout[-1].stop if layout else 0
     raise IndexError(f"anchor index {index} is out of range: the layout has {total} anchors")
+
+
+def pixel_shapes(sizes, ratios) -> list[tuple[float, float]]:
+    """``(size, ratio)`` of each anchor of one cell in ``multibox_prior``'s order: every size with
+    ``ratios[0]``, then ``sizes[0]`` with each of ``ratios[1:]``."""
+    return [(s, ratios[0]) for s in sizes] + [(sizes[0], r) for r in ratios[1:]]
+
+
+def cell_slice(s: ScaleLayout, row: int, col: int) -> slice:
+    """Indices (into the layout's concatenated anchors) of one cell's ``per_pixel`` anchors."""
+    start = s.start + (row * s.width + col) * s.per_pixel
+    return slice(start, start + s.per_pixel)
+
+
+def shape_slice(s: ScaleLayout, shape: int) -> slice:
+    """Indices of one anchor shape (``pixel_shapes``' ``shape``-th) in every cell of a scale."""
+    return slice(s.start + shape, s.stop, s.per_pixel)
+
+
+def cell_centres(s: ScaleLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A scale's cell centres as ``multibox_prior`` places them -> (centres (H*W, 2) normalized
+    ``(x, y)``, rows (H*W,), cols (H*W,)), row-major."""
+    rows, cols = np.divmod(np.arange(s.height * s.width), s.width)
+    return np.stack([(cols + 0.5) / s.width, (rows + 0.5) / s.height], axis=1), rows, cols

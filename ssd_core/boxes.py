@@ -102,3 +102,23 @@ def offset_inverse(anchors, offset_preds):
     xy = offset_preds[..., :2] * anc[..., 2:] / CENTER_SCALE + anc[..., :2]
     wh = torch.exp(offset_preds[..., 2:] / SIZE_SCALE) * anc[..., 2:]
     return box_center_to_corner(torch.cat((xy, wh), dim=-1))
+
+
+def to_pixels(boxes, size, clip: bool = False):
+    """Normalized corner boxes ``(..., 4)`` (or points ``(..., 2)``) -> pixels of an image of
+    ``size = (width, height)``, clipped to the image if ``clip``: a tensor stays a tensor,
+    anything else becomes a float64 array."""
+    if torch.is_tensor(boxes):
+        scale = boxes.new_tensor([*size] * (boxes.shape[-1] // 2))
+        return torch.minimum(boxes * scale, scale).clamp_min(0) if clip else boxes * scale
+    boxes = np.asarray(boxes, dtype=np.float64)
+    scale = np.array([*size] * (boxes.shape[-1] // 2), dtype=np.float64)
+    return np.clip(boxes * scale, 0, scale) if clip else boxes * scale
+
+
+def max_iou(boxes, others):
+    """Each of ``boxes (N, 4)``'s best IoU with any of ``others (M, 4)`` -> ``(N,)``, 0 when
+    ``M`` is 0."""
+    if len(others) == 0:
+        return boxes.new_zeros(len(boxes))
+    return box_iou(boxes, others).max(dim=1).values

@@ -214,30 +214,47 @@ def _class_ap(scores_list, tp_list, num_gt: int, num_thresholds: int, i50: int):
 
 
 @torch.no_grad()
+def resize_batch(X, input_size: int | None):
+    """Images ``(B, 3, H, W)`` -> ``(B, 3, input_size, input_size)`` (bilinear), unchanged when
+    ``input_size`` is None or already the width."""
+    if input_size and X.shape[-1] != input_size:
+        X = F.interpolate(X, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    return X
+
+
+def predict_range(model, data, start: int, stop: int, input_size=None, device=None,
+                  nms_threshold=0.5, pos_threshold=0.009, channels_last=False):
+    """Items ``start..stop-1`` of a dataset, never augmented -> (detections, ground truths), per
+    image ``(boxes (K, 4), scores (K,), labels (K,))`` and ``(boxes (M, 4), labels (M,))``, CPU,
+    normalized corners: the inputs of :func:`evaluate_detections`."""
+    device = device or next(model.parameters()).device
+    X, Y = detection_collate([plain_item(data, i) for i in range(start, stop)])
+    X = resize_batch(X.to(device), input_size)
+    if channels_last:
+        X = X.contiguous(memory_format=torch.channels_last)
+    out = predict_batch(model, X, nms_threshold, pos_threshold).cpu()
+    dets, gts = [], []
+    for rows, target in zip(out, Y):
+        keep = rows[:, 0] >= 0
+        dets.append((rows[keep, 2:6], rows[keep, 1], rows[keep, 0].long()))
+        real = target[:, 0] >= 0
+        gts.append((target[real, 1:5], target[real, 0].long()))
+    return dets, gts
+
+
 def evaluate_model(model, data, class_names, batch_size=32, input_size=None, device=None,
                    nms_threshold=0.5, pos_threshold=0.009, channels_last=False):
     """Run ``model`` over a dataset's images, never augmented, and score it ->
     ssd_core.evaluate.EvalResult (normalized boxes on both sides). The model runs in eval mode;
     its training mode is restored afterwards."""
-    device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     dets, gts = [], []
     for start in range(0, len(data), batch_size):
-        stop = min(start + batch_size, len(data))
-        X, Y = detection_collate([plain_item(data, i) for i in range(start, stop)])
-        X = X.to(device)
-        if input_size and X.shape[-1] != input_size:
-            X = F.interpolate(X, size=(input_size, input_size), mode="bilinear",
-                              align_corners=False)
-        if channels_last:
-            X = X.contiguous(memory_format=torch.channels_last)
-        out = predict_batch(model, X, nms_threshold, pos_threshold).cpu()
-        for rows, target in zip(out, Y):
-            keep = rows[:, 0] >= 0
-            dets.append((rows[keep, 2:6], rows[keep, 1], rows[keep, 0].long()))
-            real = target[:, 0] >= 0
-            gts.append((target[real, 1:5], target[real, 0].long()))
+        d, g = predict_range(model, data, start, min(start + batch_size, len(data)), input_size,
+                             device, nms_threshold, pos_threshold, channels_last)
+        dets += d
+        gts += g
     if was_training:
         model.train()
     return evaluate_detections(dets, gts, len(class_names), class_names)

@@ -286,6 +286,18 @@ def multibox_target(anchors, labels, iou_threshold=0.5):
     positive anchors (the book encodes all and multiplies by the mask).
     """
     anchors, _, _, gt_index, _ = _iou_and_match(anchors, labels, iou_threshold)
+    bbox_offset, mask, cls_labels = _targets(anchors, labels, gt_index)
+    batch, num_anchors = gt_index.shape
+    return (
+        bbox_offset.reshape(batch, num_anchors * 4),
+        mask.reshape(batch, num_anchors * 4),
+        cls_labels,
+    )
+
+
+def _targets(anchors, labels, gt_index):
+    """Anchors ``(N, 4)``, labels ``(B, M, 5)``, ``gt_index (B, N)`` -> ``(bbox_offset (B, N, 4),
+    mask (B, N, 4), cls_labels (B, N))``, zero for background anchors."""
     batch, num_anchors = gt_index.shape
     dtype = anchors.dtype
     positive = gt_index >= 0
@@ -297,11 +309,33 @@ def multibox_target(anchors, labels, iou_threshold=0.5):
     cls_labels[img, anc] = assigned[:, 0].long() + 1
     mask = torch.zeros((batch, num_anchors, 4), dtype=dtype, device=anchors.device)
     mask[img, anc] = 1.0  # writing the few positives beats expanding the (B, N) mask 4 times
-    return (
-        bbox_offset.reshape(batch, num_anchors * 4),
-        mask.reshape(batch, num_anchors * 4),
-        cls_labels,
-    )
+    return bbox_offset, mask, cls_labels
+
+
+class AnchorLabels(NamedTuple):
+    """Everything one assignment decides, from one matching pass (:func:`label_anchors`)."""
+
+    gt_index: torch.Tensor  # (B, N) long: assigned ground-truth row, -1 = background
+    greedy: torch.Tensor  # (B, N) bool: assigned in the greedy step
+    iou: torch.Tensor  # (B, N, M) float: anchor/ground-truth IoU
+    offsets: torch.Tensor  # (B, N, 4): offset targets, 0 for background
+    cls_labels: torch.Tensor  # (B, N) long: 0 background, class + 1 otherwise
+
+
+def label_anchors(anchors, labels, iou_threshold=0.5) -> AnchorLabels:
+    """:func:`match_anchors` and :func:`multibox_target` from one matching pass: anchors
+    ``(N, 4)|(1, N, 4)``, labels ``(B, M, 5)`` (``M`` may be 0: every anchor is background)
+    -> :class:`AnchorLabels`."""
+    if labels.shape[1] == 0:
+        anchors = _check_anchors(anchors)
+        batch, n = labels.shape[0], anchors.shape[0]
+        return AnchorLabels(torch.full((batch, n), -1, dtype=torch.long),
+                            torch.zeros((batch, n), dtype=torch.bool),
+                            anchors.new_zeros((batch, n, 0)), anchors.new_zeros((batch, n, 4)),
+                            torch.zeros((batch, n), dtype=torch.long))
+    anchors, _, iou, gt_index, greedy = _iou_and_match(anchors, labels, iou_threshold)
+    offsets, _, cls_labels = _targets(anchors, labels, gt_index)
+    return AnchorLabels(gt_index, greedy, iou.transpose(1, 2), offsets, cls_labels)
 
 
 def hard_negative_mask(per_anchor_class_loss, cls_labels, neg_ratio=3):

@@ -72,6 +72,14 @@ def mine_image(cls_preds, anchors, labels, neg_ratio: float = 3, iou_threshold: 
     return mine(cls_preds, cls_labels.to(cls_preds.device), neg_ratio, config)
 
 
+def iou_negatives(iou, cls_labels, neg_ratio: float = 3):
+    """The mining rule with a stand-in loss when no model has scored the anchors: negatives
+    ranked by their best IoU with any object (near misses hardest). ``iou (B, N, M)``,
+    ``cls_labels (B, N)`` -> kept negatives ``(B, N)`` bool."""
+    best = iou.amax(dim=2) if iou.shape[2] else iou.new_zeros(iou.shape[:2])
+    return hard_negative_mask(best.float(), cls_labels, neg_ratio)
+
+
 def focal_config(gamma: float, alpha: float = 0.25) -> LossConfig:
     """A LossConfig for the focal class loss with ``gamma`` and ``alpha`` (others as default)."""
     return LossConfig(cls_loss="focal", focal_gamma=float(gamma), focal_alpha=float(alpha))

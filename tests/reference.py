@@ -2,7 +2,7 @@
 
 These are test oracles, not the book's code and not a speed baseline: they loop over anchors and
 boxes one at a time and are some 300 times slower than the book's own vectorized PyTorch code,
-which lives in ``tests/book.py`` (every ratio in ``bench/`` is against that one). Independent of
+which lives in ``ssd_core/book.py`` (every ratio in ``bench/`` is against that one). Independent of
 ``ssd_core`` on purpose. They share ``ssd_core``'s documented deviations from the book: padding
 rows (class < 0) are ignored, IoU of two boxes with zero-area union is 0 (not NaN), the greedy
 step stops when no free anchor is left, and NMS sorts with ``stable=True``.

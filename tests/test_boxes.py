@@ -4,19 +4,19 @@ and (bit for bit) the book's own functions."""
 import pytest
 import torch
 
+from ssd_core.book import (
+    book_box_center_to_corner,
+    book_box_corner_to_center,
+    book_box_iou,
+    book_offset_boxes,
+    book_offset_inverse,
+)
 from ssd_core.boxes import (
     box_center_to_corner,
     box_corner_to_center,
     box_iou,
     offset_boxes,
     offset_inverse,
-)
-from tests.book import (
-    book_box_center_to_corner,
-    book_box_corner_to_center,
-    book_box_iou,
-    book_offset_boxes,
-    book_offset_inverse,
 )
 from tests.reference import ref_box_iou, ref_offset_boxes, ref_offset_inverse
 

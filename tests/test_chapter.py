@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from ssd_core import chapter
+from ssd_core.book import BOOK_PRINT, book_focal, book_smooth_l1
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.images import image_to_tensor
 from ssd_core.resources import samples_dir, shipped_checkpoint
-from tests.book import BOOK_PRINT, book_focal, book_smooth_l1
 from tests.reference import ref_multibox_detection
 
 # Out[3], Out[5], Out[7], Out[8] and the three lines In [13] prints, as the chapter shows them.

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
+from ssd_core.book import book_multibox_detection, book_nms
 from ssd_core.boxes import offset_inverse
 from ssd_core.detection import multibox_detection, nms
-from tests.book import book_multibox_detection, book_nms
 from tests.reference import ref_multibox_detection, ref_nms, ref_per_class_nms
 
 BOOK_ANCHORS = torch.tensor(

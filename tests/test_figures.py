@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
 from PIL import Image
 
+from app import figures
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.losses import focal_loss, smooth_l1
 from ssd_core.model import TinySSD, describe
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-figures = importlib.import_module("figures")
 
 
 def test_box_lines_are_closed_rectangles_separated_by_nan():

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
 
+from app import figures_model
 from ssd_core.model import TinySSD
 from ssd_core.receptive import cell_field
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-figures_model = importlib.import_module("figures_model")
 
 
 def test_grid_lines_and_centres():

@@ -4,21 +4,15 @@ the decoded box, mining and anchor-fit figures carry the counts they are given."
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
 
+from app import figures_steps as fs
 from ssd_core.anchor_fit import anchor_shapes
 from ssd_core.anchors import anchor_layout
 from ssd_core.detection import nms
 from ssd_core.nms_trace import nms_trace
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-fs = importlib.import_module("figures_steps")
 
 NAMES = ["banana", "ring", "star"]
 

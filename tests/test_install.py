@@ -48,8 +48,7 @@ def test_requirements_files_agree_with_pyproject():
 
 
 def test_every_imported_package_is_declared():
-    # The pages import app's own modules and its views package by their plain names
-    # (``streamlit run`` puts app/ on sys.path).
+    # The app's modules import each other as the package ``app`` (``from app import figures``).
     local = {"ssd_core", "app", *(p.stem for p in (ROOT / "app").glob("*.py")),
              *(p.name for p in (ROOT / "app").iterdir()
                if p.is_dir() and any(p.glob("*.py")))}
@@ -143,7 +142,7 @@ from ssd_core import resources
 from ssd_core.checkpoint import load_checkpoint
 ckpt = load_checkpoint(resources.shipped_checkpoint())
 packages = {name: [Path(p) for p in sys.modules[name].__path__]
-            for name in ("ssd_core", "app", "ssd_explorer_assets")}  # app: a namespace package
+            for name in ("ssd_core", "app", "ssd_explorer_assets")}
 print(json.dumps({
     "ssd_core": ssd_core.__file__, "launch": app.launch.__file__,
     "checkpoint": str(resources.shipped_checkpoint()),
@@ -169,8 +168,9 @@ def _checkout_files(folder: Path, patterns=("*.py",)) -> list[str]:
                   for p in folder.rglob(pattern) if "__pycache__" not in p.parts)
 
 
-# What `streamlit run` does before the script runs (puts the script's folder on sys.path),
-# then the app's first page and its Detection page with the shipped model, in AppTest.
+# What `streamlit run` itself does before the script runs (puts the script's folder on
+# sys.path; the app does not rely on it, it imports itself as the package ``app``), then the
+# app's first page and its Detection page with the shipped model, in AppTest.
 CHECK_APP = """
 import sys
 import app.launch
@@ -186,8 +186,8 @@ assert "missing" not in text.lower(), text
 # Without SSD_RUNS_DIR an installed app keeps runs where it was started, not in site-packages.
 import os, pathlib
 os.environ.pop("SSD_RUNS_DIR", None)
-import jobs
-assert jobs.runs_dir() == pathlib.Path.cwd() / "runs", jobs.runs_dir()
+from app import job_queue
+assert job_queue.runs_dir() == pathlib.Path.cwd() / "runs", job_queue.runs_dir()
 print("app ok")
 """
 

@@ -6,6 +6,7 @@ import torch
 
 from ssd_core import matching
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
+from ssd_core.book import book_assign_anchor_to_bbox, book_multibox_target
 from ssd_core.errors import AnnotationError
 from ssd_core.matching import (
     assign_anchor_to_bbox,
@@ -13,7 +14,6 @@ from ssd_core.matching import (
     match_anchors,
     multibox_target,
 )
-from tests.book import book_assign_anchor_to_bbox, book_multibox_target
 from tests.reference import (
     ref_assign_anchor_to_bbox,
     ref_hard_negative_mask,

@@ -291,10 +291,10 @@ def test_autocast_and_channels_last_keep_float32_anchors():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_training_step_equals_the_books_bit_for_bit(channels_last):
-    """Same weights, same batch: the book's TinySSD (tests/book_train.py, pooling after the
+    """Same weights, same batch: the book's TinySSD (ssd_core/book_train.py, pooling after the
     last ReLU) and ours (the last ReLU after the pooling) give the same outputs, loss gradients
     and BatchNorm statistics, bit for bit; ReLU outputs of exactly 0 included."""
-    from tests.book_train import BookTinySSD
+    from ssd_core.book_train import BookTinySSD
 
     torch.manual_seed(0)
     book, ours = BookTinySSD(num_classes=2), TinySSD(num_classes=2)

@@ -1,5 +1,5 @@
 """ssd_core.offset_terms against independent references: decoding equals the book's
-offset_inverse and encoding its offset_boxes (tests/book.py), every named term equals the book's
+offset_inverse and encoding its offset_boxes (ssd_core/book.py), every named term equals the book's
 formula (0.1 on centres, 0.2 on log sizes) computed here from the corners; anchor_index is the
 book's anchor order (and inverts locate_anchor)."""
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
+from ssd_core.book import book_offset_boxes, book_offset_inverse
 from ssd_core.offset_terms import (
     SIGMA_WH,
     SIGMA_XY,
@@ -17,7 +18,6 @@ from ssd_core.offset_terms import (
     decode_terms,
     encode_terms,
 )
-from tests.book import book_offset_boxes, book_offset_inverse
 from tests.reference import ref_multibox_prior
 
 

@@ -9,23 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 
-import figures_steps
-import images
-import models
 import numpy as np
-import present
 import streamlit as st
 import torch
 
+from app import figures_steps, model_picker, present, sample_images
 from ssd_core.anchor_fit import (
-    anchor_fit,
     anchor_shapes,
     dataset_labels,
+    fit_anchor_set,
     fit_summary,
     object_sizes,
+    object_wh,
     suggest_sizes,
 )
-from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, anchor_layout, layout_anchors
+from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES
 from ssd_core.data import PRESETS, SyntheticDetection, load_dataset
 from ssd_core.errors import CheckpointError
 
@@ -49,11 +47,12 @@ def uploaded_labels(digest: str, _data: bytes, name: str) -> np.ndarray:
 def fit_arrays(labels: np.ndarray, sizes_json: str, ratios_json: str, input_size: int,
                threshold: float) -> dict:
     """Per-object arrays of :func:`anchor_fit` and its summary for one anchor set."""
-    layout = anchor_layout(sizes=json.loads(sizes_json), ratios=json.loads(ratios_json),
-                           input_size=input_size)
-    fit = anchor_fit(layout_anchors(layout), torch.from_numpy(labels), threshold)
+    layout, fit = fit_anchor_set(torch.from_numpy(labels), json.loads(sizes_json),
+                                 json.loads(ratios_json), input_size, threshold)
     shapes = [(s, w.numpy(), h.numpy()) for s, w, h in anchor_shapes(layout)]
-    return {"boxes": fit.boxes.numpy(), "best_iou": fit.best_iou.numpy(),
+    w, h = object_wh(fit.boxes)
+    return {"boxes": fit.boxes.numpy(), "widths": w.numpy(), "heights": h.numpy(),
+            "sizes": object_sizes(fit.boxes).numpy(), "best_iou": fit.best_iou.numpy(),
             "positives": fit.positives.numpy(), "summary": fit_summary(fit), "shapes": shapes}
 
 
@@ -68,7 +67,7 @@ def dataset_choice() -> tuple[np.ndarray | None, str]:
     up = st.file_uploader("Dataset zip (COCO, VOC, YOLO or banana CSV)", type=["zip"],
                           key=K + "zip")
     if up is None:
-        images.upload_hint("Upload a dataset .zip to see how its objects fit the anchors.")
+        sample_images.upload_hint("Upload a dataset .zip to see how its objects fit the anchors.")
         return None, ""
     data = up.getvalue()
     try:
@@ -82,7 +81,7 @@ def anchor_sets(labels, page_specs, low: float, high: float) -> dict:
     """Name -> (sizes, ratios): the book's, the shipped model's, this page's, the suggestion."""
     sets = {"book (0.2 → 0.88)": (TINYSSD_SIZES, TINYSSD_RATIOS)}
     try:
-        shipped = models.detector(models.SHIPPED).model
+        shipped = model_picker.detector(model_picker.SHIPPED).model
         sets[f"shipped model ({shipped.sizes[0][0]:g} → {shipped.sizes[-1][0]:g})"] = (
             shipped.sizes, shipped.ratios)
     except CheckpointError:
@@ -123,7 +122,7 @@ def _explain(fits: dict, threshold: float) -> None:
             "gets many. ")
     text += " ".join(f"{n}: {fits[n]['summary']['unreached']} such objects." for n in others)
     f = fits[names[0]]
-    sizes = object_sizes(torch.from_numpy(f["boxes"])).numpy()
+    sizes = f["sizes"]
     low = f["best_iou"] < threshold
     if low.any() and np.median(sizes[low]) < np.median(sizes):
         text += (f" Those objects are small (median size {np.median(sizes[low]):.3f} against "
@@ -166,12 +165,10 @@ def anchor_fit_view(input_size: int, page_specs) -> None:
     m[1].metric("Best IoU < threshold", s["unreached"])
     m[2].metric("Positive anchors", s["positives"], help="As multibox_target labels them.")
     m[3].metric("Object sizes √(wh)", "{:.3f} – {:.3f}".format(
-        *[float(v) for v in np.quantile(object_sizes(torch.from_numpy(f["boxes"])).numpy(),
-                                        [0, 1])]))
-    w, h = f["boxes"][:, 2] - f["boxes"][:, 0], f["boxes"][:, 3] - f["boxes"][:, 1]
-    present.chart(figures_steps.anchor_fit_figure(w, h, f["best_iou"], threshold,
-                                                    f["shapes"]), key=K + "scatter",
-                    width="stretch")
+        *[float(v) for v in np.quantile(f["sizes"], [0, 1])]))
+    present.chart(figures_steps.anchor_fit_figure(f["widths"], f["heights"], f["best_iou"],
+                                                  threshold, f["shapes"]), key=K + "scatter",
+                  width="stretch")
     present.chart(figures_steps.best_iou_histogram(
         {n: v["best_iou"] for n, v in fits.items()}, threshold), key=K + "hist",
         width="stretch")

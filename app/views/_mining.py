@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 import math
 
-import figures_steps
-import images
-import models
 import numpy as np
-import present
 import streamlit as st
 import torch
 
+from app import figures_steps, model_picker, present, sample_images
 from ssd_core.anchors import layout_anchors, locate_anchor
-from ssd_core.boxes import box_iou
+from ssd_core.boxes import max_iou, to_pixels
 from ssd_core.images import image_to_tensor
 from ssd_core.mining import GROUPS, focal_config, mine_image
 
@@ -30,7 +27,7 @@ FOCAL_ALPHA = 0.25
 def model_logits(model_key: str, digest: str, _det, _png: bytes) -> np.ndarray:
     """Class logits ``(N, C+1)`` of one model on one image (keyed on model and image digest;
     the sliders of this view never rerun the network)."""
-    x = image_to_tensor(images.open_png(_png).convert("RGB"), _det.input_size)[None]
+    x = image_to_tensor(sample_images.open_png(_png).convert("RGB"), _det.input_size)[None]
     with torch.no_grad():
         _, cls_preds, _ = _det.model(x.to(_det.device))
     return cls_preds[0].float().cpu().numpy()
@@ -64,14 +61,12 @@ def _hardest_table(ce, layout, iou_max, top: int = 10) -> None:
 def _draw(image, labels, ce, anchors, rank_text_top: int = 200) -> None:
     disp = image.copy()
     disp.thumbnail((640, 640))
-    w, h = disp.size
-    px = np.array([w, h, w, h], dtype=np.float64)
-    a = anchors[0].numpy() * px
+    a = to_pixels(anchors[0].numpy(), disp.size)
     kept = torch.nonzero(ce.kept[0]).flatten()
     kept = kept[torch.argsort(ce.rank[0, kept])][:rank_text_top].numpy()
     text = [f"hard negative #{int(ce.rank[0, i]) + 1}: loss {float(ce.loss[0, i]):.3f}"
             for i in kept]
-    fig = figures_steps.mining_image_figure(disp, labels[0, :, 1:].numpy() * px,
+    fig = figures_steps.mining_image_figure(disp, to_pixels(labels[0, :, 1:].numpy(), disp.size),
                                             a[ce.positive[0].numpy()], a[kept], text, height=480)
     present.chart(fig, key=K + "image", width="stretch")
 
@@ -94,13 +89,13 @@ def mining_view(picked, labels, iou_threshold: float) -> None:
                      key=K + "on", help="Which background anchors the neg_ratio:1 rule keeps "
                                         "when a trained model scores them, and focal loss."):
         return
-    det, model_label = models.model_picker(K + "model")
+    det, model_label = model_picker.model_picker(K + "model")
     c1, c2 = st.columns(2)
     ratio = c1.slider("neg_ratio (negatives kept per positive)", 1, 10, 3, key=K + "ratio")
     gamma = c2.slider("Focal loss γ", 0.0, 5.0, 2.0, 0.25, key=K + "gamma",
                       help=f"-α_t (1 - p_t)^γ log p_t with α = {FOCAL_ALPHA} for objects, "
                            f"{1 - FOCAL_ALPHA} for background; γ = 0 is (weighted) CE.")
-    logits = torch.from_numpy(model_logits(models.model_key(st.session_state[K + "model"]),
+    logits = torch.from_numpy(model_logits(model_picker.model_key(st.session_state[K + "model"]),
                                            hashlib.sha1(picked.png).hexdigest(), det,
                                            picked.png))[None]
     layout = det.model.layout(input_size=det.input_size)
@@ -129,6 +124,4 @@ def mining_view(picked, labels, iou_threshold: float) -> None:
                "ranks them the same way (both fall with p(background)) but keeps every anchor, "
                "scaled by (1 - p)^γ.")
     _draw(picked.image, labels, ce, anchors)
-    iou_max = (box_iou(anchors[0], labels[0, :, 1:]).max(dim=1).values if labels.shape[1]
-               else torch.zeros(anchors.shape[1]))
-    _hardest_table(ce, layout, iou_max)
+    _hardest_table(ce, layout, max_iou(anchors[0], labels[0, :, 1:]))

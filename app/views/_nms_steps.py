@@ -7,11 +7,11 @@ Back / Next buttons pick the step the table details, in a fragment that never ru
 
 from __future__ import annotations
 
-import figures_steps
 import numpy as np
-import present
 import streamlit as st
 
+from app import figures_steps, present
+from ssd_core.boxes import to_pixels
 from ssd_core.nms_trace import trace_raw
 
 STEP = "detection.nms_step"
@@ -66,9 +66,7 @@ def nms_steps(det, raw, uri, f) -> None:
     m[1].metric("Kept so far", s + 1)
     m[2].metric("Removed by this box", len(t.removed_at(s)))
     m[3].metric("Candidates left", len(t.remaining_after(s)))
-    w, h = raw.image_size
-    scale = np.array([w, h, w, h], dtype=np.float64)
-    boxes = np.clip(rt.boxes.numpy() * scale, 0, scale)
+    boxes = to_pixels(rt.boxes.numpy(), raw.image_size, clip=True)
     arrays = {k: getattr(t, k).numpy() for k in ("kept", "step", "removed_by", "iou")}
     fig = figures_steps.nms_steps_figure(uri, boxes, rt.scores.numpy(), rt.labels.numpy(),
                                          det.class_names, arrays, active=s, height=560)

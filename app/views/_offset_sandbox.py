@@ -5,14 +5,14 @@ with the book's constants (0.1, 0.1, 0.2, 0.2) and every number in the formula.
 
 from __future__ import annotations
 
-import figures_steps
 import numpy as np
 import pandas as pd
-import present
 import streamlit as st
 import torch
 
+from app import figures_steps, present
 from ssd_core.anchors import layout_anchors, locate_anchor
+from ssd_core.boxes import to_pixels
 from ssd_core.offset_terms import (
     SIGMA_WH,
     SIGMA_XY,
@@ -67,10 +67,8 @@ def _centres_table(rows: dict) -> None:
 
 
 def _draw(image, anchor, box, key: str) -> None:
-    w, h = image.size
-    px = np.array([w, h, w, h], dtype=np.float64)
-    fig = figures_steps.offset_sandbox_figure(image, anchor.numpy() * px, box.numpy() * px,
-                                              height=420)
+    fig = figures_steps.offset_sandbox_figure(image, to_pixels(anchor.numpy(), image.size),
+                                              to_pixels(box.numpy(), image.size), height=420)
     present.chart(fig, key=key, width="stretch")
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import figures_teach
-import images
 import streamlit as st
-from views._teach_store import bump, counter, photo_path, set_image_index
 
+from app import figures_teach, sample_images
+from app.views._teach_store import bump, counter, photo_path, set_image_index
 from ssd_core.errors import ConfigError, InvalidImageError, SSDError
 from ssd_core.images import ACCEPTED_TEXT
 
@@ -25,7 +24,7 @@ def add_photo(ds, data: bytes, name: str) -> bool:
         ds.add_image(data, name)
         return True
     except InvalidImageError as e:
-        images.image_error(name, e)
+        sample_images.image_error(name, e)
     except (ConfigError, SSDError, ValueError) as e:
         st.error(f"`{name}` could not be added: {e}")
     return False
@@ -51,7 +50,7 @@ def uploads(ds) -> None:
     files = st.file_uploader(f"Upload photos ({ACCEPTED_TEXT})", type=UPLOAD_TYPES,
                              accept_multiple_files=True, key=key)
     if not files:
-        images.upload_hint("Choose one or more photos of the objects you want to teach.")
+        sample_images.upload_hint("Choose one or more photos of the objects you want to teach.")
         return
     added = sum(add_photo(ds, f.getvalue(), f.name) for f in files)
     if added:
@@ -77,8 +76,8 @@ def counts(ds) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _thumb_png(path: str, digest: str, boxes: tuple, labels: tuple, names: tuple) -> bytes:
-    image = images.open_png(images.decode_image(Path(path).read_bytes()))
-    return images.png_bytes(figures_teach.thumbnail(image, boxes, labels, list(names)))
+    image = sample_images.open_png(sample_images.decode_image(Path(path).read_bytes()))
+    return sample_images.png_bytes(figures_teach.thumbnail(image, boxes, labels, list(names)))
 
 
 def thumbnail_png(ds, entry) -> bytes:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 
-import figures
-import images
-import models
-import present
 import streamlit as st
-from views import _live
-from views._teach_train import set_runs
+
+from app import figures, model_picker, present, sample_images
+from app.views import _live
+from app.views._teach_train import set_runs
 
 MODEL_KEY = "teach.model"
 
@@ -28,19 +26,19 @@ def default_model(ds) -> None:
         return
     st.session_state[seen] = True
     newest = next((r.checkpoint for r in set_runs(ds) if r.checkpoint is not None), None)
-    if newest is not None and str(newest) in models.model_choices():
+    if newest is not None and str(newest) in model_picker.model_choices():
         st.session_state[MODEL_KEY] = str(newest)
 
 
 def still(det) -> None:
     """A snapshot or an uploaded photo with the model's boxes."""
-    picked = images.pick_image("teach.detect", [images.CAMERA, images.UPLOAD],
+    picked = sample_images.pick_image("teach.detect", [sample_images.CAMERA, sample_images.UPLOAD],
                                waiting="Choose a photo to detect your objects in.")
     if picked.png is None:
         return
     conf = st.slider("Confidence threshold", 0.0, 1.0, 0.5, 0.01, key="teach.detect_conf")
-    choice = st.session_state.get(MODEL_KEY, models.SHIPPED)
-    d = _detections(models.model_key(choice), hashlib.sha1(picked.png).hexdigest(), det,
+    choice = st.session_state.get(MODEL_KEY, model_picker.SHIPPED)
+    d = _detections(model_picker.model_key(choice), hashlib.sha1(picked.png).hexdigest(), det,
                     picked.png, conf)
     fig = figures.detections_figure(picked.image, d.boxes.tolist(), d.scores.tolist(),
                                     d.labels.tolist(), list(d.class_names), height=520,
@@ -53,7 +51,7 @@ def detect(ds) -> None:
     default_model(ds)
     c1, c2 = st.columns([1, 2])
     with c1:
-        det, label = models.model_picker(MODEL_KEY)
+        det, label = model_picker.model_picker(MODEL_KEY)
     c2.caption(f"Classes of this model: **{', '.join(det.class_names)}**. Anything else in "
                "view will be called one of them, or nothing.")
     if list(det.class_names) != list(ds.class_names) and ds.class_names:

@@ -3,10 +3,10 @@ of the four formats, import a dataset as a new set, delete it (photos included).
 
 from __future__ import annotations
 
-import jobs
 import streamlit as st
-from views._teach_store import select_set
 
+from app import job_queue
+from app.views._teach_store import select_set
 from ssd_core.errors import SSDError
 from ssd_core.userdata import import_dataset
 
@@ -63,10 +63,10 @@ def import_set() -> None:
     name = st.text_input("Name of the imported set", key="teach.import_name", max_chars=60)
     if st.button("Import", key="teach.import_go", icon=":material/upload:",
                  disabled=up is None or not name.strip()):
-        path = jobs.save_upload(up.getvalue())
+        path = job_queue.save_upload(up.getvalue())
         try:
             with st.spinner("Importing ..."):
-                ds = import_dataset(jobs.runs_dir(), path, name.strip())
+                ds = import_dataset(job_queue.runs_dir(), path, name.strip())
         except (SSDError, ValueError, OSError) as e:
             st.error(f"That dataset could not be imported: {e}")
             return

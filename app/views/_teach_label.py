@@ -9,12 +9,10 @@ component, the same Plotly the rest of the app draws with, and a real mouse drag
 
 from __future__ import annotations
 
-import figures_teach
-import images
-import present
 import streamlit as st
-from views._teach_store import bump, counter, image_index, photo_path, set_image_index
 
+from app import figures_teach, present, sample_images
+from app.views._teach_store import bump, counter, image_index, photo_path, set_image_index
 from ssd_core.errors import SSDError
 from ssd_core.userdata import Box
 
@@ -145,8 +143,8 @@ def label(ds) -> None:
     with nav[3]:
         name = class_picker(ds)
     try:
-        image = images.open_png(images.decode_image(photo_path(ds, entry).read_bytes(),
-                                                    max_side=100_000))
+        raw = photo_path(ds, entry).read_bytes()
+        image = sample_images.open_png(sample_images.decode_image(raw, max_side=100_000))
     except (OSError, SSDError) as e:
         st.error(f"Photo {i + 1} could not be read ({e}); delete it in step 1.")
         return

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import json
 
-import figures
-import figures_steps
-import figures_teach
-import images
 import numpy as np
-import present
 import streamlit as st
 import torch
-from views._anchor_fit import fit_arrays
-from views._teach_store import image_index
 
+from app import figures, figures_steps, figures_teach, present, sample_images
+from app.views._anchor_fit import fit_arrays
+from app.views._teach_store import image_index
 from ssd_core.anchor_fit import dataset_labels
 from ssd_core.anchors import TINYSSD_RATIOS, anchor_layout, layout_anchors
 from ssd_core.data import resolve_augment
@@ -90,11 +86,11 @@ def augmented(data, i: int, seeds: int = 4) -> None:
     cols = st.columns(seeds + 1)
     names = list(data.class_names)
     lab = [names[int(c)] for c in labels]
-    cols[0].image(images.png_bytes(figures_teach.thumbnail(img, boxes, lab, names, 240)),
+    cols[0].image(sample_images.png_bytes(figures_teach.thumbnail(img, boxes, lab, names, 240)),
                   caption="the photo", width="stretch")
     for k, col in enumerate(cols[1:]):
         a_img, a_boxes, a_labels = aug(img, boxes, labels, np.random.default_rng(k))
-        col.image(images.png_bytes(figures_teach.thumbnail(
+        col.image(sample_images.png_bytes(figures_teach.thumbnail(
             a_img, a_boxes, [names[int(c)] for c in a_labels], names, 240)),
             caption=f"augmented (draw {k + 1})", width="stretch")
     st.caption("The teach recipe's strong augmentation (flips, crops, zoom-out, colour, small "

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jobs
 import streamlit as st
 
+from app import job_queue
 from ssd_core.userdata import UserDataset, list_datasets
 
 SET_KEY = "teach.set"
@@ -16,7 +16,7 @@ IMG_KEY = "teach.img"
 
 def all_sets() -> list[UserDataset]:
     """Every photo set in the runs folder, newest first."""
-    return list_datasets(jobs.runs_dir())
+    return list_datasets(job_queue.runs_dir())
 
 
 def photo_path(ds: UserDataset, entry) -> Path:

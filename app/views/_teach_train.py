@@ -10,15 +10,10 @@ import time
 import uuid
 from pathlib import Path
 
-import figures
-import figures_metrics
-import images
-import jobs
-import models
-import present
 import streamlit as st
-from views._training_form import log_every
 
+from app import figures, figures_metrics, job_queue, model_picker, present, sample_images
+from app.views._training_form import log_every
 from ssd_core import DataSpec, TrainConfig
 from ssd_core import runfolder as rf
 from ssd_core.errors import ConfigError, SSDError
@@ -35,7 +30,7 @@ def run_key(ds) -> str:
 def set_runs(ds) -> list:
     """This set's teach runs (their names end with the set's slug), newest first."""
     try:
-        listed = jobs.job_manager().list_runs()
+        listed = job_queue.job_manager().list_runs()
     except OSError:
         return []
     return [r for r in listed if r.run_id.endswith(f"-teach-{ds.slug}")]
@@ -46,7 +41,7 @@ def start(ds, epochs: int) -> None:
     recipe on it."""
     try:
         with st.spinner("Freezing a copy of the photos for the run ..."):
-            frozen = ds.snapshot(jobs.runs_dir() / UPLOADS_DIR /
+            frozen = ds.snapshot(job_queue.runs_dir() / UPLOADS_DIR /
                                  f"teach-{ds.slug}-{time.strftime('%Y%m%d-%H%M%S')}-"
                                  f"{uuid.uuid4().hex[:6]}")
         recipe = get_recipe("teach")
@@ -54,7 +49,7 @@ def start(ds, epochs: int) -> None:
         config, data, init = recipe_job(
             "teach", path=frozen, fmt="coco", epochs=int(epochs),
             log_every=log_every(n, recipe.settings.get("batch_size", 8)))
-        run_id = jobs.job_manager().submit(config, data, f"teach-{ds.slug}", init=init)
+        run_id = job_queue.job_manager().submit(config, data, f"teach-{ds.slug}", init=init)
     except (SSDError, ValueError, OSError) as e:
         st.error(f"Training could not start: {e}")
         return
@@ -72,7 +67,7 @@ def preview_image(run_path: str) -> bytes:
     cfg = TrainConfig.from_dict(json.loads((root / rf.CONFIG).read_text()))
     train, val = spec.build(cfg.input_size)
     data = val if val is not None and len(val) else train
-    return images.png_bytes(data.sample(0)[0])
+    return sample_images.png_bytes(data.sample(0)[0])
 
 
 def replay(snap) -> None:
@@ -87,7 +82,7 @@ def replay(snap) -> None:
         key=f"teach.replay.{snap.run_id}.{len(epochs)}")
     p = next(p for p in done if p["epoch"] == epoch)
     try:
-        image = images.open_png(preview_image(str(snap.path)))
+        image = sample_images.open_png(preview_image(str(snap.path)))
     except (OSError, ValueError, RuntimeError) as e:
         st.caption(f"The preview photo could not be rebuilt ({e}).")
         return
@@ -106,14 +101,14 @@ def replay(snap) -> None:
 
 def use_model(ckpt: str) -> None:
     """Button callback: the run's checkpoint becomes the active model; on to step 5."""
-    st.session_state[models.ACTIVE_KEY] = ckpt
+    st.session_state[model_picker.ACTIVE_KEY] = ckpt
     st.session_state["teach.step"] = "Detect live"
 
 
 def panel(run_id: str, was_live: bool) -> None:
     """One run's state, progress, curves and replay; polled while it trains."""
     try:
-        snap = jobs.job_manager().snapshot(run_id)
+        snap = job_queue.job_manager().snapshot(run_id)
     except ConfigError as e:
         st.warning(str(e))
         return

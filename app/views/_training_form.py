@@ -3,10 +3,9 @@ the optimisation, loss and data inputs (choices, defaults and help from ssd_core
 queueing the run."""
 
 
-import jobs
 import streamlit as st
-import urlstate
 
+from app import job_queue, urlstate
 from ssd_core import DataSpec, TrainConfig
 from ssd_core.config import FIELDS, choices, help_text
 from ssd_core.data import FORMATS, PRESETS, load_dataset
@@ -43,7 +42,7 @@ def start_job(spec: DataSpec, name: str, settings: dict, num_images: int) -> Non
     try:
         config = TrainConfig.from_dict(
             {**settings, "log_every": log_every(num_images, settings["batch_size"])})
-        run_id = jobs.job_manager().submit(config, spec, name or None)
+        run_id = job_queue.job_manager().submit(config, spec, name or None)
     except SSDError as e:
         st.error(f"The run could not start: {e}")
         return
@@ -144,7 +143,7 @@ def data_spec(upload, d: dict, input_size: int):
     if upload is None:
         return DataSpec("synthetic", n=int(d["n"]), seed=int(d["seed"]), preset=d["preset"],
                         val_n=int(d["val_n"]), augment=d["augment"]), int(d["n"])
-    path = jobs.save_upload(upload.getvalue())
+    path = job_queue.save_upload(upload.getvalue())
     fmt = None if d["fmt"] == "auto" else d["fmt"]
     try:
         ds = load_dataset(path, fmt=fmt, image_size=input_size, name=upload.name)

@@ -1,21 +1,23 @@
 """Anchors: the chapter's multiscale anchor boxes over an image, explorable per scale and cell."""
 
-import figures
-import images
 import numpy as np
-import present
 import streamlit as st
-import urlstate
-from parsing import number_list
-from views._anchor_fit import anchor_fit_view
 
+from app import figures, present, sample_images, urlstate
+from app.parsing import number_list
+from app.views._anchor_fit import anchor_fit_view
 from ssd_core.anchors import (
     NUM_SCALES,
     TINYSSD_RATIOS,
     TINYSSD_SIZES,
     anchor_layout,
+    cell_centres,
+    cell_slice,
     layout_anchors,
+    pixel_shapes,
+    shape_slice,
 )
+from ssd_core.boxes import to_pixels
 
 SCALE_KEY, CELL_KEY = "anchors.scale", "anchors.cell"
 ROW_KEY, COL_KEY = "anchors.row", "anchors.col"
@@ -37,9 +39,8 @@ def anchors_for(input_size: int, specs: tuple):
 
 
 def shape_labels(sizes, ratios) -> list[str]:
-    """The book's per-pixel anchor order: every size with ratios[0], then sizes[0] with the rest."""
-    return [f"s={s:g}, r={ratios[0]:g}" for s in sizes] + [
-        f"s={sizes[0]:g}, r={r:g}" for r in ratios[1:]]
+    """One label per anchor of a cell, in ``multibox_prior``'s order."""
+    return [f"s={s:g}, r={r:g}" for s, r in pixel_shapes(sizes, ratios)]
 
 
 def reset_defaults():
@@ -116,7 +117,7 @@ def cell_choice(side: int) -> tuple[int, int] | None:
 
 def controls():
     """The left column -> (picked image, input size, per-scale specs, scale choice, cell)."""
-    picked = images.pick_image("anchors")
+    picked = sample_images.pick_image("anchors")
     size = urlstate.input_size_select("anchors.size")
     with st.expander("Sizes and ratios per scale (book defaults)", expanded=False):
         specs, errors = spec_inputs()
@@ -133,32 +134,31 @@ def controls():
     return picked, size, specs, choice, cell
 
 
-def box_groups(layout, anchors, px, choice: str, cell):
+def box_groups(layout, anchors, size, choice: str, cell):
     """Line groups ``(name, boxes px, colour)`` of the shown scales, and the highlighted cell's
     anchors (one scale only)."""
     groups, highlight = [], []
     if choice == "all":
         for s in layout:
             groups.append((f"scale {s.scale + 1}: {s.width}×{s.width}×{s.per_pixel} = "
-                           f"{s.stop - s.start}", anchors[s.start:s.stop] * px,
+                           f"{s.stop - s.start}", to_pixels(anchors[s.start:s.stop], size),
                            figures.SCALE_COLOURS[s.scale]))
         return groups, highlight
     s = layout[int(choice) - 1]
-    boxes = anchors[s.start:s.stop] * px
     labels = shape_labels(s.sizes, s.ratios)
     for j, label in enumerate(labels):
-        groups.append((label, boxes[j::s.per_pixel], figures.colour(j)))
+        groups.append((label, to_pixels(anchors[shape_slice(s, j)], size), figures.colour(j)))
     if cell is not None:
-        start = (cell[0] * s.width + cell[1]) * s.per_pixel
+        boxes = to_pixels(anchors[cell_slice(s, *cell)], size)
         for j, label in enumerate(labels):
-            highlight.append((f"cell {cell}: {label}", boxes[start + j][None], figures.colour(j)))
+            highlight.append((f"cell {cell}: {label}", boxes[j][None], figures.colour(j)))
     return groups, highlight
 
 
 def centre_points(s, w: int, h: int):
     """One scale's cell centres in display pixels, their [scale, row, col] and hover texts."""
-    rows, cols = np.divmod(np.arange(s.height * s.width), s.width)
-    centres = np.stack([(cols + 0.5) / s.width * w, (rows + 0.5) / s.height * h], axis=1)
+    centres, rows, cols = cell_centres(s)
+    centres = to_pixels(centres, (w, h))
     data = np.stack([np.full(len(rows), s.scale), rows, cols], axis=1)
     return centres, data, [f"scale {s.scale + 1}, cell ({r}, {c})" for r, c in zip(rows, cols)]
 
@@ -167,12 +167,11 @@ def anchor_chart(picked, layout, anchors, choice: str, cell) -> None:
     image = picked.image
     if image is None:
         st.info("Showing a blank canvas instead. Upload another image or pick a sample.")
-        image = images.gradient_image()
+        image = sample_images.gradient_image()
     disp = image.copy()
     disp.thumbnail((768, 768))
     w, h = disp.size
-    groups, highlight = box_groups(layout, anchors, np.array([w, h, w, h], np.float64), choice,
-                                   cell)
+    groups, highlight = box_groups(layout, anchors, (w, h), choice, cell)
     # One scale only: the centres of all 1365 cells would hide the image.
     centres, data, text = (None, None, None) if choice == "all" else centre_points(
         layout[int(choice) - 1], w, h)

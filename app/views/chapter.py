@@ -3,16 +3,11 @@ each linked to the page that explores it; the chapter's Problems linked to their
 
 from __future__ import annotations
 
-import chapter_cells
-import figures
-import figures_model
-import images
-import models
 import pandas as pd
-import present
 import streamlit as st
-from pages import PAGES
 
+from app import chapter_cells, figures, figures_model, model_picker, present, sample_images
+from app.pages import PAGES
 from ssd_core import chapter
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.resources import shipped_checkpoint
@@ -63,7 +58,7 @@ def shipped_lines() -> tuple[chapter.TrainingPrintout, str] | None:
 
 @st.cache_data(show_spinner="Running the shipped model on the image ...", max_entries=8)
 def prediction(png: bytes, model_key: str, _det) -> dict:
-    res = chapter.cell_predict(_det.model, images.open_png(png), _det.input_size)
+    res = chapter.cell_predict(_det.model, sample_images.open_png(png), _det.input_size)
     return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in res.items()}
 
 
@@ -106,22 +101,22 @@ def training_output() -> None:
 
 def predict_output() -> None:
     """In [19]-[21]: the shipped model on a shipped sample, boxes with score >= 0.3."""
-    files = images.sample_files()
+    files = sample_images.sample_files()
     if not files or not shipped_checkpoint().exists():
         st.info("The shipped model or its sample images are not installed; the Detection page "
                 "runs any model on any image.")
         return
     names = [p.name for p in files]
-    if images.DEFAULT_SAMPLE in names:  # one clean detection per object, as the book shows
-        names.remove(images.DEFAULT_SAMPLE)
-        names.insert(0, images.DEFAULT_SAMPLE)
+    if sample_images.DEFAULT_SAMPLE in names:  # one clean detection per object, as the book shows
+        names.remove(sample_images.DEFAULT_SAMPLE)
+        names.insert(0, sample_images.DEFAULT_SAMPLE)
     name = st.selectbox("Sample image", names, key="chapter.sample")
-    png = images.decode_image(next(f for f in files if f.name == name).read_bytes())
-    det = models.detector(models.SHIPPED)
-    res = prediction(png, models.model_key(models.SHIPPED), det)
+    png = sample_images.decode_image(next(f for f in files if f.name == name).read_bytes())
+    det = model_picker.detector(model_picker.SHIPPED)
+    res = prediction(png, model_picker.model_key(model_picker.SHIPPED), det)
     shown = res["shown"]
     labels = shown[:, 0].astype(int)
-    fig = figures.detections_figure(images.open_png(png), res["pixels"], shown[:, 1], labels,
+    fig = figures.detections_figure(sample_images.open_png(png), res["pixels"], shown[:, 1], labels,
                                     det.class_names, height=480)
     left, right = st.columns([1.4, 1])
     present.chart(fig, left, key="chapter_prediction")

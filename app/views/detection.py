@@ -8,20 +8,16 @@ import hashlib
 import json
 from typing import NamedTuple
 
-import figures
-import images
-import models
-import present
 import streamlit as st
-import timing
-import urlstate
-from views._nms_steps import nms_steps
 
+from app import figures, model_picker, present, sample_images, timing, urlstate
+from app.views._nms_steps import nms_steps
 from ssd_core.anchors import locate_anchor
 from ssd_core.drawing import draw_detections
 from ssd_core.suppression import near_duplicates
 
-SOURCES = [images.SHIPPED, images.SYNTHETIC, images.UPLOAD, images.CAMERA]
+SOURCES = [sample_images.SHIPPED, sample_images.SYNTHETIC, sample_images.UPLOAD,
+           sample_images.CAMERA]
 NMS_MODES = ["class-agnostic (book)", "per class"]
 MAX_DRAWN = 1000  # raw candidates drawn at most (the table lists them all)
 
@@ -36,7 +32,7 @@ def raw_output(model_key: str, digest: str, _det, _png: bytes):
 @st.cache_resource(show_spinner=False, max_entries=16)
 def display_image(digest: str, _png: bytes):
     """(PIL image, its PNG data URI) of one decoded image, made once per image."""
-    image = images.open_png(_png)
+    image = sample_images.open_png(_png)
     return image, figures.image_uri(image)
 
 
@@ -139,7 +135,7 @@ def downloads(d, image, desc: str, model_label: str, f: Filters, rows: list[dict
     stem = desc.rsplit(".", 1)[0].replace(" ", "_") or "image"
     b1, b2 = st.columns(2)
     b1.download_button(
-        "Download annotated PNG", lambda: images.png_bytes(draw_detections(
+        "Download annotated PNG", lambda: sample_images.png_bytes(draw_detections(
             image, d.boxes.numpy(), d.scores.numpy(), d.labels.numpy(), d.class_names,
             width=3)),
         file_name=f"{stem}_detections.png", mime="image/png", on_click="ignore",
@@ -208,12 +204,13 @@ if present.on():  # the figure gets the page's width; the choices wait in a fold
 else:
     left, right = st.columns([1, 2.6])
 with left:
-    det, model_label = models.model_picker("detection.model")
-    picked = images.pick_image("detection", SOURCES,
+    det, model_label = model_picker.model_picker("detection.model")
+    picked = sample_images.pick_image("detection", SOURCES,
                                waiting="Choose an image file to detect objects in.")
     st.caption(f"Input {det.input_size}×{det.input_size}, classes: {', '.join(det.class_names)}")
-    if (st.session_state.get("detection.model") == models.SHIPPED
-            and st.session_state.get("detection.image") in (images.UPLOAD, images.CAMERA)):
+    if (st.session_state.get("detection.model") == model_picker.SHIPPED
+            and st.session_state.get("detection.image") in (sample_images.UPLOAD,
+                                                            sample_images.CAMERA)):
         # A lesson, not an error: a detector only knows the classes it was trained on.
         st.info(f"The shipped model knows only **{', '.join(det.class_names)}** (synthetic "
                 "shapes). Anything else in your photo will be called one of them, or not "
@@ -225,7 +222,7 @@ with right:
     if picked.png is None:
         st.info("Pick a synthetic sample, upload an image or take a picture.")
     else:
-        raw = raw_output(models.model_key(st.session_state["detection.model"]),
+        raw = raw_output(model_picker.model_key(st.session_state["detection.model"]),
                          hashlib.sha1(picked.png).hexdigest(), det, picked.png)
         # A model with other classes: the synthetic sample's labels would mislead.
         known = picked.boxes is not None and picked.class_names == list(det.class_names)

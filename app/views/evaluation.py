@@ -5,20 +5,14 @@ Predictions are made in cached chunks (so a progress bar can move and a rerun is
 scores come from ``ssd_core.evaluate`` (the same code as training's validation).
 """
 
-import figures
-import figures_metrics
-import images
-import jobs
-import models
 import numpy as np
-import present
 import streamlit as st
-import torch
 
-from ssd_core import predict_batch
+from app import figures, figures_metrics, job_queue, model_picker, present, sample_images
+from ssd_core.boxes import to_pixels
 from ssd_core.data import FORMATS, PRESETS, SyntheticDetection, load_dataset
 from ssd_core.errors import SSDError
-from ssd_core.evaluate import evaluate_detections, match_detections
+from ssd_core.evaluate import evaluate_detections, match_detections, predict_range
 
 CHUNK = 16
 IOU = 0.5
@@ -42,19 +36,9 @@ def dataset(data_key: tuple, _name: str | None = None):
 def predict_chunk(model_key: str, data_key: tuple, start: int, stop: int, _det, _ds):
     """Images start..stop-1 -> per image (det boxes (K,4), scores (K,), labels (K,), gt boxes
     (M,4), gt labels (M,)), numpy, normalized corners (the book's multibox_detection rows)."""
-    items = [_ds[i] for i in range(start, stop)]
-    X = torch.stack([x for x, _ in items]).to(_det.device)
-    if X.shape[-1] != _det.input_size:
-        X = torch.nn.functional.interpolate(X, size=(_det.input_size,) * 2, mode="bilinear",
-                                            align_corners=False)
-    rows = predict_batch(_det.model, X).cpu()
-    out = []
-    for r, (_, target) in zip(rows, items):
-        r = r[r[:, 0] >= 0]
-        t = target[target[:, 0] >= 0]
-        out.append((r[:, 2:6].numpy(), r[:, 1].numpy(), r[:, 0].long().numpy(),
-                    t[:, 1:5].numpy(), t[:, 0].long().numpy()))
-    return out
+    dets, gts = predict_range(_det.model, _ds, start, stop, _det.input_size, _det.device)
+    return [(b.numpy(), s.numpy(), lab.numpy(), gb.numpy(), gl.numpy())
+            for (b, s, lab), (gb, gl) in zip(dets, gts)]
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -105,9 +89,9 @@ def settings_form(det):
                           key="evaluation.zip")
     fmt = st.selectbox("Format", ["auto", *FORMATS], key="evaluation.fmt")
     if up is None:
-        images.upload_hint("Upload a dataset .zip to evaluate on it.")
+        sample_images.upload_hint("Upload a dataset .zip to evaluate on it.")
         return None, None
-    path = jobs.save_upload(up.getvalue())  # with the Training page's uploads, not in /tmp
+    path = job_queue.save_upload(up.getvalue())  # with the Training page's uploads, not in /tmp
     return ("zip", str(path), None if fmt == "auto" else fmt, size), up.name
 
 
@@ -139,9 +123,7 @@ def error_figure(ds, pred, i: int, names, errors, legend: bool):
     b, s, lab, gb, _ = pred
     keep, tp, found = errors
     image = ds.sample(i)[0]
-    w, h = image.size
-    px = np.array([w, h, w, h])
-    bk, sk, lk = b[keep] * px, s[keep], lab[keep]
+    bk, sk, lk = to_pixels(b[keep], image.size), s[keep], lab[keep]
     hover = [f"{names[c]} {v:.3f} ({'true positive' if t else 'FALSE POSITIVE'})"
              for c, v, t in zip(lk, sk, tp)]
     fig = figures.detections_figure(
@@ -150,7 +132,7 @@ def error_figure(ds, pred, i: int, names, errors, legend: bool):
         title=f"image {i}: {int((~tp).sum())} false positive(s), {int((~found).sum())} "
               "miss(es)",
         extra_boxes=[("false positive", bk[~tp], "#FF1744", "dot"),
-                     ("missed object", gb[~found] * px, "#FF00FF", "dash")])
+                     ("missed object", to_pixels(gb[~found], image.size), "#FF00FF", "dash")])
     fig.update_layout(showlegend=legend, title_font_size=13,
                       legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))
     return fig
@@ -223,7 +205,7 @@ def report(det, model_label: str, data_key, zip_name, right) -> None:
         ds = checked_dataset(data_key, zip_name)
         if ds is None or not fits_model(ds, det):
             return
-        mkey = models.model_key(st.session_state["evaluation.model"])
+        mkey = model_picker.model_key(st.session_state["evaluation.model"])
         try:
             preds = run_predictions(det, mkey, data_key, ds)
         except ValueError as e:  # AnnotationError: an image inside is corrupt (found on decoding)
@@ -254,7 +236,7 @@ if present.on():  # the scores get the page's width; the choices wait in a fold
 else:
     left, right = st.columns([1, 2.8])
 with left:
-    detector, label = models.model_picker("evaluation.model")
+    detector, label = model_picker.model_picker("evaluation.model")
     chosen_data, uploaded_name = settings_form(detector)
 if chosen_data is not None:  # no st.stop(): under st.navigation it can drop the sidebar
     report(detector, label, chosen_data, uploaded_name, right)

@@ -4,12 +4,10 @@ their curves are overlaid and their final AP50 and mAP tabulated with the differ
 
 from __future__ import annotations
 
-import figures_metrics
-import jobs
 import pandas as pd
-import present
 import streamlit as st
 
+from app import figures_metrics, job_queue, present
 from ssd_core.errors import SSDError
 from ssd_core.experiments import (
     EXPERIMENTS,
@@ -83,7 +81,7 @@ def experiment_form() -> None:
             base = r.config(epochs=int(epochs), seed=int(seed))
             data = DataSpec(n=int(images), seed=int(seed), val_n=int(val_n),
                             augment=r.augment)
-            group = submit_experiment(jobs.job_manager(), key, base, data, seeds=int(seeds))
+            group = submit_experiment(job_queue.job_manager(), key, base, data, seeds=int(seeds))
         except SSDError as e:
             st.error(f"The experiment could not start: {e}")
             return
@@ -126,7 +124,7 @@ def verdict_text(rows) -> str:
 
 def group_panel(group: dict) -> None:
     """One experiment: its curves, table and verdict (a fragment that polls while it runs)."""
-    rows = experiment_results(jobs.job_manager(), group)
+    rows = experiment_results(job_queue.job_manager(), group)
     if any(r["records"] for r in rows):
         present.chart(figures_metrics.training_curves_figure(
             {f"{r['label']} (seed {r['seed']})" if len({x.get('seed') for x in rows}) > 1
@@ -142,12 +140,12 @@ def group_panel(group: dict) -> None:
 
 
 def groups_section() -> None:
-    groups = list_experiments(jobs.runs_dir())
+    groups = list_experiments(job_queue.runs_dir())
     if not groups:
         st.info("No experiments yet: choose a Problem above and queue one.")
         return
     for g in groups[:SHOWN_GROUPS]:
-        active = any(r["state"] in ACTIVE for r in experiment_results(jobs.job_manager(), g))
+        active = any(r["state"] in ACTIVE for r in experiment_results(job_queue.job_manager(), g))
         with st.expander(f"{g.get('title', g['key'])} · {g['group']}", expanded=g is groups[0]):
             st.fragment(run_every=POLL_S if active else None)(group_panel)(g)
     if len(groups) > SHOWN_GROUPS:
@@ -160,7 +158,7 @@ choices = present.page_top("Experiments", (
     "weight the losses or enlarge the input. Here each question is a set of short runs that "
     "differ in that one setting only: same images, same seed, same everything else."))
 # Once there are experiments they come first; the form to queue another waits in a fold.
-if list_experiments(jobs.runs_dir()):
+if list_experiments(job_queue.runs_dir()):
     with (choices or st).expander("New experiment"):
         experiment_form()
 else:

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import figures
-import images
-import models
 import numpy as np
 import pandas as pd
-import present
 import streamlit as st
 import torch
-import torch.nn.functional as F
-import urlstate
-from views._mining import mining_view
-from views._offset_sandbox import offset_sandbox
 
+from app import figures, model_picker, present, sample_images, urlstate
+from app.views._mining import mining_view
+from app.views._offset_sandbox import offset_sandbox
 from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
+from ssd_core.boxes import to_pixels
 from ssd_core.images import image_to_tensor
-from ssd_core.matching import hard_negative_mask, match_anchors, multibox_target
+from ssd_core.matching import label_anchors
+from ssd_core.mining import iou_negatives, mine
 
 COLUMNS = ["class", "x1", "y1", "x2", "y2"]
 LOSS_IOU = "overlap: max IoU with any object (near misses are hardest)"
@@ -98,8 +95,8 @@ def table_to_labels(df: pd.DataFrame, size: tuple[int, int], class_names: list[s
 def untrained_logits(png: bytes, input_size: int) -> np.ndarray:
     """Class logits ``(N, C+1)`` of the untrained seeded TinySSD for one image (cached: the
     sliders on this page never rerun the network)."""
-    det = models.detector(models.UNTRAINED)
-    x = image_to_tensor(images.open_png(png).convert("RGB"), input_size)[None]
+    det = model_picker.detector(model_picker.UNTRAINED)
+    x = image_to_tensor(sample_images.open_png(png).convert("RGB"), input_size)[None]
     with torch.no_grad():
         _, cls_preds, _ = det.model(x.to(det.device))
     return cls_preds[0].cpu().numpy()
@@ -114,10 +111,10 @@ def anchor_shape(info: dict, num_sizes: int) -> str:
 
 def controls() -> tuple:
     """The left column -> (picked image, :class:`Settings`)."""
-    picked = images.pick_image("labeling")
+    picked = sample_images.pick_image("labeling")
     if picked.png is None:
         st.info("Using a blank canvas until a readable image is chosen.")
-        picked = images.Picked(images.png_bytes(images.gradient_image()), "gradient")
+        picked = sample_images.blank_canvas()
     size = urlstate.input_size_select("labeling.size", label="Input size (sets the anchors)")
     thr = urlstate.bind(st.slider, "labeling.iou", 0.5, "IoU threshold", 0.05, 0.95, step=0.05,
                         valid=lambda v: 0.05 <= v <= 0.95,
@@ -158,15 +155,9 @@ def ground_truth(picked, image) -> tuple[torch.Tensor, list[str]]:
 
 def assign(anchors: torch.Tensor, labels: torch.Tensor, thr: float) -> Assignment:
     """The book's assignment of ``anchors (N, 4)`` to the ground truth at IoU ``thr``."""
-    n = len(anchors)
-    if labels.shape[1] == 0:
-        return Assignment(np.full(n, -1), np.zeros(n, dtype=bool),
-                          torch.zeros((1, n), dtype=torch.long), np.zeros((n, 0)),
-                          np.zeros((n, 4)))
-    match = match_anchors(anchors, labels, thr)
-    bbox_offset, _, cls_labels = multibox_target(anchors, labels, thr)
-    return Assignment(match.gt_index[0].numpy(), match.greedy[0].numpy(), cls_labels,
-                      match.iou[0].numpy(), bbox_offset[0].reshape(-1, 4).numpy())
+    lab = label_anchors(anchors, labels, thr)
+    return Assignment(lab.gt_index[0].numpy(), lab.greedy[0].numpy(), lab.cls_labels,
+                      lab.iou[0].numpy(), lab.offsets[0].numpy())
 
 
 def kept_negatives(a: Assignment, settings: Settings, png: bytes) -> np.ndarray | None:
@@ -174,12 +165,11 @@ def kept_negatives(a: Assignment, settings: Settings, png: bytes) -> np.ndarray 
     if not settings.mining:
         return None
     if settings.loss_kind == LOSS_IOU:
-        per_anchor = torch.from_numpy(a.iou.max(axis=1) if a.iou.shape[1]
-                                      else np.zeros(len(a.gt_index)))
+        kept = iou_negatives(torch.from_numpy(a.iou)[None], a.cls_labels, settings.neg_ratio)
     else:
-        logits = torch.from_numpy(untrained_logits(png, settings.size))
-        per_anchor = F.cross_entropy(logits, a.cls_labels[0], reduction="none")
-    return hard_negative_mask(per_anchor[None].float(), a.cls_labels, settings.neg_ratio)[0].numpy()
+        logits = torch.from_numpy(untrained_logits(png, settings.size))[None]
+        kept = mine(logits, a.cls_labels, settings.neg_ratio).kept
+    return kept[0].numpy()
 
 
 def count_metrics(a: Assignment, kept, settings: Settings) -> None:
@@ -200,14 +190,14 @@ def picture(image, desc, anchors_np, labels, names, a: Assignment, kept, setting
     """Metrics and the image with the objects, their positive anchors and kept negatives."""
     disp = image.copy()
     disp.thumbnail((768, 768))
-    dw, dh = disp.size
-    px = np.array([dw, dh, dw, dh], dtype=np.float64)
+    px = to_pixels(anchors_np, disp.size)
     positive = a.gt_index >= 0
-    positives = [(anchors_np[positive & a.greedy & (a.gt_index == j)] * px,
-                  anchors_np[positive & ~a.greedy & (a.gt_index == j)] * px)
+    positives = [(px[positive & a.greedy & (a.gt_index == j)],
+                  px[positive & ~a.greedy & (a.gt_index == j)])
                  for j in range(len(names))]
-    negatives = anchors_np[kept] * px if kept is not None else None
-    fig = figures.labeling_figure(disp, labels[0, :, 1:].numpy() * px, names, positives,
+    negatives = px[kept] if kept is not None else None
+    fig = figures.labeling_figure(disp, to_pixels(labels[0, :, 1:].numpy(), disp.size), names,
+                                  positives,
                                   negatives, height=600)
     present.chart(fig, main=True, key="labeling_chart")
     count_metrics(a, kept, settings)

@@ -1,13 +1,11 @@
 """Losses: the chapter's "Problems" made interactive: smooth-L1 vs L1, cross-entropy vs focal."""
 
-import figures
 import numpy as np
-import present
 import streamlit as st
 import torch
-import urlstate
-from parsing import number_list
 
+from app import figures, present, urlstate
+from app.parsing import number_list
 from ssd_core.anchors import anchor_layout, layout_anchors
 from ssd_core.data import SyntheticDetection, detection_collate
 from ssd_core.losses import (

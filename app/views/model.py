@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import figures
-import images
-import models
 import numpy as np
 import pandas as pd
-import present
-import receptive_view
 import streamlit as st
 import torch
-import urlstate
 
+from app import figures, model_picker, present, receptive_view, sample_images, urlstate
 from ssd_core.images import image_to_tensor
 from ssd_core.model import describe
 
@@ -20,7 +15,7 @@ from ssd_core.model import describe
 @st.cache_data(show_spinner="Running the network once ...", max_entries=8)
 def feature_maps(png: bytes, input_size: int, model_key: str, _det) -> list[np.ndarray]:
     """Each block's output ``(C_i, h_i, w_i)`` for one image (cached per image, size, model)."""
-    x = image_to_tensor(images.open_png(png).convert("RGB"), input_size)[None]
+    x = image_to_tensor(sample_images.open_png(png).convert("RGB"), input_size)[None]
     with torch.no_grad():
         return [f[0].float().cpu().numpy() for f in _det.model.feature_maps(x.to(_det.device))]
 
@@ -65,13 +60,13 @@ if present.on():
 else:  # side by side, so the diagram starts high
     picker_box, size_box = st.columns([1, 2.3])
 with picker_box:
-    det, note = models.model_picker("model.model")
+    det, note = model_picker.model_picker("model.model")
 with size_box:
     size = urlstate.input_size_select("model.size", help="The chapter's problem: a larger "
                                       "input gives larger feature maps, more (and relatively "
                                       "smaller) anchors.")
 # The picker falls back to the untrained TinySSD when a checkpoint cannot be loaded.
-choice = st.session_state["model.model"] if det.checkpoint else models.UNTRAINED
+choice = st.session_state["model.model"] if det.checkpoint else model_picker.UNTRAINED
 st.caption(f"Showing: **{note}** · classes: {', '.join(det.class_names)}. Pick the untrained "
            "TinySSD (random weights) above to compare its activations.")
 
@@ -85,11 +80,11 @@ blocks_table(rows, size)
 st.subheader("Feature-map activations")
 top = st.columns([1, 2.3])
 with top[0]:
-    picked = images.pick_image("model")
+    picked = sample_images.pick_image("model")
     if picked.png is None:
-        picked = images.Picked(images.png_bytes(images.gradient_image()), "gradient")
+        picked = sample_images.blank_canvas()
 image = picked.image
-fmaps = feature_maps(picked.png, size, models.model_key(choice), det)
+fmaps = feature_maps(picked.png, size, model_picker.model_key(choice), det)
 with top[1]:
     # st.image would scale a wide image to 260 px itself and fail on one that ends up under a
     # pixel tall (a 4000×10 strip): scale it here, at least 1 px tall.

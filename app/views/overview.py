@@ -1,12 +1,9 @@
 """Overview: SSD in a few sentences, the TinySSD diagram, links to every page."""
 
-import figures
-import models
-import present
 import streamlit as st
-import urlstate
-from pages import PAGES
 
+from app import figures, model_picker, present, urlstate
+from app.pages import PAGES
 from ssd_core.anchors import TINYSSD_SIZES
 from ssd_core.errors import CheckpointError
 from ssd_core.model import describe
@@ -15,12 +12,12 @@ from ssd_core.model import describe
 def model_in_use():
     """(TinySSD, label) of the model the pages use (the sidebar's "Model in use"): the active
     checkpoint, else the shipped model; its anchor sizes are the ones the diagram lists."""
-    choices = models.model_choices()
+    choices = model_picker.model_choices()
     choice = next(iter(choices))
     try:
-        return models.detector(choice).model, choices[choice]
+        return model_picker.detector(choice).model, choices[choice]
     except CheckpointError:
-        return models.detector(models.UNTRAINED).model, choices[models.UNTRAINED]
+        return model_picker.detector(model_picker.UNTRAINED).model, choices[model_picker.UNTRAINED]
 
 
 st.title("SSD Explorer")

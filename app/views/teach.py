@@ -6,17 +6,16 @@ set. The set lives in the runs folder (``ssd_core.userdata``); the chosen set, s
 in the URL.
 """
 
-import present
 import streamlit as st
-import urlstate
-from views._teach_collect import collect
-from views._teach_detect import detect
-from views._teach_keep import import_set, keep
-from views._teach_label import label
-from views._teach_see import see
-from views._teach_store import all_sets, chosen_set, select_set
-from views._teach_train import train
 
+from app import present, urlstate
+from app.views._teach_collect import collect
+from app.views._teach_detect import detect
+from app.views._teach_keep import import_set, keep
+from app.views._teach_label import label
+from app.views._teach_see import see
+from app.views._teach_store import all_sets, chosen_set, select_set
+from app.views._teach_train import train
 from ssd_core.errors import SSDError
 from ssd_core.userdata import UserDataset
 
@@ -40,8 +39,8 @@ def new_set() -> None:
 
 
 def jobs_root():
-    import jobs
-    return jobs.runs_dir()
+    from app import job_queue
+    return job_queue.runs_dir()
 
 
 def set_chooser(sets):

@@ -10,25 +10,22 @@ import json
 import time
 from pathlib import Path
 
-import figures
-import figures_metrics
-import images
-import jobs
-import models
-import present
+import numpy as np
 import streamlit as st
-import urlstate
-from views._training_form import (
+
+from app import figures, figures_metrics, job_queue, model_picker, present, sample_images, urlstate
+from app.views._training_form import (
     FORM_OPEN_KEY,
     RUN_KEY,
     STARTED_KEY,
     config_form,
     recipe_choice,
 )
-
 from ssd_core import DataSpec, TrainConfig, anchor_layout
 from ssd_core import runfolder as rf
+from ssd_core.boxes import to_pixels
 from ssd_core.checkpoint import build_model
+from ssd_core.config import flat_settings
 from ssd_core.detection import Detector
 from ssd_core.errors import ConfigError, SSDError
 
@@ -63,7 +60,7 @@ def preview_image(run_path: str):
     cfg = TrainConfig.from_dict(json.loads((root / rf.CONFIG).read_text()))
     train, val = spec.build(cfg.input_size)
     data = val if val is not None and len(val) else train
-    return images.png_bytes(data.sample(0)[0])
+    return sample_images.png_bytes(data.sample(0)[0])
 
 
 def metrics_row(snap, per_row: int = 6) -> None:
@@ -105,18 +102,20 @@ def untrained_frame(run_path: str, png: bytes, names: tuple) -> dict:
     cfg = TrainConfig.from_dict(rf.read_config(Path(run_path)))
     model = build_model(cfg, len(names)).eval()  # exactly the weights the run started from
     found = Detector(model, list(names), cfg.input_size, device="cpu").predict(
-        images.open_png(png), conf_threshold=0.3)
+        sample_images.open_png(png), conf_threshold=0.3)
     return {"boxes": found.boxes.numpy(), "scores": found.scores.numpy(),
             "labels": found.labels.numpy()}
 
 
 def replay_frames(snap, image, png: bytes) -> list[dict]:
     """Epoch 0 (untrained) and every kept epoch's detections as replay_figure frames."""
-    w, h = image.size
-    scale = [w, h, w, h]
+    def pixels(rows, start: int) -> list:
+        """Rows holding normalized corners at ``start:start + 4`` -> pixel boxes (lists)."""
+        boxes = np.reshape([r[start:start + 4] for r in rows], (-1, 4))
+        return to_pixels(boxes, image.size).tolist()
+
     kept = [p for p in snap.previews if isinstance(p.get("epoch"), int)]
-    gt = [[v * s for v, s in zip(g[1:5], scale)] for g in (kept[-1] if kept else {}).get(
-        "ground_truth", [])]
+    gt = pixels((kept[-1] if kept else {}).get("ground_truth", []), 1)
     frames = []
     try:
         names = tuple(kept[-1].get("class_names", [])) if kept else ()
@@ -129,7 +128,7 @@ def replay_frames(snap, image, png: bytes) -> list[dict]:
         dets = p.get("detections", [])
         frames.append({"name": str(p["epoch"]),
                        "title": f"Epoch {p['epoch']}: detections with score ≥ 0.3",
-                       "boxes": [[v * s for v, s in zip(r[2:6], scale)] for r in dets],
+                       "boxes": pixels(dets, 2),
                        "scores": [r[1] for r in dets], "labels": [int(r[0]) for r in dets],
                        "gt_boxes": gt})
     return frames
@@ -143,7 +142,7 @@ def preview(snap, p: dict | None, height: int) -> None:
         return
     try:
         png = preview_image(str(snap.path))
-        image = images.open_png(png)
+        image = sample_images.open_png(png)
     except (OSError, ValueError, RuntimeError) as e:
         st.caption(f"The preview image could not be rebuilt ({e}).")
         return
@@ -157,7 +156,7 @@ def preview(snap, p: dict | None, height: int) -> None:
 
 
 def run_controls(snap) -> None:
-    manager = jobs.job_manager()
+    manager = job_queue.job_manager()
     b = [c for _ in range(2) for c in st.columns(2)]  # a narrow column beside the replay
     if snap.state in rf.STOPPABLE and b[0].button("Stop", key="training.stop",
                                                             icon=":material/stop:"):
@@ -179,15 +178,15 @@ def run_controls(snap) -> None:
         if b[2].button("Use for detection", key="training.use",
                        icon=":material/center_focus_strong:",
                        help="Make this checkpoint the active model (Detection, Evaluation)."):
-            st.session_state[models.ACTIVE_KEY] = str(ckpt)
+            st.session_state[model_picker.ACTIVE_KEY] = str(ckpt)
             st.rerun()
-        if models.active_checkpoint() == str(ckpt):
+        if model_picker.active_checkpoint() == str(ckpt):
             b[3].success("Active model")
 
 
 def class_error_note(snap) -> str:
     """Why the class error can fall while AP stays near zero, with this run's numbers."""
-    cfg = jobs.flat_settings(snap.config)
+    cfg = flat_settings(snap.config)
     try:
         anchors = anchor_layout(sizes=cfg.get("anchor_sizes"), ratios=cfg.get("anchor_ratios"),
                                 input_size=int(cfg.get("input_size", 256)))[-1].stop
@@ -210,7 +209,7 @@ def class_error_note(snap) -> str:
 def run_panel(run_id: str, was_live: bool) -> None:
     """One run: status, progress, controls, curves, preview. Polled while the job is live."""
     try:
-        snap = jobs.job_manager().snapshot(run_id)
+        snap = job_queue.job_manager().snapshot(run_id)
     except ConfigError as e:
         st.warning(str(e))
         return
@@ -221,7 +220,7 @@ def run_panel(run_id: str, was_live: bool) -> None:
     st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {message}")
     if snap.state == rf.QUEUED and snap.queue_position:
         st.info(f"Queued: position {snap.queue_position} in line. The server trains "
-                f"{jobs.job_manager().max_running} model(s) at a time "
+                f"{job_queue.job_manager().max_running} model(s) at a time "
                 "(SSD_MAX_TRAINING_JOBS).")
     if snap.state == rf.FAILED:
         st.error(f"Training failed: {message}")
@@ -279,7 +278,7 @@ def compare(listed) -> None:
         key="compare_curves")
     rows = []
     for i in chosen:
-        run, cfg = by_id[i], jobs.flat_settings(by_id[i].config)
+        run, cfg = by_id[i], flat_settings(by_id[i].config)
         rows.append({"run": i, "state": run.state, "epochs": cfg.get("epochs"),
                      "lr": cfg.get("lr"), "cls loss": cfg.get("cls_loss"),
                      "box loss": cfg.get("box_loss"),
@@ -301,7 +300,7 @@ def new_run() -> None:
             "(labels/*.txt + classes.txt) or the book's banana CSV", type=["zip"],
             key="training.zip")
         if upload is None:
-            images.upload_hint("Upload a .zip to train on it, or switch to synthetic data.")
+            sample_images.upload_hint("Upload a .zip to train on it, or switch to synthetic data.")
     if source == "Synthetic" or upload is not None:
         config_form(upload, recipe)
 
@@ -313,7 +312,7 @@ choices = present.page_top("Training", (
     "error** and **box MAE** next to the losses, and each epoch validates (AP50, mAP)."))
 
 # st.stop() is avoided on purpose: under st.navigation it can drop the sidebar and page menu.
-listed_runs = jobs.job_manager().list_runs()
+listed_runs = job_queue.job_manager().list_runs()
 # The form's fold is decided once per session: once there is a run, the run comes first and
 # the form waits folded below it (a reload too); it opens by itself only while no run exists.
 st.session_state.setdefault(FORM_OPEN_KEY, not listed_runs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,11 +15,10 @@ MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
 def registered_pages() -> list:
-    """app/pages.py's PAGES (path, title, icon, summary), read from the file itself."""
-    spec = importlib.util.spec_from_file_location("app_pages", Path(MAIN).with_name("pages.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.PAGES)
+    """app/pages.py's PAGES (path, title, icon, summary)."""
+    from app.pages import PAGES
+
+    return list(PAGES)
 
 
 def open_page(page: str | None = None, query: dict | None = None):

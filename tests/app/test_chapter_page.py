@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from ssd_core import chapter
+from ssd_core.book import BOOK_PRINT, book_focal, book_smooth_l1
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.images import image_to_tensor
 from ssd_core.resources import samples_dir, shipped_checkpoint
-from tests.book import BOOK_PRINT, book_focal, book_smooth_l1
 from tests.reference import ref_multibox_detection
 
 from .conftest import arr, charts, open_page
@@ -47,7 +47,7 @@ def codes(at) -> list[str]:
 
 
 def test_cells_in_order_with_the_books_outputs(at):
-    import chapter_cells
+    from app import chapter_cells
 
     values = codes(at)
     python = [i for i, c in enumerate(at.code) if c.language == "python"]
@@ -162,7 +162,7 @@ def test_another_sample_changes_the_prediction(at):
 
 
 def test_links_go_to_registered_pages_and_the_problems(at):
-    from pages import PAGES
+    from app.pages import PAGES
 
     labels = [link.proto.label for link in at.get("page_link")]
     pages = {link.proto.page for link in at.get("page_link")}

@@ -5,16 +5,14 @@ JSON as Streamlit sends them; the e2e screenshot test measures the drawn SVG tex
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import MAIN, app_on_page, charts, registered_pages
+from app.figures_style import font_sizes
 
-sys.path.insert(0, str(Path(MAIN).parent))
-from figures_style import font_sizes  # noqa: E402
+from .conftest import app_on_page, charts, registered_pages
 
 PAGES = [Path(p.path).stem for p in registered_pages()]
 

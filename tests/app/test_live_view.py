@@ -5,9 +5,6 @@ not provide): tests/e2e/test_live_e2e.py runs it in Chromium over real WebRTC.""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -18,14 +15,11 @@ from ssd_core.live import LiveSettings, StreamSlots
 av = pytest.importorskip("av")
 pytest.importorskip("streamlit_webrtc")
 
-APP = Path(__file__).resolve().parents[2] / "app"
 
 
 @pytest.fixture(scope="module")
 def live():
-    if str(APP) not in sys.path:
-        sys.path.insert(0, str(APP))
-    from views import _live
+    from app.views import _live
 
     return _live
 

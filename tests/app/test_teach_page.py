@@ -242,7 +242,7 @@ def test_detect_step_live_and_upload(runs, monkeypatch):
     labelled_set(runs, "cars", n=2)
     # streamlit-webrtc needs a real server (tests/e2e); here the live view records its model
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "app"))
-    from views import _live
+    from app.views import _live
 
     shown = []
     monkeypatch.setattr(_live, "live_view", lambda det, key: shown.append((det, key)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tests.server import ROOT
+from app.serve import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 

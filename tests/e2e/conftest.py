@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from tests.server import CHROMIUM_ARGS, chromium, serve
+from app.serve import CHROMIUM_ARGS, chromium, serve
 
 from .browser import ARTIFACTS
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from app.serve import serve
 from ssd_core import load_checkpoint
 from ssd_core.jobs import read_metrics
-from tests.server import serve
 
 from .browser import ARTIFACTS, goto, no_exception, shot, wait_idle
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.serve import CHROMIUM_ARGS, serve
 from ssd_core.data import SyntheticDetection
 from ssd_core.detection import Detector
 from ssd_core.live import FramePipeline
-from tests.server import CHROMIUM_ARGS, serve
 
 from .browser import ARTIFACTS, no_exception, nudge_slider, wait_idle
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.server import CHROMIUM_ARGS, serve
+from app.serve import CHROMIUM_ARGS, serve
 
 from .browser import ARTIFACTS, no_exception, nudge_slider, shot, wait_idle
 from .test_live_e2e import assert_boxes_drawn, grab, press, scene, wait_fps, write_y4m

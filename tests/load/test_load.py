@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.server import ROOT
+from app.serve import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

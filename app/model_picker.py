@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jobs
 import streamlit as st
-import timing
 
+from app import job_queue, timing
 from ssd_core import runfolder as rf
 from ssd_core.config import FIELDS
 from ssd_core.data import CLASS_NAMES
@@ -71,7 +70,7 @@ def model_choices() -> dict[str, str]:
     if shipped_checkpoint().exists():
         choices[SHIPPED] = "shipped TinySSD (trained on synthetic shapes)"
     try:
-        listed = jobs.job_manager().list_runs()
+        listed = job_queue.job_manager().list_runs()
     except OSError:
         listed = []
     for run in listed:

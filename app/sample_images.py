@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
-import urlstate
 from PIL import Image
 
+from app import urlstate
 from ssd_core.data import SyntheticDetection
 from ssd_core.errors import InvalidImageError
 from ssd_core.images import ACCEPTED_TEXT, DEFAULT_MAX_PIXELS, load_image
@@ -92,6 +92,11 @@ def gradient_image(size: int = 256) -> Image.Image:
     return Image.fromarray((np.stack([r, g, b], -1) * 200 + 30).astype(np.uint8), "RGB")
 
 
+def blank_canvas(desc: str = "gradient") -> Picked:
+    """The gradient as a :class:`Picked` image (stands in where no image is readable)."""
+    return Picked(png_bytes(gradient_image()), desc)
+
+
 def upload_hint(text: str) -> None:
     """``st.info`` under an empty uploader, with the upload limit: Streamlit refuses a larger
     file in the browser (a red file chip, its reason only on hover) and the page never sees it."""
@@ -159,7 +164,7 @@ def pick_image(key: str, sources=EXPLORE_SOURCES, waiting: str | None = None) ->
         data, desc = _user_file(key, source, waiting)
         if data is None:
             if source == UPLOAD and waiting is None:
-                return Picked(png_bytes(gradient_image()), "gradient (no upload yet)")
+                return blank_canvas("gradient (no upload yet)")
             return Picked(None, desc)
     try:
         return Picked(decode_image(data), desc)

@@ -2,7 +2,7 @@
 Detection"), written as the book writes it: its ``multibox_prior`` recomputed on every forward,
 its ``TinySSD`` (``setattr`` blocks, NCHW), ``calc_loss`` (cross-entropy + masked L1, per-image
 means), SGD lr 0.2 wd 5e-4, and ``cls_eval`` / ``bbox_eval`` turned into Python floats after
-every step (two host syncs). Target assignment is ``tests.book.book_multibox_target``.
+every step (two host syncs). Target assignment is ``ssd_core.book.book_multibox_target``.
 
 The baseline of ``bench/bench_train.py``. One deviation, invisible in the timing: the book feeds
 ``labels`` of a fixed object count; padding rows (class -1) are treated as objects here exactly
@@ -12,7 +12,7 @@ as the book's ``multibox_target`` would treat them.
 import torch
 from torch import nn
 
-from tests.book import book_multibox_target
+from ssd_core.book import book_multibox_target
 
 BOOK_SIZES = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
 BOOK_RATIOS = [[1, 2, 0.5]] * 5

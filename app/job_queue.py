@@ -45,9 +45,3 @@ def save_upload(data: bytes) -> Path:
         path.write_bytes(data)
     return path
 
-
-def flat_settings(config: dict) -> dict:
-    """A run's config.json as one flat dict (nested loss settings lifted to the top level;
-    older runs' files are flat already)."""
-    loss = config.get("loss")
-    return {**config, **loss} if isinstance(loss, dict) else dict(config)
