@@ -8,7 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from ssd_core import JobManager
+from app.sample_images import png_bytes
+from ssd_core import DataSpec, JobManager, TrainConfig
+from ssd_core import runfolder as rf
+from ssd_core.errors import ConfigError
 from ssd_core.runfolder import UPLOADS_DIR
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -34,6 +37,32 @@ def job_manager() -> JobManager:
     """The process-wide JobManager of the current runs folder: every session and every browser
     refresh sees the same jobs (the worker threads live as long as the server)."""
     return _job_manager(str(runs_dir()))
+
+
+def live_snapshot(run_id: str, was_live: bool):
+    """The run's JobSnapshot for a panel polled while the job is live, or None (with a warning
+    on the page) for a run that is gone. A job that ended since the last poll reruns the whole
+    page once, which stops the polling and refreshes the lists."""
+    try:
+        snap = job_manager().snapshot(run_id)
+    except ConfigError as e:
+        st.warning(str(e))
+        return None
+    if was_live and snap.state not in rf.ACTIVE:
+        st.rerun()
+    return snap
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def preview_image(run_path: str) -> bytes:
+    """PNG bytes of the fixed validation image a run's preview detections refer to (the first
+    image of its validation set, else of its training set, never augmented)."""
+    root = Path(run_path)
+    spec = DataSpec.from_dict(rf.read_data(root))
+    cfg = TrainConfig.from_dict(rf.read_config(root))
+    train, val = spec.build(cfg.input_size)
+    data = val if val is not None and len(val) else train
+    return png_bytes(data.sample(0)[0])
 
 
 def save_upload(data: bytes) -> Path:

@@ -5,18 +5,15 @@ live curves and the replay of every epoch's detections, as on the Training page.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from pathlib import Path
 
 import streamlit as st
 
 from app import figures, figures_metrics, job_queue, model_picker, present, sample_images
 from app.views._training_form import log_every
-from ssd_core import DataSpec, TrainConfig
 from ssd_core import runfolder as rf
-from ssd_core.errors import ConfigError, SSDError
+from ssd_core.errors import SSDError
 from ssd_core.recipes import get_recipe, recipe_job
 from ssd_core.runfolder import UPLOADS_DIR
 
@@ -58,18 +55,6 @@ def start(ds, epochs: int) -> None:
     st.rerun()
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def preview_image(run_path: str) -> bytes:
-    """PNG of the fixed validation photo a run's preview detections refer to (as the Training
-    page rebuilds it)."""
-    root = Path(run_path)
-    spec = DataSpec.from_dict(json.loads((root / rf.DATA).read_text()))
-    cfg = TrainConfig.from_dict(json.loads((root / rf.CONFIG).read_text()))
-    train, val = spec.build(cfg.input_size)
-    data = val if val is not None and len(val) else train
-    return sample_images.png_bytes(data.sample(0)[0])
-
-
 def replay(snap) -> None:
     """The fixed photo after the epoch the slider picks (the newest by default)."""
     done = [p for p in snap.previews if isinstance(p.get("epoch"), int)]
@@ -82,7 +67,7 @@ def replay(snap) -> None:
         key=f"teach.replay.{snap.run_id}.{len(epochs)}")
     p = next(p for p in done if p["epoch"] == epoch)
     try:
-        image = sample_images.open_png(preview_image(str(snap.path)))
+        image = sample_images.open_png(job_queue.preview_image(str(snap.path)))
     except (OSError, ValueError, RuntimeError) as e:
         st.caption(f"The preview photo could not be rebuilt ({e}).")
         return
@@ -107,13 +92,9 @@ def use_model(ckpt: str) -> None:
 
 def panel(run_id: str, was_live: bool) -> None:
     """One run's state, progress, curves and replay; polled while it trains."""
-    try:
-        snap = job_queue.job_manager().snapshot(run_id)
-    except ConfigError as e:
-        st.warning(str(e))
+    snap = job_queue.live_snapshot(run_id, was_live)
+    if snap is None:
         return
-    if was_live and snap.state not in rf.ACTIVE:
-        st.rerun()
     st.markdown(f"**{snap.state}** · run `{snap.run_id}` · {snap.message}")
     if snap.init_report:
         st.caption(snap.init_report)

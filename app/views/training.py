@@ -6,7 +6,6 @@ still running); this page only submits, stops and resumes jobs and polls their s
 made the active model of the Detection and Evaluation pages.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -21,13 +20,13 @@ from app.views._training_form import (
     config_form,
     recipe_choice,
 )
-from ssd_core import DataSpec, TrainConfig, anchor_layout
+from ssd_core import TrainConfig, anchor_layout
 from ssd_core import runfolder as rf
 from ssd_core.boxes import to_pixels
 from ssd_core.checkpoint import build_model
 from ssd_core.config import flat_settings
 from ssd_core.detection import Detector
-from ssd_core.errors import ConfigError, SSDError
+from ssd_core.errors import SSDError
 
 POLL_S = 1.0
 REPLAY_HEIGHT, REPLAY_HEIGHT_PRESENT = 500, 440  # px: whole on a 1280x720 screen
@@ -50,17 +49,6 @@ def job_message(snap) -> str:
         return (snap.message + " Fix or remove that image (and its annotations), then upload "
                 "the zip again.")
     return snap.message
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def preview_image(run_path: str):
-    """PNG bytes of the fixed validation image a run's preview detections refer to."""
-    root = Path(run_path)
-    spec = DataSpec.from_dict(json.loads((root / rf.DATA).read_text()))
-    cfg = TrainConfig.from_dict(json.loads((root / rf.CONFIG).read_text()))
-    train, val = spec.build(cfg.input_size)
-    data = val if val is not None and len(val) else train
-    return sample_images.png_bytes(data.sample(0)[0])
 
 
 def metrics_row(snap, per_row: int = 6) -> None:
@@ -141,7 +129,7 @@ def preview(snap, p: dict | None, height: int) -> None:
                    "image appear here.")
         return
     try:
-        png = preview_image(str(snap.path))
+        png = job_queue.preview_image(str(snap.path))
         image = sample_images.open_png(png)
     except (OSError, ValueError, RuntimeError) as e:
         st.caption(f"The preview image could not be rebuilt ({e}).")
@@ -208,13 +196,9 @@ def class_error_note(snap) -> str:
 
 def run_panel(run_id: str, was_live: bool) -> None:
     """One run: status, progress, controls, curves, preview. Polled while the job is live."""
-    try:
-        snap = job_queue.job_manager().snapshot(run_id)
-    except ConfigError as e:
-        st.warning(str(e))
+    snap = job_queue.live_snapshot(run_id, was_live)
+    if snap is None:
         return
-    if was_live and snap.state not in rf.ACTIVE:
-        st.rerun()  # the job ended: one full rerun stops the polling and refreshes the list
     badge = BADGES.get(snap.state, "")
     message = job_message(snap)
     st.markdown(f"**{badge} {snap.state}** · run `{snap.run_id}` · {message}")
