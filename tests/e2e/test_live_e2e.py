@@ -160,10 +160,15 @@ def assert_boxes_drawn(got, camera, drawn_here, drawn=True):
     g = got.astype(int)[mask]
     to_drawn = np.abs(g - drawn_here.astype(int)[mask]).mean()
     to_camera = np.abs(g - camera.astype(int)[mask]).mean()
+    # Closer to one than the other by a clear factor, not an exact one: the thin outlines and
+    # captions blur under VP8, the live view's bf16 scores may caption a box 0.89 where the fp32
+    # reference says 0.90, and a loaded machine returns a neighbouring frame (seen: under 0.5
+    # in the earlier passing runs, 0.51 and 0.61 under load; a frame without the boxes gives
+    # well over 1).
     if drawn:
-        assert to_drawn < 0.5 * to_camera, (to_drawn, to_camera)
+        assert to_drawn < 0.8 * to_camera, (to_drawn, to_camera)
     else:
-        assert to_camera < 0.5 * to_drawn, (to_drawn, to_camera)
+        assert to_camera < 0.8 * to_drawn, (to_drawn, to_camera)
     far = diff == 0
     assert np.abs(got.astype(int)[far] - camera.astype(int)[far]).mean() < 40
 
