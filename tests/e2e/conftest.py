@@ -40,13 +40,20 @@ def app_url(chromium_path) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser(chromium_path):
+def playwright(chromium_path):
+    """The session's one Playwright: its sync API cannot be started twice in one thread, so
+    every browser of the e2e tests (plain or with a fake camera) is launched from it."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright, chromium_path):
+    b = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture

@@ -71,14 +71,11 @@ def live_url(chromium_path):
 
 
 @pytest.fixture(scope="module")
-def camera_browser(chromium_path, source):
-    from playwright.sync_api import sync_playwright
-
+def camera_browser(playwright, chromium_path, source):
     args = [*CHROMIUM_ARGS, *LIVE_ARGS, f"--use-file-for-fake-video-capture={source[1]}"]
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=args)
-        yield b
-        b.close()
+    b = playwright.chromium.launch(executable_path=chromium_path, args=args)
+    yield b
+    b.close()
 
 
 def open_live(browser, url):

@@ -51,16 +51,12 @@ def video(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def camera_page(chromium_path, video):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=[
-            *CHROMIUM_ARGS, *FAKE_CAMERA, f"--use-file-for-fake-video-capture={video[1]}"])
-        ctx = b.new_context(viewport={"width": 1400, "height": 1100},
-                            permissions=["camera"])
-        yield ctx.new_page()
-        b.close()
+def camera_page(playwright, chromium_path, video):
+    b = playwright.chromium.launch(executable_path=chromium_path, args=[
+        *CHROMIUM_ARGS, *FAKE_CAMERA, f"--use-file-for-fake-video-capture={video[1]}"])
+    ctx = b.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"])
+    yield ctx.new_page()
+    b.close()
 
 
 def saved_set(runs, name):
