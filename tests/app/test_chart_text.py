@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from app.figures_style import font_sizes
+from ssd_core.userdata import Box, UserDataset
+from tests.helpers import encode
 
 from .conftest import app_on_page, charts, registered_pages
 
@@ -53,6 +56,11 @@ def test_every_page_draws_chart_text_at_least_13_px_and_16_in_presentation(
         at = app_on_page(page, tmp_path / "runs", monkeypatch, timeout=240)
         if present:
             at.query_params["present"] = "1"
+        if page == "teach":  # a set with a boxed photo, on the Label step (its main figure)
+            ds = UserDataset.create(tmp_path / "runs", "mugs")
+            entry = ds.add_image(encode(Image.new("RGB", (160, 120), (200, 40, 40)), "PNG"))
+            ds.set_boxes(entry.id, [Box("mug", 10, 10, 60, 50)])
+            at.query_params.update({"set": "mugs", "step": "Label", "img": "0"})
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         if page == "training":
