@@ -45,10 +45,23 @@ class Processes:
     def join(self, config: TrainConfig) -> None:
         self.dist, self._own_group = join_process_group(config, self.world_size)
 
-    def leave(self) -> None:
-        """Destroy the process group if :meth:`join` created it."""
-        if self.dist is not None and self._own_group:
-            self.dist.destroy_process_group()
+    def leave(self, together: bool = True) -> None:
+        """Destroy the process group if :meth:`join` created it, once every process is here.
+
+        The caller drops its DistributedDataParallel wrapper first: the wrapper holds the group,
+        and a group that outlives ``destroy_process_group`` is torn down during interpreter
+        exit, where gloo's threads abort the process ("terminate called without an active
+        exception", rank 1 of the CPU torchrun test, once in CI). ``together=False`` (this
+        process failed alone) skips the barrier, which would wait for the others for ever."""
+        if self.dist is None or not self._own_group:
+            return
+        import gc
+
+        if together:
+            self.dist.barrier()  # no process tears down while another still sends
+        gc.collect()  # a reference cycle may hold the wrapper, and with it the group
+        self.dist.destroy_process_group()
+        self.dist = None
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """The model as the loop calls it: DistributedDataParallel across processes."""

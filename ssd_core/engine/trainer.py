@@ -122,11 +122,13 @@ class Trainer:
     def fit(self) -> Iterator[dict]:
         """Train; yields a record every ``log_every`` steps and at every epoch end."""
         self.state = rf.RUNNING
+        ended = False
         try:
             self._setup()
             self.folder.write_config(self.config)
             self._write_status(rf.RUNNING, "training")
             yield from self._epochs()
+            ended = True
         except TrainingDiverged as e:
             self._write_status(rf.FAILED, str(e))
             raise
@@ -139,7 +141,9 @@ class Trainer:
         finally:
             if self._batches is not None:
                 self._batches.close()  # its worker processes end with it
-            self._procs.leave()
+            if self._step is not None:
+                self._step.net = self.model  # the DDP wrapper goes, and its hold on the group
+            self._procs.leave(together=ended)
 
     def _epochs(self) -> Iterator[dict]:
         self._records.start(self.step, self.progress.elapsed, self.device)
