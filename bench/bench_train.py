@@ -391,10 +391,14 @@ def main():
           f"%), book loop {100 * book / limit:.0f}%; 1.5x the book loop would be "
           f"{1.5 * book:.1f} img/s = {150 * book / limit:.0f}% of the limit")
     bf16 = statistics.median(times["engine, same images, precision=bf16"])
-    bf16_gflops = max(matmul_gflops(device, dtype=torch.bfloat16),
-                      conv_gflops(device, dtype=torch.bfloat16))
-    bf16_limit = bf16_gflops / per_img
     native = devmod.native_bf16(device)
+    # Emulated bf16 (a CPU without AVX-512 BF16 / AMX, or ATEN_CPU_CAPABILITY=avx2) runs at a
+    # few GFLOP/s: the full-size kernels would take minutes, so smaller ones measure its rate.
+    small = {} if native else {"n": 512, "reps": 3}
+    bf16_gflops = max(matmul_gflops(device, dtype=torch.bfloat16, **small),
+                      conv_gflops(device, dtype=torch.bfloat16,
+                                  **({} if native else {"batch": 2, "reps": 2})))
+    bf16_limit = bf16_gflops / per_img
     print(f"bf16: {bf16_gflops:.1f} GFLOP/s here -> {bf16_limit:.1f} img/s; the engine in bf16 "
           f"reaches {bf16:.1f} img/s = {100 * bf16 / bf16_limit:.0f}% of that. Native bf16 on "
           f"this device: {native}; precision='fast' (the Classroom demo's) picks bf16 only then"

@@ -51,8 +51,23 @@ def native_bf16(device: torch.device) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+        return (any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+                and not _cpu_isa_capped())
     return False
+
+
+def _cpu_isa_capped() -> bool:
+    """Whether the process was told to use less than the CPU has for bf16: oneDNN capped below
+    its bf16 instructions (``ONEDNN_MAX_CPU_ISA=AVX2``, ``AVX512_CORE``, ...) or ATen's kernels
+    below AVX-512 (``ATEN_CPU_CAPABILITY=avx2``). The hardware checks above do not see either."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    if isa and isa not in ("ALL", "DEFAULT") and "BF16" not in isa and "AMX" not in isa:
+        return True
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - an older torch without it: trust the hardware checks
+        return False
+    return capability in ("DEFAULT", "AVX", "AVX2", "NO AVX", "VSX", "ZVECTOR")
 
 
 _ALLOCATOR_TUNED = False

@@ -265,3 +265,23 @@ def test_the_crop_iou_is_box_iou_with_its_empty_union_rule():
     Y = torch.tensor([[[0.0, *point], [1.0, 0.6, 0.6, 0.6, 0.6], [-1.0, 0, 0, 0, 0]]] * 8)
     window, keep = zoom_crop_windows(Y, torch.Generator().manual_seed(0), crop_p=1.0)
     assert bool(torch.isfinite(window).all()) and not keep[:, 2].any()
+
+
+def test_bf16_is_not_native_where_the_process_caps_the_cpu_below_it(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (or ATEN_CPU_CAPABILITY=avx2) makes bf16 emulated on any CPU: the
+    hardware flags alone would call it native, and 'fast' would then train in slow bf16."""
+    from ssd_core import device as devmod
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert devmod.native_bf16(cpu) is True
+    for isa, native in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),
+                        ("AVX512_CORE_AMX", True), ("ALL", True)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        assert devmod.native_bf16(cpu) is native, isa
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert devmod.native_bf16(cpu) is False
