@@ -203,7 +203,10 @@ async def one_session(browser, url: str, i: int, image: Path, moves: int, train:
         if train:
             step = "training"
             await open_page(page, f"{url}/training", "Training", timeout)
-            for label, value in TRAIN_SETTINGS:
+            # The run's name ends its id: the session finds its own run by it, whatever run of
+            # a classmate the page shows meanwhile.
+            own = f"load-session-{i}"
+            for label, value in [*TRAIN_SETTINGS, ("Run name (optional)", own)]:
                 box = page.get_by_label(label, exact=True)
                 await box.fill(value)
                 await box.press("Tab")
@@ -212,11 +215,8 @@ async def one_session(browser, url: str, i: int, image: Path, moves: int, train:
             await size.focus()
             await size.press("Home")  # 64 px
             await wait_idle(page, timeout)
-            # The page below the form may already show a classmate's run (and put its id in
-            # the URL): this session's run is the one the URL switches to after the click.
-            shown = run_in_url(page.url)
             await page.get_by_role("button", name="Start training").click()
-            await page.wait_for_url(lambda u: run_in_url(u) not in (None, shown),
+            await page.wait_for_url(lambda u: (run_in_url(u) or "").endswith(f"-{own}"),
                                     timeout=timeout * 1000)
             await page.get_by_text(re.compile(
                 rf"(queued|running|finished) · run {re.escape(run_in_url(page.url))}")
