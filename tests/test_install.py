@@ -292,6 +292,7 @@ def test_wheel_installs_code_and_shipped_files_outside_the_checkout(venv):
     assert _checkout_files(ROOT / "ssd_core") == [
         f for f in info["files"]["ssd_core"] if f.endswith(".py")]
     assert _checkout_files(ROOT / "app") == [f for f in info["files"]["app"] if f.endswith(".py")]
+    assert {"box_editor.js", "box_editor.css"} <= set(info["files"]["app"])  # the component
     assets = info["files"]["ssd_explorer_assets"]
     assert {"__init__.py", "tinyssd_synthetic.pt", "tinyssd_synthetic.config.json",
             "tinyssd_synthetic.metrics.json", "samples/shapes-1.jpg"} <= set(assets), assets

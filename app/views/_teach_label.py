@@ -1,39 +1,32 @@
-"""Teach, step 2 (Label): drag boxes on each photo with the mouse, each with a class name (typed
-once, then picked); move, resize or delete a box in its table; previous / next photo; how many
-more boxes each class needs.
+"""Teach, step 2 (Label): draw boxes on each photo with the mouse, each with a class name (typed
+once, then picked); move, resize or delete a box with the mouse or in its table; previous / next
+photo; how many more boxes each class needs.
 
-Drawing uses Streamlit's own ``st.plotly_chart`` box selection (an invisible scatter grid over
-the photo makes Plotly report the dragged rectangle; DESIGN.md's pitfall): no third-party
-component, the same Plotly the rest of the app draws with, and a real mouse drag in the browser.
+Drawing uses ``app.box_editor``, a component made with Streamlit's public Custom Components v2
+API (``st.components.v2``) from a small ES module and a stylesheet in the package: a drag on the
+photo draws a box of the class picked here, a drag inside a box moves it, its handles resize it,
+Delete or the x in its tag removes it. No third-party component, no build step, nothing fetched.
+When a gesture ends the editor sends every box of the photo; :func:`apply_edit` checks and saves
+them (in the component's callback, so the run that follows draws what was saved). The table
+beside it is the keyboard way to do the same.
 """
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
-from app import figures_teach, present, sample_images
+from app import box_editor, figures_style, present
 from app.views._teach_store import bump, counter, image_index, photo_path, set_image_index
+from ssd_core.drawing import colour
 from ssd_core.errors import SSDError
 from ssd_core.userdata import Box
 
 CLASS_KEY = "teach.class"
-MIN_SIDE = 2.0  # px: a smaller drag is a click, not a box
-
-
-def dragged_box(event, width: int, height: int):
-    """The newest box selection of a chart event -> ``(x1, y1, x2, y2)`` pixel corners inside
-    the photo, or None (no box, or one too small to be a drag)."""
-    boxes = (event or {}).get("selection", {}).get("box", []) if event else []
-    if not boxes:
-        return None
-    xs, ys = boxes[-1].get("x", []), boxes[-1].get("y", [])
-    if len(xs) < 2 or len(ys) < 2:
-        return None
-    x1, x2 = sorted(min(max(float(v), 0.0), width) for v in xs[:2])
-    y1, y2 = sorted(min(max(float(v), 0.0), height) for v in ys[:2])
-    if x2 - x1 < MIN_SIDE or y2 - y1 < MIN_SIDE:
-        return None
-    return x1, y1, x2, y2
+ERROR_KEY = "teach.edit_error"  # what the last mouse edit could not save, shown once
+VERSION_KEY = "teach.boxes_v"  # bumped by every handled edit: fresh table, editor redrawn
+MIN_SIDE = box_editor.MIN_SIDE  # px: a smaller drag is a click, not a box
 
 
 def class_picker(ds) -> str | None:
@@ -56,26 +49,46 @@ def save(ds, entry, boxes) -> None:
     except (SSDError, ValueError) as e:
         st.error(f"The boxes could not be saved: {e}")
         return
-    bump("teach.boxes_v")
+    bump(VERSION_KEY)
     st.rerun()
 
 
-def draw(ds, entry, image, label: str | None) -> None:
-    """The photo with its boxes; a drag adds a box of class ``label``."""
-    fig = figures_teach.label_figure(
-        image, [(b.x1, b.y1, b.x2, b.y2) for b in entry.boxes], [b.label for b in entry.boxes],
-        ds.class_names, height=560)
-    event = present.chart(fig, main=True,
-                          key=f"teach.draw.{entry.id}.{counter('teach.boxes_v')}",
-                          on_select="rerun", selection_mode="box",
-                          config={"displaylogo": False, "scrollZoom": False})
-    box = dragged_box(event, *image.size)
-    if box is None:
-        return
-    if not label:
-        st.error("Choose or type the class name first, then drag the box again.")
-        return
-    save(ds, entry, [*entry.boxes, Box(label, *box)])
+def apply_edit(ds, image_id: int, payload) -> str | None:
+    """Save the box editor's payload (every box of photo ``image_id``) -> None, or the message
+    to show when nothing was saved (what to do)."""
+    if isinstance(payload, dict) and payload.get("image_id", image_id) != image_id:
+        return "That edit was made on another photo; draw the box again."
+    try:
+        entry = ds.image(image_id)
+        boxes = box_editor.boxes_from_payload(payload, entry.width, entry.height)
+        ds.set_boxes(image_id, boxes)
+    except box_editor.EditError as e:
+        return str(e)
+    except (SSDError, ValueError, OSError) as e:
+        return f"The boxes could not be saved: {e}"
+    return None
+
+
+def edited(ds, image_id: int, payload) -> None:
+    """The editor's callback (before the script runs): save, remember a refusal for the run."""
+    message = apply_edit(ds, image_id, payload)
+    if message:
+        st.session_state[ERROR_KEY] = message
+    bump(VERSION_KEY)
+
+
+def draw(ds, entry, raw: bytes, label: str | None) -> None:
+    """The photo with its boxes in the mouse box editor; a drag adds a box of class ``label``."""
+    message = st.session_state.pop(ERROR_KEY, None)
+    if message:
+        st.error(message)
+    names = list(dict.fromkeys([*ds.class_names, *([label] if label else [])]))
+    box_editor.editor(
+        raw, entry.id, entry.boxes, label, {n: colour(i) for i, n in enumerate(names)},
+        key=f"teach.editor.{entry.id}", on_edit=functools.partial(edited, ds, entry.id),
+        rev=counter(VERSION_KEY),
+        max_height=present.PRESENT_HEIGHT if present.on() else present.MAIN_HEIGHT,
+        font_px=figures_style.PRESENT_TEXT if present.on() else figures_style.TEXT)
 
 
 def box_table(ds, entry, names: list[str]) -> None:
@@ -88,14 +101,14 @@ def box_table(ds, entry, names: list[str]) -> None:
         return
     num = st.column_config.NumberColumn
     edited = st.data_editor(
-        rows, key=f"teach.table.{entry.id}.{counter('teach.boxes_v')}", num_rows="dynamic",
+        rows, key=f"teach.table.{entry.id}.{counter(VERSION_KEY)}", num_rows="dynamic",
         hide_index=True, width="stretch",
         column_config={"class": st.column_config.SelectboxColumn("class", options=names,
                                                                  required=True, width="small"),
                        **{k: num(k, min_value=0.0, format="%.0f", required=True, width=48)
                           for k in ("x1", "y1", "x2", "y2")}})
-    st.caption("Edit a corner to move or resize a box; select a row and delete it to remove "
-               "the box.")
+    st.caption("Or with the keyboard: edit a corner to move or resize a box; select a row and "
+               "delete it to remove the box.")
     if edited == rows:
         return
     new = []
@@ -144,14 +157,16 @@ def label(ds) -> None:
         name = class_picker(ds)
     try:
         raw = photo_path(ds, entry).read_bytes()
-        image = sample_images.open_png(sample_images.decode_image(raw, max_side=100_000))
-    except (OSError, SSDError) as e:
+        box_editor.photo_url(raw)
+    except (OSError, SSDError, ValueError) as e:
         st.error(f"Photo {i + 1} could not be read ({e}); delete it in step 1.")
         return
     left, right = st.columns([2.4, 1])
     with left:
-        st.caption("Drag a rectangle over an object to box it (the class above).")
-        draw(ds, entry, image, name)
+        draw(ds, entry, raw, name)
+        st.caption("Drag on the photo to box an object (the class above); drag a box to move "
+                   "it, its handles to resize it; **Delete** or **×** removes the selected box. "
+                   "Shift-drag draws inside another box.")
     with right:
         needs_note(ds)
         box_table(ds, entry, sorted({*ds.class_names, *([name] if name else [])}))

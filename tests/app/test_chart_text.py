@@ -56,11 +56,12 @@ def test_every_page_draws_chart_text_at_least_13_px_and_16_in_presentation(
         at = app_on_page(page, tmp_path / "runs", monkeypatch, timeout=240)
         if present:
             at.query_params["present"] = "1"
-        if page == "teach":  # a set with a boxed photo, on the Label step (its main figure)
+        if page == "teach":  # a set with a boxed photo, on the See SSD step (its charts; the
+            # Label step draws with the box editor, whose tag text tests/e2e measures)
             ds = UserDataset.create(tmp_path / "runs", "mugs")
             entry = ds.add_image(encode(Image.new("RGB", (160, 120), (200, 40, 40)), "PNG"))
             ds.set_boxes(entry.id, [Box("mug", 10, 10, 60, 50)])
-            at.query_params.update({"set": "mugs", "step": "Label", "img": "0"})
+            at.query_params.update({"set": "mugs", "step": "See SSD", "img": "0"})
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         if page == "training":

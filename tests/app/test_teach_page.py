@@ -1,11 +1,18 @@
 """Teach page through AppTest: create a set, add photos (uploads and a camera snapshot, a bad
-file refused with a clear message), thumbnails and delete, label (a dragged box, the class typed
-once, the box table's edits and deletes, previous / next), keep (rename, delete), all saved in the
-runs folder and found again by a fresh session (a refresh)."""
+file refused with a clear message), thumbnails and delete, label (the box editor's edits as the
+browser sends them, the class typed once, the box table's edits and deletes, previous / next),
+keep (rename, delete), all saved in the runs folder and found again by a fresh session (a
+refresh).
+
+AppTest runs no component JavaScript: the box editor (app/box_editor.py) is an element holding
+its data, and :func:`send_edit` sends what its JavaScript sends at the end of a gesture (the
+trigger ``edit`` with every box of the photo), as the browser would; tests/e2e/test_teach_e2e.py
+draws with a real mouse."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -53,13 +60,28 @@ def photos(at):
     return next(u for u in at.file_uploader if u.key.startswith("teach.upload."))
 
 
-def draw_key(at, image_id):
-    """The drawing chart's key (it changes after each saved edit, clearing the selection)."""
-    try:
-        v = at.session_state["teach.boxes_v"]
-    except KeyError:
-        v = 0
-    return f"teach.draw.{image_id}.{v}"
+def editor_data(at) -> dict:
+    """What the page gave the box editor (photo, boxes, class of the next box, colours)."""
+    (el,) = at.get("bidi_component")
+    assert el.proto.component_name == "ssd_explorer_box_editor"
+    return json.loads(el.proto.json)
+
+
+def send_edit(at, boxes, image_id=None) -> None:
+    """Run the app as after a gesture in the box editor: the browser sends the trigger ``edit``
+    with the photo's boxes (``[{"label", "x1", "y1", "x2", "y2"}]``). Streamlit's own trigger
+    id and widget-state proto, as its frontend sends them (AppTest has no API for a
+    component's events)."""
+    from streamlit.components.v2.bidi_component.main import _make_trigger_id
+
+    (el,) = at.get("bidi_component")
+    image_id = editor_data(at)["image_id"] if image_id is None else image_id
+    states = at._tree.get_widget_states()
+    w = states.widgets.add()
+    w.id = _make_trigger_id(el.proto.id, "events")
+    w.json_trigger_value = json.dumps([{"event": "edit",
+                                        "value": {"image_id": image_id, "boxes": boxes}}])
+    at._run(states)
 
 
 def type_class(at, name):
@@ -104,26 +126,37 @@ def test_collect_label_keep(runs, monkeypatch):
     next(b for b in at.button if b.key == f"teach.del.{third}").click().run()
     assert len(store(runs, "mugs").images) == 2
 
-    # Label: open the first photo, type a class, drag a box (the chart's box selection)
+    # Label: open the first photo, type a class, draw a box (what the editor sends)
     next(b for b in at.button if b.key.startswith("teach.open.")).click().run()
     assert at.session_state["teach.step"] == "Label"
     assert any("Photo 1 of 2" in m.value for m in at.markdown)
-    type_class(at, "mug")
     entry = store(runs, "mugs").images[0]
-    chart_key = draw_key(at, entry.id)
-    at.session_state[chart_key] = {"selection": {"points": [], "point_indices": [], "lasso": [],
-                                                 "box": [{"xref": "x", "yref": "y",
-                                                          "x": [41.0, 99.5],
-                                                          "y": [89.0, 29.0]}]}}
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    data = editor_data(at)
+    assert (data["image_id"], data["width"], data["height"], data["boxes"]) == (
+        entry.id, 160, 120, [])
+    assert data["label"] is None and data["url"].startswith("data:image/jpeg;base64,")
+    type_class(at, "mug")
+    assert editor_data(at)["label"] == "mug" and "mug" in editor_data(at)["colors"]
+    send_edit(at, [{"label": "mug", "x1": 99.5, "y1": 89.0, "x2": 41.0, "y2": 29.0}])
+    assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
     boxes = store(runs, "mugs").images[0].boxes
     assert [(b.label, b.x1, b.y1, b.x2, b.y2) for b in boxes] == [("mug", 41.0, 29.0, 99.5, 89.0)]
     assert entry.id == store(runs, "mugs").images[0].id
     assert any("more box(es) of **mug**" in i.value for i in at.info)
+    # the same run draws the saved box (the edit is saved in the callback, before it)
+    assert editor_data(at)["boxes"] == [{"label": "mug", "x1": 41.0, "y1": 29.0, "x2": 99.5,
+                                         "y2": 89.0}]
     # the class is picked again (it is one of the set's now) and the table shows the box
     assert "mug" in at.selectbox(key="teach.class").options
     assert len(at.data_editor) == 1
+    # moved, a second box beside it, then the first deleted: each edit sends every box
+    send_edit(at, [{"label": "mug", "x1": 51.0, "y1": 39.0, "x2": 109.5, "y2": 99.0},
+                   {"label": "mug", "x1": 5.0, "y1": 5.0, "x2": 30.0, "y2": 25.0}])
+    send_edit(at, [{"label": "mug", "x1": 5.0, "y1": 5.0, "x2": 30.0, "y2": 25.0}])
+    assert not at.error, [e.value for e in at.error]
+    assert [(b.x1, b.y1, b.x2, b.y2) for b in store(runs, "mugs").images[0].boxes] == [
+        (5.0, 5.0, 30.0, 25.0)]
+    assert any("· 1 box(es)" in m.value for m in at.markdown)
 
     # Next / Previous
     button(at, "Next").click().run()
@@ -173,11 +206,19 @@ def test_label_without_class_says_so(runs, monkeypatch):
     photos(at).upload("a.png", photo(), "image/png")
     at.run()
     at = fresh(runs, monkeypatch, {"set": "pens", "step": "Label"})
-    chart_key = draw_key(at, store(runs, "pens").images[0].id)
-    at.session_state[chart_key] = {"selection": {"points": [], "point_indices": [], "lasso": [],
-                                                 "box": [{"x": [1, 50], "y": [1, 50]}]}}
-    at.run()
-    assert any("class name first" in e.value for e in at.error)
+    # the editor sends a drawn box with no class when none is chosen: refused, said, not saved
+    send_edit(at, [{"label": None, "x1": 1, "y1": 1, "x2": 50, "y2": 50}])
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Choose or type the class name first, then draw the box again."]
+    assert store(runs, "pens").images[0].boxes == []
+    assert editor_data(at)["boxes"] == []  # the editor is told what was saved: nothing
+    at.run()  # said once
+    assert not at.error
+    # an edit made on another photo (a stale page) is not applied to this one
+    type_class(at, "pen")
+    send_edit(at, [{"label": "pen", "x1": 1, "y1": 1, "x2": 50, "y2": 50}], image_id=999)
+    assert any("another photo" in e.value for e in at.error)
     assert store(runs, "pens").images[0].boxes == []
 
 

@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a real `streamlit run` server and the system Chromium via Playwright.
+"""End-to-end fixtures: a real `streamlit run` server and the system Chromium via Playwright,
+and a Chromium whose fake camera plays a video made here (the live and Teach tests).
 
 Screenshots land in test-artifacts/ (gitignored). Chromium is installed with apt when missing
 and we are root with apt available; otherwise the e2e tests are skipped with the reason.
@@ -9,7 +10,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from app.serve import CHROMIUM_ARGS, chromium, serve
 
@@ -62,3 +65,52 @@ def page(browser):
     p = ctx.new_page()
     yield p
     ctx.close()
+
+
+# ---- the fake camera (DESIGN.md: streamlit-webrtc in headless Chromium)
+CAMERA_SIZE = (640, 480)  # W, H of the camera's video
+CAMERA_SEED = 0  # a scene the shipped model finds objects in (tests/test_live.py checks it too)
+# Fake capture and WebRTC on loopback: real ICE host candidates (not mDNS names) and autoplay.
+FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    "--disable-features=WebRtcHideLocalIpsWithMdns",
+                    "--autoplay-policy=no-user-gesture-required"]
+
+
+def camera_scene() -> np.ndarray:
+    """The camera's still scene: a synthetic sample at CAMERA_SIZE, RGB (H, W, 3) uint8."""
+    from ssd_core.data import SyntheticDetection
+
+    img = SyntheticDetection(1, seed=CAMERA_SEED, image_size=256).sample(0)[0]
+    return np.asarray(img.resize(CAMERA_SIZE, Image.BILINEAR))
+
+
+def write_y4m(path, rgb: np.ndarray, frames: int = 15, fps: int = 15) -> None:
+    """A still scene as a YUV4MPEG2 4:2:0 video (what --use-file-for-fake-video-capture reads)."""
+    ycc = np.asarray(Image.fromarray(rgb).convert("YCbCr"), dtype=np.float32)
+    h, w = rgb.shape[:2]
+    y = ycc[..., 0].astype(np.uint8)
+    chroma = [ycc[..., c].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).round().astype(np.uint8)
+              for c in (1, 2)]
+    planes = y.tobytes() + chroma[0].tobytes() + chroma[1].tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + planes)
+
+
+@pytest.fixture(scope="session")
+def camera_video(tmp_path_factory):
+    """The fake camera's video, written once a session -> (its RGB frame, the .y4m path)."""
+    rgb = camera_scene()
+    path = tmp_path_factory.mktemp("camera") / "scene.y4m"
+    write_y4m(path, rgb)
+    return rgb, path
+
+
+@pytest.fixture(scope="session")
+def camera_browser(playwright, chromium_path, camera_video):
+    """A Chromium whose camera plays ``camera_video`` (permission granted, no prompt)."""
+    b = playwright.chromium.launch(executable_path=chromium_path, args=[
+        *CHROMIUM_ARGS, *FAKE_CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera_video[1]}"])
+    yield b
+    b.close()

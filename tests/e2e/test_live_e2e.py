@@ -1,9 +1,9 @@
 """Live detection in a real Chromium over real WebRTC: Chromium's fake camera plays a short
-.y4m video of a synthetic scene (written here), streamlit-webrtc carries it to a real
-`streamlit run` server, the shipped model's boxes are drawn on every frame, and the video that
-comes back is read pixel by pixel from the <video> element. A second browser past the server's
-cap of live streams (SSD_MAX_LIVE_STREAMS=1 here) gets the busy message. Screenshots and the
-grabbed frame land in test-artifacts/."""
+.y4m video of a synthetic scene (conftest.py's camera_video, shared with the Teach test),
+streamlit-webrtc carries it to a real `streamlit run` server, the shipped model's boxes are
+drawn on every frame, and the video that comes back is read pixel by pixel from the <video>
+element. A second browser past the server's cap of live streams (SSD_MAX_LIVE_STREAMS=1 here)
+gets the busy message. Screenshots and the grabbed frame land in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -16,48 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.serve import CHROMIUM_ARGS, serve
-from ssd_core.data import SyntheticDetection
+from app.serve import serve
 from ssd_core.detection import Detector
 from ssd_core.live import FramePipeline
 
 from .browser import ARTIFACTS, no_exception, nudge_slider, wait_idle
+from .conftest import CAMERA_SIZE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-W, H = 640, 480
-SEED = 0  # a scene the shipped model finds objects in (tests/test_live.py checks it too)
-# Fake capture and WebRTC on loopback: real ICE host candidates (not mDNS names) and autoplay.
-LIVE_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-             "--disable-features=WebRtcHideLocalIpsWithMdns",
-             "--autoplay-policy=no-user-gesture-required"]
-
-
-def scene() -> np.ndarray:
-    img = SyntheticDetection(1, seed=SEED, image_size=256).sample(0)[0]
-    return np.asarray(img.resize((W, H), Image.BILINEAR))
-
-
-def write_y4m(path, rgb: np.ndarray, frames: int = 15, fps: int = 15) -> None:
-    """A still scene as a YUV4MPEG2 4:2:0 video (what --use-file-for-fake-video-capture reads)."""
-    ycc = np.asarray(Image.fromarray(rgb).convert("YCbCr"), dtype=np.float32)
-    h, w = rgb.shape[:2]
-    y = ycc[..., 0].astype(np.uint8)
-    chroma = [ycc[..., c].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).round().astype(np.uint8)
-              for c in (1, 2)]
-    planes = y.tobytes() + chroma[0].tobytes() + chroma[1].tobytes()
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            f.write(b"FRAME\n" + planes)
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    rgb = scene()
-    path = tmp_path_factory.mktemp("camera") / "scene.y4m"
-    write_y4m(path, rgb)
-    return rgb, path
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +34,6 @@ def live_url(chromium_path):
             yield server.url
     except RuntimeError as e:
         pytest.fail(str(e))
-
-
-@pytest.fixture(scope="module")
-def camera_browser(playwright, chromium_path, source):
-    args = [*CHROMIUM_ARGS, *LIVE_ARGS, f"--use-file-for-fake-video-capture={source[1]}"]
-    b = playwright.chromium.launch(executable_path=chromium_path, args=args)
-    yield b
-    b.close()
 
 
 def open_live(browser, url):
@@ -144,35 +102,52 @@ def wait_fps(page, timeout=120.0) -> float:
                          f"(test-artifacts/live-failure.png); page text: {text}")
 
 
+def drawn_ratio(got, camera, drawn_here, mask, shift: int = 2) -> float:
+    """How much more the video looks like the camera's frame than like the drawn one where the
+    pipeline draws (``mask``): mean |video - drawn| / mean |video - camera| there, the least over
+    the drawings moved by up to ``shift`` px. The live view boxes the camera frame it received
+    (VP8-coded on the way in), not this pristine scene, so its boxes can land a pixel or two off
+    the reference's; a 2-px outline moved by 2 px misses entirely (seen on a one-epoch teach
+    model: 1.15 in place, 0.66 moved by (1, 2), while the scene itself lined up best unmoved)."""
+    g = got.astype(int)
+    ratios = []
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            m = np.roll(mask, (dy, dx), axis=(0, 1))
+            d = np.roll(drawn_here, (dy, dx), axis=(0, 1)).astype(int)[m]
+            ratios.append(np.abs(g[m] - d).mean() / max(np.abs(g[m] - camera.astype(int)[m]).mean(),
+                                                         1e-9))
+    return min(ratios)
+
+
 def assert_boxes_drawn(got, camera, drawn_here, drawn=True):
     """The received frame shows the boxes the pipeline draws on the camera's frame: where the
     pipeline draws (outlines, captions) the video looks like the drawn frame, not the camera's
     (VP8 blurs colours, hence means, not equality), and elsewhere like the camera's scene.
-    ``drawn=False``: the boxes are not there (the video looks like the camera's there)."""
-    if got.shape[:2] != (H, W):
-        got = np.asarray(Image.fromarray(got).resize((W, H), Image.BILINEAR))
+    ``drawn=False``: the boxes are not there (the video looks like the camera's there, however
+    the drawing is moved)."""
+    if got.shape[:2] != camera.shape[:2]:
+        got = np.asarray(Image.fromarray(got).resize(CAMERA_SIZE, Image.BILINEAR))
     diff = np.abs(drawn_here.astype(int) - camera.astype(int)).max(axis=2)
     mask = diff > 80
     assert mask.sum() > 500
-    g = got.astype(int)[mask]
-    to_drawn = np.abs(g - drawn_here.astype(int)[mask]).mean()
-    to_camera = np.abs(g - camera.astype(int)[mask]).mean()
+    ratio = drawn_ratio(got, camera, drawn_here, mask)
     # Closer to one than the other by a clear factor, not an exact one: the thin outlines and
     # captions blur under VP8, the live view's bf16 scores may caption a box 0.89 where the fp32
     # reference says 0.90, and a loaded machine returns a neighbouring frame (seen: under 0.5
     # in the earlier passing runs, 0.51 and 0.61 under load; a frame without the boxes gives
     # well over 1).
     if drawn:
-        assert to_drawn < 0.8 * to_camera, (to_drawn, to_camera)
+        assert ratio < 0.8, ratio
     else:
-        assert to_camera < 0.8 * to_drawn, (to_drawn, to_camera)
+        assert ratio > 1 / 0.8, ratio
     far = diff == 0
     assert np.abs(got.astype(int)[far] - camera.astype(int)[far]).mean() < 40
 
 
 def test_live_video_comes_back_with_boxes_and_the_cap_refuses_a_second_stream(
-        camera_browser, live_url, source):
-    rgb, _ = source
+        camera_browser, live_url, camera_video):
+    rgb, _ = camera_video
     expected = FramePipeline.from_detector(Detector.from_checkpoint(device="cpu"))(rgb, 0.5, 0.5)
     assert len(expected.detections) >= 1
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
