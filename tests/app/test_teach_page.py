@@ -197,7 +197,7 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
 
     ds = labelled_set(runs)
     at = fresh(runs, monkeypatch, {"set": "balls", "step": "Train"})
-    assert any("more of ball" in w.value for w in at.warning)  # 6 of the 10 it wants
+    assert any("more of ball" in w.value for w in at.warning)  # 6 of the 9 it wants
     at.number_input(key="teach.epochs").set_value(1)
     button(at, "Train on this set").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
