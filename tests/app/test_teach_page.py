@@ -221,9 +221,11 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
     button(at, "Use this model on every page and detect live").click().run()
     assert at.session_state["active_checkpoint"] == str(ckpt)
     # every page's model picker lists the taught run with its class names
-    for page in ("detection", "evaluation", "model"):
+    for page in ("detection", "evaluation", "model", "labeling", "anchors"):
         other = app_on_page(page, runs, monkeypatch)
         other.run()
+        if page == "anchors":  # its picker belongs to the anchor fit, behind a toggle
+            other.toggle(key="anchors.fit_on").set_value(True).run()
         assert not other.exception
         labels = [o for sb in other.selectbox for o in sb.options]
         assert any(run_id in o and o.endswith(": ball") for o in labels), (page, labels)
