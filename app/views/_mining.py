@@ -89,8 +89,7 @@ def mining_view(picked, labels, iou_threshold: float, det, model_label: str,
     """The view for the page's image ``picked``, ground truth ``labels (1, M, 5)`` and model
     ``det`` (the page's picker's: its label and ``model_picker.model_key``)."""
     st.subheader("Hard negative mining with a real model")
-    if not st.toggle("Rank the negatives by the picked model's own loss (runs it once on "
-                     "this image)",
+    if not st.toggle("Rank the negatives by a model's own loss (runs it once on this image)",
                      key=K + "on", help="Which background anchors the neg_ratio:1 rule keeps "
                                         "when a trained model scores them, and focal loss."):
         return
