@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -14,18 +13,13 @@ from ssd_core import runfolder as rf
 from ssd_core.errors import ConfigError
 from ssd_core.runfolder import UPLOADS_DIR
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-
 
 def runs_dir() -> Path:
-    """The runs folder: ``$SSD_RUNS_DIR`` if set; else ``runs/`` of the checkout the app runs
-    from (gitignored); an installed app (``pip install .``, no checkout around it) uses
-    ``runs/`` in the folder it was started from, never its site-packages."""
-    if os.environ.get("SSD_RUNS_DIR"):
-        return Path(os.environ["SSD_RUNS_DIR"])
-    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "ssd_core").is_dir():
-        return CHECKOUT / "runs"
-    return Path.cwd() / "runs"
+    """The runs folder (ssd_core.runfolder.default_runs_dir, the CLI's too): ``$SSD_RUNS_DIR``
+    if set; else ``runs/`` of the checkout the app runs from (gitignored); an installed app
+    (``pip install .``, no checkout around it) uses ``runs/`` in the folder it was started
+    from, never its site-packages."""
+    return rf.default_runs_dir()
 
 
 @st.cache_resource(show_spinner=False)

@@ -60,27 +60,48 @@ def model_key(choice: str) -> str:
     return f"{choice}@{_mtime(_path(choice))}"
 
 
+def run_class_names(run) -> list[str]:
+    """A run's class names (a taught model's own): from its config.json, which every run of
+    the Trainer writes (app and CLI alike), else from its latest preview (older app runs)."""
+    for names in ((run.config or {}).get("class_names"),
+                  (run.preview or {}).get("class_names")):
+        if isinstance(names, list) and names:
+            return [str(n) for n in names]
+    return []
+
+
 def model_choices() -> dict[str, str]:
     """Model choice -> label: the active checkpoint, the shipped model (when present), every
-    run with a checkpoint (newest first), and an untrained TinySSD (always available)."""
-    choices: dict[str, str] = {}
-    active = active_checkpoint()
-    if active and Path(active).exists():
-        choices[active] = f"active: {Path(active).parent.name}/{Path(active).name}"
-    if shipped_checkpoint().exists():
-        choices[SHIPPED] = "shipped TinySSD (trained on synthetic shapes)"
+    run with a checkpoint (newest first), and an untrained TinySSD (always available). A run's
+    label ends with its class names (a taught model's own: "run ... : mug, book, ball")."""
     try:
         listed = job_queue.job_manager().list_runs()
     except OSError:
         listed = []
+    runs: dict[str, tuple[str, str]] = {}  # checkpoint -> (label, ": class, names" or "")
     for run in listed:
         ckpt = run.checkpoint
         if ckpt is not None and run.state != rf.QUEUED:
-            names = (run.preview or {}).get("class_names")  # a taught model's own classes
-            choices.setdefault(str(ckpt), f"run {run.run_id} ({run.state}, {ckpt.name})"
-                               + (f": {', '.join(map(str, names))}" if names else ""))
+            names = run_class_names(run)
+            runs.setdefault(str(ckpt), (f"run {run.run_id} ({run.state}, {ckpt.name})",
+                                        f": {', '.join(names)}" if names else ""))
+    choices: dict[str, str] = {}
+    active = active_checkpoint()
+    if active and Path(active).exists():
+        choices[active] = (f"active: {Path(active).parent.name}/{Path(active).name}"
+                           + runs.get(active, ("", ""))[1])
+    if shipped_checkpoint().exists():
+        choices[SHIPPED] = "shipped TinySSD (trained on synthetic shapes)"
+    for ckpt, (label, names) in runs.items():
+        choices.setdefault(ckpt, label + names)
     choices[UNTRAINED] = "untrained TinySSD (random weights)"
     return choices
+
+
+def loaded_choice(key: str, det: Detector) -> str:
+    """The choice behind the Detector ``model_picker(key)`` returned: the picker's own, or
+    ``UNTRAINED`` when it fell back because the checkpoint could not be loaded."""
+    return st.session_state.get(key, UNTRAINED) if det.checkpoint else UNTRAINED
 
 
 def model_picker(key: str) -> tuple[Detector, str]:

@@ -40,16 +40,23 @@ GOAL_S = 45.0  # issue 22: AP50 >= 0.9 within 45 s of training on this 2-core CP
 
 
 def arm_job(arm: str, train_dir, val_dir, baseline_epochs: int, overrides: dict):
-    """-> (label, TrainConfig, DataSpec, init checkpoint or None) of one arm."""
+    """-> (label, TrainConfig, DataSpec, init checkpoint or None) of one arm. A ``seed`` in
+    ``overrides`` is the run's (TrainConfig.seed), not recipe_job's hold-out seed."""
     from ssd_core.recipes import get_recipe, recipe_job
+
+    overrides = dict(overrides)
+    seed = overrides.pop("seed", None)
+
+    def seeded(config):
+        return config if seed is None else config.replace(seed=int(seed))
 
     if arm == "teach":
         config, spec, init = recipe_job("teach", train_dir, val_dir, **overrides)
-        return "teach (shipped model)", config, spec, init
+        return "teach (shipped model)", seeded(config), spec, init
     if arm == "teach-random":
         config, spec, _ = recipe_job("teach", train_dir, val_dir,
                                      **{"epochs": baseline_epochs, **overrides})
-        return "teach settings, random weights", config, spec, None
+        return "teach settings, random weights", seeded(config), spec, None
     if arm == "classroom":
         # More epochs of the few photos than the classroom's 10 (15 steps would teach nothing
         # from random weights): --baseline-epochs, so the cosine schedule spans the budget.

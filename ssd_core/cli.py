@@ -1,4 +1,5 @@
-"""``python -m ssd_core train|eval|detect|synth``: the command line around ssd_core.
+"""``python -m ssd_core train|eval|detect|synth|set``: the command line around ssd_core
+(``set``, the Teach page's photo sets: ssd_core.cli_sets).
 
 Errors a user can cause (missing file, bad checkpoint, bad setting, diverged training) print one
 line ``error: ...`` to stderr and exit with status 2; no traceback.
@@ -17,6 +18,7 @@ from pathlib import Path
 from ssd_core import data
 from ssd_core.checkpoint import load_checkpoint
 from ssd_core.cli_args import build_parser
+from ssd_core.cli_sets import cmd_set, resolve_data
 from ssd_core.config import FIELDS, TrainConfig
 from ssd_core.data import split_holdout
 from ssd_core.detection import Detector
@@ -41,7 +43,8 @@ def _dataset(args, image_size: int, path=None, synthetic=None, seed=None):
     path = args.data if path is None and synthetic is None else path
     if path is not None:
         if not Path(path).exists():
-            raise UsageError(f"No dataset at {path!r}; give a folder or a .zip file.")
+            raise UsageError(f"No dataset at {path!r}; give a folder, a .zip file or the name "
+                             "of a photo set (`python -m ssd_core set list`).")
         return data.load_dataset(path, fmt=getattr(args, "fmt", None), image_size=image_size)
     n = args.synthetic if synthetic is None else synthetic
     if n < 1:
@@ -173,9 +176,23 @@ def _train_data(args, config: TrainConfig, say=print):
     return train_data, val_data
 
 
+def _resolve_sets(args, freeze: bool, say=print) -> None:
+    """--data / --val-data naming a photo set of the runs folder -> its (frozen) folder."""
+    root = Path(args.runs) if getattr(args, "runs", None) else None
+    for name in ("data", "val_data"):
+        given = getattr(args, name, None)
+        if given:
+            setattr(args, name, resolve_data(given, root, freeze))
+            if getattr(args, name) != given:
+                say(f"--{name.replace('_', '-')} {given}: the photo set, "
+                    + (f"a frozen copy in {getattr(args, name)}" if freeze
+                       else f"in {getattr(args, name)}"))
+
+
 def cmd_train(args) -> int:
-    config, out, resume, init = _train_setup(args)
     said = []
+    _resolve_sets(args, freeze=True, say=said.append)
+    config, out, resume, init = _train_setup(args)
     train_data, val_data = _train_data(args, config, say=said.append)
     trainer = Trainer(config, train_data, val_data, run_dir=out, resume=resume, init=init)
     progress = _Progress(args.quiet or not trainer.is_main)
@@ -249,6 +266,7 @@ def _load(checkpoint: str, device: str):
 
 
 def cmd_eval(args) -> int:
+    _resolve_sets(args, freeze=False, say=lambda line: None)
     ckpt, dev = _load(args.checkpoint, args.device)
     data = _dataset(args, ckpt.config.input_size)
     result = evaluate_model(ckpt.model, data, ckpt.class_names, batch_size=args.batch_size,
@@ -314,7 +332,8 @@ def cmd_synth(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "detect": cmd_detect, "synth": cmd_synth}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "detect": cmd_detect, "synth": cmd_synth,
+            "set": cmd_set}
 
 
 def main(argv=None) -> int:

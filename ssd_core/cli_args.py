@@ -19,6 +19,15 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A parser whose mistakes (a missing or unknown argument, a bad value) print
+    one line ``error: ...`` naming the command's --help, and exit with status 2, as every
+    other user error of the CLI does."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parse_list(kind):
     def parse(text: str):
         try:
@@ -77,7 +86,9 @@ def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
     g = p.add_argument_group("data")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="PATH",
-                     help="dataset folder or .zip (COCO, VOC, YOLO or CSV, detected automatically)")
+                     help="dataset folder or .zip (COCO, VOC, YOLO or CSV, detected "
+                          "automatically), or the name of a photo set in the runs folder "
+                          "(`set list`; trained on a frozen copy)")
     src.add_argument("--synthetic", type=int, metavar="N",
                      help="use N generated synthetic images instead of a dataset")
     g.add_argument("--format", dest="fmt", choices=["coco", "voc", "yolo", "csv"],
@@ -85,8 +96,12 @@ def _add_data_options(p: argparse.ArgumentParser, val: bool) -> None:
     g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic images")
     g.add_argument("--preset", default="default", choices=["default", "book"],
                    help="synthetic preset ('book': one class, like the chapter's Pikachu set)")
+    g.add_argument("--runs", metavar="DIR",
+                   help="the runs folder whose photo sets --data may name (default: "
+                        "$SSD_RUNS_DIR, else runs/ of this checkout, else ./runs)")
     if val:
-        g.add_argument("--val-data", metavar="PATH", help="validation dataset folder or .zip")
+        g.add_argument("--val-data", metavar="PATH",
+                       help="validation dataset folder or .zip, or a photo set's name")
         g.add_argument("--val-synthetic", type=int, metavar="N", default=None,
                        help="validate on N synthetic images (another seed than training)")
         g.add_argument("--augment", action="store_true",
@@ -98,13 +113,14 @@ CHECKPOINT_HELP = "checkpoint file (.pt) saved by SSD Explorer, or 'shipped' for
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m ssd_core",
         description="SSD Explorer command line: train TinySSD, evaluate and run checkpoints, "
-                    "generate synthetic datasets.",
+                    "generate synthetic datasets, keep photo sets of your own objects.",
         formatter_class=_Formatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_eval, _add_detect, _add_synth):
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_OneLineParser)
+    for add in (_add_train, _add_eval, _add_detect, _add_synth, _add_set):
         add(sub)
     return parser
 
@@ -191,3 +207,55 @@ def _add_synth(sub) -> None:
     s.add_argument("--preset", default="default", choices=["default", "book"],
                    help="synthetic preset")
     s.add_argument("--image-size", type=int, default=256, help="image side in pixels")
+
+
+RUNS_HELP = ("the runs folder holding the photo sets (default: $SSD_RUNS_DIR, else runs/ of "
+             "this checkout, else ./runs: the folder the app uses)")
+
+
+def _add_set(sub) -> None:
+    s = sub.add_parser(
+        "set", help="photo sets of your own objects (the Teach page's), in the runs folder",
+        formatter_class=_Formatter,
+        description="Make and edit the photo sets the Teach page keeps (photos + COCO JSON in "
+                    "<runs>/datasets/), the same steps from the command line. Train on one "
+                    "with `train --recipe teach --data NAME`.")
+    s.add_argument("--runs", metavar="DIR", help=RUNS_HELP)
+    ss = s.add_subparsers(dest="set_command", required=True, metavar="SET_COMMAND",
+                          parser_class=_OneLineParser)
+
+    def add(name, text, **kw):
+        p = ss.add_parser(name, help=text, description=text, formatter_class=_Formatter, **kw)
+        p.add_argument("--runs", metavar="DIR", default=argparse.SUPPRESS, help=RUNS_HELP)
+        return p
+
+    add("list", "list the photo sets: photos, boxes per class, ready to train or not")
+    add("new", "make an empty photo set").add_argument("name", help="the set's name")
+    p = add("add", "add photos to a set (checked as every upload: size, pixels, format; "
+                   "a bad photo adds none)")
+    p.add_argument("name", help="the set's name")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image file(s)")
+    p = add("import", "import a labelled dataset (folder or .zip in COCO, VOC, YOLO or CSV) "
+                      "as a new set")
+    p.add_argument("name", help="the new set's name")
+    p.add_argument("source", metavar="DIR_OR_ZIP", help="the dataset folder or .zip")
+    p = add("box", "add a box to a photo (CLASS X1 Y1 X2 Y2 in pixels of the stored photo, "
+                   "see `set show`), or --clear its boxes")
+    p.add_argument("name", help="the set's name")
+    p.add_argument("image_id", type=int, metavar="PHOTO_ID", help="the photo's id (set show)")
+    p.add_argument("box", nargs="*", default=[], metavar="CLASS X1 Y1 X2 Y2",
+                   help="the class name and the corners in pixels")
+    p.add_argument("--clear", action="store_true", help="remove every box of the photo")
+    add("show", "the set's photos and boxes, boxes per class, what is still needed, "
+                "problems").add_argument("name", help="the set's name")
+    p = add("export", "write the set as a .zip in one of the four formats")
+    p.add_argument("name", help="the set's name")
+    p.add_argument("--format", dest="fmt", required=True, choices=["coco", "voc", "yolo", "csv"],
+                   help="annotation format")
+    p.add_argument("--out", required=True, metavar="FILE.zip", help="the zip to write")
+    p = add("rename", "give a set a new name")
+    p.add_argument("name", help="the set's name")
+    p.add_argument("new_name", metavar="NEW_NAME", help="its new name")
+    p = add("delete", "delete a set and its photos (asks nothing: needs --yes)")
+    p.add_argument("name", help="the set's name")
+    p.add_argument("--yes", action="store_true", help="yes, delete it and its photos")

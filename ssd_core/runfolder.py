@@ -65,6 +65,21 @@ RESUMABLE = frozenset({STOPPED, FAILED, INTERRUPTED})  # given a checkpoint.pt
 STALE_S = 3600  # another host's active run counts as alive while its status is this fresh
 
 
+RUNS_ENV = "SSD_RUNS_DIR"
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def default_runs_dir() -> Path:
+    """The runs folder the app and the CLI's ``set`` command share: ``$SSD_RUNS_DIR`` if set;
+    else ``runs/`` of the checkout this package runs from (gitignored); an installed package
+    (no checkout around it) uses ``runs/`` in the current folder, never its site-packages."""
+    if os.environ.get(RUNS_ENV):
+        return Path(os.environ[RUNS_ENV])
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "ssd_core").is_dir():
+        return _CHECKOUT / "runs"
+    return Path.cwd() / "runs"
+
+
 def is_run(folder: Path) -> bool:
     return (Path(folder) / CONFIG).is_file()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,14 @@ def test_time_to_teach_prints_a_row_per_arm_and_the_goal_line():
         assert row in out
     assert "goal: AP50 >= 0.9 within 45 s of training:" in out
     assert "teach init: kept 94 tensors of tinyssd_synthetic.pt" in out
+
+
+def test_boxes_needed_prints_its_table_and_rule():
+    out = run_bench("bench/boxes_needed.py", "--photos", "1,2", "--seeds", "0,1", "--steps", "2",
+                    "--val-photos", "3", "--photo-size", "64", "--input-size", "64")
+    assert ("| photos per class | photos | boxes per class (mug/book/ball) | steps | "
+            "AP50 seed 0 | AP50 seed 1 | median AP50 |") in out
+    for n in (1, 2):  # N, its 3N photos, boxes per class, 2 steps, two seeds and the median
+        row = rf"^\| {n} \| {3 * n} \| \d+/\d+/\d+ \| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$"
+        assert re.search(row, out, flags=re.M), out
+    assert "validated on 3 other photos" in out and "\nrule: " in out

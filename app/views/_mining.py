@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import figures_steps, model_picker, present, sample_images
+from app import figures_steps, present, sample_images
 from ssd_core.anchors import layout_anchors, locate_anchor
 from ssd_core.boxes import max_iou, to_pixels
 from ssd_core.images import image_to_tensor
@@ -24,10 +24,12 @@ FOCAL_ALPHA = 0.25
 
 
 @st.cache_data(show_spinner="Running the model once on this image ...", max_entries=8)
-def model_logits(model_key: str, digest: str, _det, _png: bytes) -> np.ndarray:
-    """Class logits ``(N, C+1)`` of one model on one image (keyed on model and image digest;
-    the sliders of this view never rerun the network)."""
-    x = image_to_tensor(sample_images.open_png(_png).convert("RGB"), _det.input_size)[None]
+def model_logits(model_key: str, digest: str, _det, _png: bytes,
+                 input_size: int | None = None) -> np.ndarray:
+    """Class logits ``(N, C+1)`` of one model on one image at ``input_size`` (default: the
+    model's own), keyed on model, image digest and size: sliders never rerun the network."""
+    size = input_size or _det.input_size
+    x = image_to_tensor(sample_images.open_png(_png).convert("RGB"), size)[None]
     with torch.no_grad():
         _, cls_preds, _ = _det.model(x.to(_det.device))
     return cls_preds[0].float().cpu().numpy()
@@ -82,22 +84,22 @@ def _metrics(ce, shares) -> None:
 
 
 @st.fragment
-def mining_view(picked, labels, iou_threshold: float) -> None:
-    """The view for the page's image ``picked`` and ground truth ``labels (1, M, 5)``."""
+def mining_view(picked, labels, iou_threshold: float, det, model_label: str,
+                model_key: str) -> None:
+    """The view for the page's image ``picked``, ground truth ``labels (1, M, 5)`` and model
+    ``det`` (the page's picker's: its label and ``model_picker.model_key``)."""
     st.subheader("Hard negative mining with a real model")
     if not st.toggle("Rank the negatives by a model's own loss (runs it once on this image)",
                      key=K + "on", help="Which background anchors the neg_ratio:1 rule keeps "
                                         "when a trained model scores them, and focal loss."):
         return
-    det, model_label = model_picker.model_picker(K + "model")
     c1, c2 = st.columns(2)
     ratio = c1.slider("neg_ratio (negatives kept per positive)", 1, 10, 3, key=K + "ratio")
     gamma = c2.slider("Focal loss γ", 0.0, 5.0, 2.0, 0.25, key=K + "gamma",
                       help=f"-α_t (1 - p_t)^γ log p_t with α = {FOCAL_ALPHA} for objects, "
                            f"{1 - FOCAL_ALPHA} for background; γ = 0 is (weighted) CE.")
-    logits = torch.from_numpy(model_logits(model_picker.model_key(st.session_state[K + "model"]),
-                                           hashlib.sha1(picked.png).hexdigest(), det,
-                                           picked.png))[None]
+    logits = torch.from_numpy(model_logits(model_key, hashlib.sha1(picked.png).hexdigest(),
+                                           det, picked.png))[None]
     layout = det.model.layout(input_size=det.input_size)
     anchors = layout_anchors(layout)
     try:

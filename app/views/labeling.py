@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -10,20 +11,24 @@ import streamlit as st
 import torch
 
 from app import figures, model_picker, present, sample_images, urlstate
-from app.views._mining import mining_view
+from app.views._mining import mining_view, model_logits
 from app.views._offset_sandbox import offset_sandbox
-from ssd_core.anchors import anchor_layout, layout_anchors, locate_anchor
+from ssd_core.anchors import layout_anchors, locate_anchor
 from ssd_core.boxes import to_pixels
-from ssd_core.images import image_to_tensor
+from ssd_core.detection import Detector
 from ssd_core.matching import label_anchors
 from ssd_core.mining import iou_negatives, mine
 
 COLUMNS = ["class", "x1", "y1", "x2", "y2"]
 LOSS_IOU = "overlap: max IoU with any object (near misses are hardest)"
-LOSS_NET = "cross-entropy of an untrained TinySSD (random weights, seed 0)"
+LOSS_NET = "cross-entropy of the picked model"
+MODEL_KEY, SIZE_KEY = "labeling.model", "labeling.size"
 
 
 class Settings(NamedTuple):
+    det: Detector  # the picked model: its anchors, its class names, its loss
+    model_label: str  # the picker's label of it
+    model_key: str  # model_picker.model_key of it (for cache keys)
     size: int
     iou: float
     mining: bool
@@ -43,10 +48,15 @@ class Assignment(NamedTuple):
 
 
 def default_table(picked, size: tuple[int, int], class_names: list[str]) -> pd.DataFrame:
-    """The synthetic sample's own boxes, or one centred box for any other image."""
+    """The synthetic sample's own boxes (named by the sample's classes when the model has them,
+    else as the model's first class), or one centred box for any other image."""
     if picked.boxes is not None:
-        rows = [[class_names[int(c)], *map(float, b)] for b, c in
-                zip(picked.boxes, picked.labels)]
+        own = list(picked.class_names or [])
+
+        def name(c: int) -> str:
+            return own[c] if 0 <= c < len(own) and own[c] in class_names else class_names[0]
+
+        rows = [[name(int(c)), *map(float, b)] for b, c in zip(picked.boxes, picked.labels)]
     else:
         w, h = size
         rows = [[class_names[0], 0.3 * w, 0.3 * h, 0.7 * w, 0.7 * h]]
@@ -91,17 +101,6 @@ def table_to_labels(df: pd.DataFrame, size: tuple[int, int], class_names: list[s
     return labels, kept, errors
 
 
-@st.cache_data(show_spinner="Running the untrained TinySSD once ...", max_entries=8)
-def untrained_logits(png: bytes, input_size: int) -> np.ndarray:
-    """Class logits ``(N, C+1)`` of the untrained seeded TinySSD for one image (cached: the
-    sliders on this page never rerun the network)."""
-    det = model_picker.detector(model_picker.UNTRAINED)
-    x = image_to_tensor(sample_images.open_png(png).convert("RGB"), input_size)[None]
-    with torch.no_grad():
-        _, cls_preds, _ = det.model(x.to(det.device))
-    return cls_preds[0].cpu().numpy()
-
-
 def anchor_shape(info: dict, num_sizes: int) -> str:
     """"s2, r=1": which of its scale's sizes (s1, s2, ...) and which ratio an anchor has
     (``info`` from locate_anchor; the first ``num_sizes`` shapes of a cell are the sizes)."""
@@ -109,13 +108,32 @@ def anchor_shape(info: dict, num_sizes: int) -> str:
     return f"s{size}, r={info['ratio']:g}"
 
 
+def follow_model(det: Detector) -> None:
+    """Set the input size to the picked model's own when the model changes (and on a fresh
+    session whose link names no size), so its anchors are the ones it was trained with."""
+    seen = MODEL_KEY + ".seen"
+    choice = st.session_state.get(MODEL_KEY)
+    if st.session_state.get(seen) == choice:
+        return
+    fresh = seen not in st.session_state
+    st.session_state[seen] = choice
+    if det.input_size in urlstate.INPUT_SIZES and not (
+            fresh and urlstate.param(SIZE_KEY) in st.query_params):
+        st.session_state[SIZE_KEY] = det.input_size
+
+
 def controls() -> tuple:
     """The left column -> (picked image, :class:`Settings`)."""
+    det, model_label = model_picker.model_picker(MODEL_KEY)
+    follow_model(det)
+    st.caption(f"Its anchors and classes ({', '.join(det.class_names)}) are used below.")
     picked = sample_images.pick_image("labeling")
     if picked.png is None:
         st.info("Using a blank canvas until a readable image is chosen.")
         picked = sample_images.blank_canvas()
-    size = urlstate.input_size_select("labeling.size", label="Input size (sets the anchors)")
+    size = urlstate.input_size_select(SIZE_KEY, label="Input size (sets the anchors)",
+                                      help=f"The picked model's own: {det.input_size}. TinySSD "
+                                           "needs a multiple of 32; the book uses 256.")
     thr = urlstate.bind(st.slider, "labeling.iou", 0.5, "IoU threshold", 0.05, 0.95, step=0.05,
                         valid=lambda v: 0.05 <= v <= 0.95,
                         help="Anchors with IoU ≥ this with an object become positives.")
@@ -128,16 +146,18 @@ def controls() -> tuple:
                               valid=lambda v: 1 <= v <= 10)
         loss_kind = st.radio("Stand-in per-anchor loss for ranking negatives",
                              [LOSS_IOU, LOSS_NET], key="labeling.loss")
-    return picked, Settings(size, thr, mining, ratio, loss_kind)
+    key = model_picker.model_key(model_picker.loaded_choice(MODEL_KEY, det))
+    return picked, Settings(det, model_label, key, size, thr, mining, ratio, loss_kind)
 
 
-def ground_truth(picked, image) -> tuple[torch.Tensor, list[str]]:
-    """The editable ground-truth table -> (labels (1, M, 5) normalized, the objects' names)."""
-    class_names = picked.class_names or ["banana", "ring", "star"]
+def ground_truth(picked, image, class_names: list[str]) -> tuple[torch.Tensor, list[str]]:
+    """The editable ground-truth table (classes: the picked model's ``class_names``) ->
+    (labels (1, M, 5) normalized, the objects' names)."""
     w, h = image.size
     st.subheader("Ground truth (pixels; edit, add or delete rows)")
     table = st.data_editor(
-        default_table(picked, (w, h), class_names), key=f"labeling.gt.{picked.desc}.{w}x{h}",
+        default_table(picked, (w, h), class_names),
+        key=f"labeling.gt.{picked.desc}.{w}x{h}.{'|'.join(class_names)}",
         num_rows="dynamic", width="stretch", hide_index=True,
         column_config={
             "class": st.column_config.SelectboxColumn("class", options=class_names,
@@ -167,7 +187,8 @@ def kept_negatives(a: Assignment, settings: Settings, png: bytes) -> np.ndarray 
     if settings.loss_kind == LOSS_IOU:
         kept = iou_negatives(torch.from_numpy(a.iou)[None], a.cls_labels, settings.neg_ratio)
     else:
-        logits = torch.from_numpy(untrained_logits(png, settings.size))[None]
+        logits = torch.from_numpy(model_logits(settings.model_key, hashlib.sha1(png).hexdigest(),
+                                               settings.det, png, settings.size))[None]
         kept = mine(logits, a.cls_labels, settings.neg_ratio).kept
     return kept[0].numpy()
 
@@ -201,16 +222,16 @@ def picture(image, desc, anchors_np, labels, names, a: Assignment, kept, setting
                                   negatives, height=600)
     present.chart(fig, main=True, key="labeling_chart")
     count_metrics(a, kept, settings)
-    ranked = "max IoU" if settings.loss_kind == LOSS_IOU else "the untrained network"
+    ranked = "max IoU" if settings.loss_kind == LOSS_IOU else "the picked model"
     st.caption(f"Image: {desc}. White: the ground truth (its name on a tag); thick dashed pink: "
                f"each object's greedy best anchor; dotted blue: anchors with IoU ≥ "
                f"{settings.iou:g}." +
                (f" Grey: the negatives hard negative mining keeps, ranked by {ranked}'s loss."
                 if settings.mining else ""))
     if settings.mining:
-        st.info(f"Stand-in loss: {settings.loss_kind}. A real detector ranks negatives by its "
-                "own class loss during training; here nothing is trained yet.",
-                icon=":material/info:")
+        st.info(f"Stand-in loss: {settings.loss_kind}. In training, mining ranks negatives by "
+                "the class loss of the model being trained, as it is at that step; here a "
+                "finished model (or max IoU) stands in for it.", icon=":material/info:")
 
 
 def heatmaps(layout, a: Assignment, names) -> None:
@@ -264,8 +285,8 @@ left, right = present.figure_first((1, 2.3))
 with left:
     picked, settings = controls()
 image = picked.image
-labels, names = ground_truth(picked, image)
-layout = anchor_layout(input_size=settings.size)
+labels, names = ground_truth(picked, image, settings.det.class_names)
+layout = settings.det.model.layout(input_size=settings.size)  # the picked model's anchors
 anchors = layout_anchors(layout)[0]
 assignment = assign(anchors, labels, settings.iou)
 kept = kept_negatives(assignment, settings, picked.png)
@@ -276,5 +297,6 @@ with right:
 if names:
     heatmaps(layout, assignment, names)
 offset_sandbox(layout, image)  # drag an anchor's offsets / a box (its own fragment)
-mining_view(picked, labels, settings.iou)  # the 3:1 rule with a real model (own fragment)
+mining_view(picked, labels, settings.iou, settings.det,  # the 3:1 rule with the picked model
+            settings.model_label, settings.model_key)
 positives_table(layout, assignment, names)

@@ -1,6 +1,6 @@
-"""Offset sandbox on the Labeling page (AppTest): the decoded box of the chosen anchor and
-offsets is offset_inverse's, the encoded offsets of the chosen box are offset_boxes's, and the
-figure draws both at the image's scale."""
+"""Offset sandbox on the Labeling page (AppTest): the decoded box of the chosen anchor (the page's
+model's, the shipped one by default) and offsets is offset_inverse's, the encoded offsets of the
+chosen box are offset_boxes's, and the figure draws both at the image's scale."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_core.anchors import anchor_layout, layout_anchors
+from ssd_core.anchors import layout_anchors
 from ssd_core.boxes import box_center_to_corner, offset_boxes, offset_inverse
+from ssd_core.detection import Detector
 from ssd_core.offset_terms import anchor_index
 
 from .conftest import app_on_page, arr, metric
@@ -38,7 +39,7 @@ def choose_anchor(at, scale, row, col, shape):
     at.number_input(key=K + "col").set_value(col)
     at.selectbox(key=K + "shape").set_value(shape).run()
     assert not at.exception
-    layout = anchor_layout()
+    layout = Detector.from_checkpoint().model.layout()  # the page's model: the shipped one
     return layout_anchors(layout)[0, anchor_index(layout, scale, row, col, shape)]
 
 

@@ -238,7 +238,7 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
 
     ds = labelled_set(runs)
     at = fresh(runs, monkeypatch, {"set": "balls", "step": "Train"})
-    assert any("more of ball" in w.value for w in at.warning)  # 6 of the 10 it wants
+    assert any("more of ball" in w.value for w in at.warning)  # 6 of the 9 it wants
     at.number_input(key="teach.epochs").set_value(1)
     button(at, "Train on this set").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -262,9 +262,11 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
     button(at, "Use this model on every page and detect live").click().run()
     assert at.session_state["active_checkpoint"] == str(ckpt)
     # every page's model picker lists the taught run with its class names
-    for page in ("detection", "evaluation", "model"):
+    for page in ("detection", "evaluation", "model", "labeling", "anchors"):
         other = app_on_page(page, runs, monkeypatch)
         other.run()
+        if page == "anchors":  # its picker belongs to the anchor fit, behind a toggle
+            other.toggle(key="anchors.fit_on").set_value(True).run()
         assert not other.exception
         labels = [o for sb in other.selectbox for o in sb.options]
         assert any(run_id in o and o.endswith(": ball") for o in labels), (page, labels)
