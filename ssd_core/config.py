@@ -150,6 +150,10 @@ class TrainConfig:
                               check=lambda v: v >= 1, rule="must be at least 1")
     epochs: int = setting(20, kind="int", help="passes over the training data",
                           check=lambda v: v >= 1, rule="must be at least 1")
+    min_steps: int = setting(
+        0, kind="int", help="train at least this many steps: on a small set the run gets more "
+        "epochs than 'epochs' (0: off; the teach recipe's 30)",
+        check=lambda v: v >= 0, rule="must be >= 0 (0 turns it off)")
     schedule: str = setting("none", kind="choice", choices=SCHEDULES,
                             help="learning-rate schedule after warmup: none, cosine or step")
     warmup_steps: int = setting(

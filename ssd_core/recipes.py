@@ -63,13 +63,14 @@ class Recipe:
 # "Teach it your objects" under Speed).
 TEACH_SETTINGS = dict(
     optimizer="adam", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=10,
-    min_lr_ratio=0.05, epochs=10, batch_size=8, input_size=128, box_loss="smooth_l1",
-    normalize="positives", hard_negative_mining=True, anchor_sizes=SPREAD_ANCHOR_SIZES,
-    precision="fast")
+    min_lr_ratio=0.05, epochs=10, min_steps=30, batch_size=8, input_size=128,
+    box_loss="smooth_l1", normalize="positives", hard_negative_mining=True,
+    anchor_sizes=SPREAD_ANCHOR_SIZES, precision="fast")
 TEACH_WHY = (
     "Starts from the shipped model (its backbone, BatchNorm statistics, box layers and "
     "background logit kept, the class layers re-made for your classes) and fine-tunes all of "
-    "it with Adam (lr 2e-3, 10 warmup steps, cosine decay over 10 epochs) on batches of 8 at "
+    "it with Adam (lr 2e-3, 10 warmup steps, cosine decay over 10 epochs, and at least 30 "
+    "steps however few your photos) on batches of 8 at "
     "128 px with strong augmentation (flips, crops, zoom-out, colour, small rotations, blur), "
     "holding out 20% of your photos to validate on when you give no validation set.")
 TEACH_DETAILS = (

@@ -110,6 +110,8 @@ def test_teach_recipe_starts_from_the_shipped_model_with_strong_augmentation():
     assert "teach" in ALL_RECIPES and "teach" not in RECIPES  # the Training page lists RECIPES
     assert teach.init == "shipped" and teach.init_path() == str(shipped_checkpoint())
     assert teach.augment == "strong" and 0 < teach.holdout < 1 and teach.why
+    # at least 30 steps: 24 photos (19 after the hold-out) in batches of 8 train 10 epochs of 3
+    assert teach.config().min_steps == 30 and teach.config().epochs == 10
     config, data, init = recipe_job("teach", "some/folder")
     assert config.anchor_sizes is not None and init == str(shipped_checkpoint())
     assert data.kind == "path" and data.holdout == teach.holdout and data.augment == "strong"
@@ -119,7 +121,7 @@ def test_teach_recipe_starts_from_the_shipped_model_with_strong_augmentation():
 
 def test_teach_run_through_the_job_queue(coco, tmp_path):
     config, data, init = recipe_job("teach", coco / "train", epochs=1, batch_size=4,
-                                    input_size=64, log_every=1)
+                                    input_size=64, log_every=1, min_steps=0)
     jm = JobManager(tmp_path / "runs")
     run = jm.submit(config, data, name="teach", init=init)
     assert jm.wait(run, 240)

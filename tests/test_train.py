@@ -420,3 +420,20 @@ def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
     write_json_atomic(tmp_path / "status.json", {"state": "finished"})
     mode = stat.S_IMODE((tmp_path / "status.json").stat().st_mode)
     assert mode == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_min_steps_gives_a_small_set_more_epochs(tmp_path):
+    """8 images in batches of 4 are 2 steps an epoch: epochs=2 with min_steps=7 trains
+    ceil(7 / 2) = 4 epochs (8 steps), and the run's saved config says 4; a set already past
+    min_steps keeps its epochs."""
+    t = Trainer(tiny_config(batch_size=4, epochs=2, min_steps=7), tiny_set(8),
+                run_dir=tmp_path / "run")
+    records = list(t.fit())
+    assert t.steps_per_epoch == 2 and t.config.epochs == 4 and t.step == 8
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"][-1] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").config.epochs == 4
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["epochs"] == 4 and saved["min_steps"] == 7
+    t = Trainer(tiny_config(batch_size=4, epochs=2, min_steps=3), tiny_set(8))
+    list(t.fit())
+    assert t.config.epochs == 2 and t.step == 4

@@ -138,9 +138,16 @@ def train(ds) -> None:
     if needs and not problems:
         st.warning("It can train, but a first model wants more boxes: " + ", ".join(
             f"{k} more of {c}" for c, k in needs.items()) + ".")
+    cfg = recipe.config()
+    n = max(1, round(len(ds) * (1 - recipe.holdout)))
+    per_epoch = -(-n // cfg.batch_size)
+    steps = max(int(epochs) * per_epoch, cfg.min_steps)
+    more = (f" (at least {cfg.min_steps} steps however few the photos: "
+            f"{-(-steps // per_epoch)} epochs)" if steps > int(epochs) * per_epoch else "")
     st.caption(f"The teach recipe: starts from the shipped model (class layers made anew for "
                f"{', '.join(ds.class_names) or 'your classes'}), strong augmentation, "
-               f"{recipe.holdout:.0%} of the photos held out to validate.")
+               f"{recipe.holdout:.0%} of the photos held out to validate; {n} photo(s) to "
+               f"train on in batches of {cfg.batch_size}: {steps} steps{more}.")
     if go:
         start(ds, epochs)
     runs = set_runs(ds)

@@ -239,7 +239,11 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
     ds = labelled_set(runs)
     at = fresh(runs, monkeypatch, {"set": "balls", "step": "Train"})
     assert any("more of ball" in w.value for w in at.warning)  # 6 of the 9 it wants
-    at.number_input(key="teach.epochs").set_value(1)
+    at.number_input(key="teach.epochs").set_value(1).run()
+    # 6 photos, 1 held out: 5 in one batch of 8 a step; 1 epoch would be 1 step, the recipe
+    # trains at least 30
+    assert any("5 photo(s) to train on in batches of 8: 30 steps (at least 30 steps however "
+               "few the photos: 30 epochs)" in c.value for c in at.caption)
     button(at, "Train on this set").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     run_id = at.session_state[f"teach.run.{ds.slug}"]
@@ -259,6 +263,7 @@ def test_train_step_runs_the_teach_recipe(runs, monkeypatch):
     from ssd_core import runfolder as rf
     ckpt = rf.checkpoint(runs / run_id)
     assert list(load_checkpoint(ckpt).class_names) == ["ball"]
+    assert load_checkpoint(ckpt).config.epochs == 30  # 30 epochs of one step
     button(at, "Use this model on every page and detect live").click().run()
     assert at.session_state["active_checkpoint"] == str(ckpt)
     # every page's model picker lists the taught run with its class names
