@@ -179,11 +179,11 @@ def test_a_failing_encoder_or_annotation_write_leaves_the_set_as_it_was(ds, monk
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(userdata, "_encode", boom)
+    monkeypatch.setattr(userdata.photos, "_encode", boom)
     with pytest.raises(OSError, match="disk full"):
         ds.add_image(photo(seed=9))
     monkeypatch.undo()
-    monkeypatch.setattr(userdata, "write_json_atomic", boom)
+    monkeypatch.setattr(userdata.state, "write_json_atomic", boom)
     with pytest.raises(OSError, match="disk full"):
         ds.add_image(photo(seed=9))  # the photo was written, then removed again
     with pytest.raises(OSError):
@@ -416,8 +416,8 @@ def test_an_import_that_fails_half_way_leaves_nothing(tmp_path, filled, monkeypa
             raise OSError("disk full")
         return real(img, fmt)
 
-    real = userdata._encode
-    monkeypatch.setattr(userdata, "_encode", second_fails)
+    real = userdata.photos._encode
+    monkeypatch.setattr(userdata.photos, "_encode", second_fails)
     with pytest.raises(OSError, match="disk full"):
         import_dataset(tmp_path, blob, name="half")
     assert left_behind(tmp_path) == ["cups"]
@@ -481,7 +481,7 @@ def test_another_process_holding_the_lock_makes_a_writer_wait(ds):
 def test_export_holds_the_lock_without_waiting_on_itself(filled):
     done = []
     writer = threading.Thread(target=lambda: done.append(filled.add_image(photo(seed=5))))
-    with userdata._locked(filled.path):  # nested: export_zip takes it again in this thread
+    with userdata.state._locked(filled.path):  # nested: export_zip takes it again in this thread
         writer.start()
         blob = filled.export_zip("coco")
         assert done == []  # the other thread waits for the lock
