@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 import zipfile
 
@@ -125,6 +128,79 @@ def test_list_datasets_skips_broken_folders(tmp_path, ds):
     with pytest.raises(AnnotationError, match="not readable JSON"):
         UserDataset.open(sets / "torn")
     assert list_datasets(tmp_path / "nowhere") == []
+
+
+def age(folder, seconds: float) -> None:
+    """Make ``folder`` look ``seconds`` old (its mtime, as a killed operation leaves it)."""
+    t = time.time() - seconds
+    os.utime(folder, (t, t))
+
+
+def test_listing_removes_stale_leftovers_of_killed_creates_and_deletes(tmp_path, filled):
+    sets = tmp_path / DATASETS_DIR
+    half_made = sets / ".new-0123abcd"  # a create killed while building
+    (half_made / IMAGES_DIR).mkdir(parents=True)
+    (half_made / IMAGES_DIR / "000001.png").write_bytes(photo())
+    (half_made / userdata.LOCK).touch()
+    half_deleted = sets / ".deleted-mugs-89abcdef"  # a delete killed before its rmtree
+    shutil.copytree(filled.path, half_deleted)
+    fresh = sets / ".new-fresh"  # a create that has not taken its lock yet
+    fresh.mkdir()
+    other_hidden = sets / ".keep-me"  # not ours to judge
+    other_hidden.mkdir()
+    for folder in (half_made, half_deleted, other_hidden):
+        age(folder, 2 * userdata.folders.STALE_AFTER)
+    age(fresh, userdata.folders.STALE_AFTER / 2)
+    assert [d.path for d in list_datasets(tmp_path)] == [filled.path]
+    assert left_behind(tmp_path) == [".keep-me", ".new-fresh", "cups"]
+    assert UserDataset.open(filled.path).counts() == {"cup": 1, "pen": 2}  # the set untouched
+
+
+def test_a_leftover_held_by_a_live_operation_stays(tmp_path, ds):
+    trash = tmp_path / DATASETS_DIR / ".deleted-cups-01234567"
+    trash.mkdir()
+    holder = subprocess.Popen(  # another process still removing it, holding its lock
+        [sys.executable, "-c", "import fcntl, os, sys; "
+         "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", str(trash / userdata.LOCK)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        age(trash, 2 * userdata.folders.STALE_AFTER)
+        list_datasets(tmp_path)
+        assert trash.is_dir()
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    list_datasets(tmp_path)  # released, and still old: a leftover now
+    assert not trash.exists()
+
+
+def test_a_slow_import_is_not_taken_for_a_leftover(tmp_path, filled, monkeypatch):
+    blob = filled.export_zip("coco")
+    building, go_on = threading.Event(), threading.Event()
+    real = userdata.photos._encode
+
+    def slow(img, fmt):
+        building.set()
+        assert go_on.wait(10)
+        return real(img, fmt)
+
+    monkeypatch.setattr(userdata.photos, "_encode", slow)
+    done = []
+    importer = threading.Thread(target=lambda: done.append(
+        import_dataset(tmp_path, blob, name="Slow")))
+    importer.start()
+    try:
+        assert building.wait(10)
+        (new,) = (tmp_path / DATASETS_DIR).glob(".new-*")
+        age(new, 10 * userdata.folders.STALE_AFTER)
+        assert [d.name for d in list_datasets(tmp_path)] == ["Cups"] and new.is_dir()
+    finally:
+        go_on.set()
+        importer.join(10)
+    assert done and done[0].counts() == {"cup": 1, "pen": 2}
+    assert left_behind(tmp_path) == ["cups", "slow"]
 
 
 # ---------------------------------------------------------------- photos
