@@ -11,11 +11,14 @@ move / time, against a copy measured here. Not a test: nothing here is asserted 
 """
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
 import torch
 
+from bench._common import interleaved
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.book import (
     book_box_iou,
@@ -27,19 +30,6 @@ from ssd_core.boxes import box_iou, offset_inverse
 from ssd_core.detection import multibox_detection, nms
 from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
 from ssd_core.matching import multibox_target
-
-
-def interleaved(fns, repeats):
-    """Median seconds of each function, run alternately ``repeats`` times after one warm-up."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for t, fn in zip(times, fns):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def tinyssd_anchors():
