@@ -4,6 +4,7 @@ the checkout's root on ``sys.path`` (``python bench/x.py`` puts only bench/ ther
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -51,6 +52,20 @@ def load_note() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (f"load average at the end {load} (a load above {os.cpu_count()} means other "
             f"processes shared these cores and the times are pessimistic)")
+
+
+def repeats_on_tuned_cpu(doc: str, default: int = 5) -> tuple[int, bool]:
+    """``--repeats`` from the command line (the script's ``doc`` as its help), after tuning the
+    allocator and torch's threads as the app does -> (repeats, whether the allocator was
+    tuned)."""
+    from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=default)
+    args = ap.parse_args()
+    tuned = tune_cpu_allocator()
+    configure_cpu_threads()
+    return args.repeats, tuned
 
 
 def interleaved(fns, repeats: int, unit: float = 1.0) -> list[float]:

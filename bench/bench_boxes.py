@@ -10,7 +10,6 @@ with this CPU build of torch), and the memory-bandwidth view of ``box_iou``: byt
 move / time, against a copy measured here. Not a test: nothing here is asserted on time.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from th
 
 import torch
 
-from bench._common import interleaved
+from bench._common import interleaved, repeats_on_tuned_cpu
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.book import (
     book_box_iou,
@@ -28,7 +27,6 @@ from ssd_core.book import (
 )
 from ssd_core.boxes import box_iou, offset_inverse
 from ssd_core.detection import multibox_detection, nms
-from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
 from ssd_core.matching import multibox_target
 
 
@@ -91,12 +89,7 @@ def opencv_nms():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    tuned = tune_cpu_allocator()
-    configure_cpu_threads()
-    r = args.repeats
+    r, tuned = repeats_on_tuned_cpu(__doc__)
     g = torch.Generator().manual_seed(0)
     anchors = tinyssd_anchors()
     n = anchors.shape[1]

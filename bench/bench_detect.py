@@ -10,7 +10,6 @@ interleaved; each figure is the median of the repeats. Goals on a 2-core CPU: re
 5 ms, predict on a 4000x3000 photo under 300 ms.
 """
 
-import argparse
 import io
 import sys
 from pathlib import Path
@@ -22,11 +21,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench._common import interleaved
+from bench._common import interleaved, repeats_on_tuned_cpu
 from ssd_core import predict_batch
 from ssd_core.book import book_multibox_detection
 from ssd_core.detection import DEFAULT_CHECKPOINT, Detector
-from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
 from ssd_core.images import image_to_tensor, load_image
 from ssd_core.model import TinySSD
 
@@ -51,11 +49,7 @@ def book_predict(net, X, threshold, nms_threshold=0.5):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    tuned = tune_cpu_allocator()
-    configure_cpu_threads()
+    r, tuned = repeats_on_tuned_cpu(__doc__)
     if DEFAULT_CHECKPOINT.exists():
         det, which = Detector.from_checkpoint(), "shipped model"
     else:
@@ -75,7 +69,6 @@ def main():
     X_small = tensor(small)
     batch = torch.cat([image_to_tensor(SyntheticDetection(8, seed=7).sample(i)[0], size)[None]
                        for i in range(8)])
-    r = args.repeats
     rows = []  # (operation, book ms, ssd_core ms, goal ms)
     b, o = interleaved([lambda: book_predict(net, X_small, 0.5),
                         lambda: det.filter(raw, 0.5, 0.5)], r, unit=1000)
