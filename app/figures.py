@@ -431,15 +431,19 @@ def replay_figure(image, frames: list[dict], class_names, active: int = -1,
     ``active`` shown, and a Play button that animates from the first frame (epoch 0) in the
     browser. frames: dicts with ``name``, ``title``, ``boxes (k, 4)`` pixel corners,
     ``scores (k,)``, ``labels (k,)``, ``gt_boxes (m, 4)``; every frame has the same traces
-    (ground truth, one per class) and its own captions (``box_captions``, up to 40 boxes). The
-    legend sits under the image, clear of the title."""
+    (ground truth, one per class) and as many annotations: its captions (``box_captions``, up
+    to 40 boxes), then hidden ones (Plotly's animate merges a frame's annotations into the
+    shown ones item by item: a shorter list would leave the last frame's captions standing).
+    The legend sits under the image, clear of the title."""
     fig = image_figure(image, height=height)
+    shown = [f for f in frames if len(f["boxes"]) <= 40]
+    slots = max((len(f["boxes"]) for f in shown), default=0)
 
     def captions(f) -> list[dict]:
-        if len(f["boxes"]) > 40:
-            return []
-        return detection_captions(f["boxes"], f["scores"], f["labels"], class_names,
-                                  image.size[1])
+        caps = [] if len(f["boxes"]) > 40 else [
+            dict(c, visible=True) for c in detection_captions(
+                f["boxes"], f["scores"], f["labels"], class_names, image.size[1])]
+        return caps + [dict(visible=False, text="")] * (slots - len(caps))
 
     def traces(f) -> list[dict]:
         b = np.asarray(f["boxes"], dtype=np.float64).reshape(-1, 4)
