@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 # One palette for the app and the CLI's drawings: a class has one colour everywhere.
-from ssd_core.drawing import colour
+from ssd_core.drawing import colour, text_colour
 
 SCALE_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7"]
 
@@ -357,6 +357,35 @@ def image_uri(image) -> ImageURI:
                     image.size)
 
 
+CAPTION_SIZE = 13  # px at least (readable() raises it with the other chart text)
+CAPTION_ROOM = 0.06  # a box whose top is this close to the image's top has its caption inside
+
+
+def box_captions(boxes, texts, colours, image_height: float) -> list[dict]:
+    """One layout annotation per box: ``texts[i]`` at the box's top-left corner on a filled
+    ``colours[i]`` background (black or white text, whichever reads better on it), just above
+    the box, or just inside it where the box touches the top of the image. boxes: ``(K, 4)``
+    pixel corners of an ``image_figure`` (y down)."""
+    out = []
+    for (x1, y1, _, _), text, col in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                                         texts, colours):
+        inside = y1 < CAPTION_ROOM * image_height
+        out.append(dict(x=float(x1), y=float(y1), xref="x", yref="y", text=text,
+                        showarrow=False, xanchor="left", yanchor="top" if inside else "bottom",
+                        bgcolor=col, bordercolor=col, borderpad=2,
+                        font=dict(color=text_colour(col), size=CAPTION_SIZE)))
+    return out
+
+
+def detection_captions(boxes, scores, labels, class_names, image_height: float) -> list[dict]:
+    """``box_captions`` of detections: "class score" on the class colour."""
+    lab = np.asarray(labels, dtype=np.int64).reshape(-1).tolist()
+    s = np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
+    texts = [f"{class_names[c] if 0 <= c < len(class_names) else c} {v:.2f}"
+             for c, v in zip(lab, s)]
+    return box_captions(boxes, texts, [colour(c) for c in lab], image_height)
+
+
 def detections_figure(image, boxes, scores, labels, class_names, hover=None, gt_boxes=None,
                       gt_labels=None, height: int = 560, label_limit: int = 40,
                       title: str | None = None, extra_boxes=None) -> go.Figure:
@@ -365,7 +394,8 @@ def detections_figure(image, boxes, scores, labels, class_names, hover=None, gt_
     boxes: ``(K, 4)`` pixel corners; scores, labels: ``(K,)``; hover: optional K strings (shown
     on every corner of the box); gt_boxes/gt_labels: optional ground truth, dashed white;
     extra_boxes: optional list of ``(name, boxes (n, 4), colour, dash)`` drawn on top (e.g.
-    misses). A "class score" label is written at each box's top-left when K <= label_limit.
+    misses). A "class score" caption on a filled background in the class colour is written
+    at each box's top-left when K <= label_limit (``box_captions``).
     """
     fig = image_figure(image, height=height, title=title)
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -385,12 +415,8 @@ def detections_figure(image, boxes, scores, labels, class_names, hover=None, gt_
         fig.add_trace(box_trace(b[sel], f"{name} ({int(sel.sum())})", colour(int(c)),
                                 width=2.5 if len(b) <= label_limit else 1.2, hover=text))
     if 0 < len(b) <= label_limit:
-        fig.add_trace(go.Scatter(
-            x=b[:, 0], y=b[:, 1], mode="text", showlegend=False, hoverinfo="skip",
-            text=[f"{class_names[c] if 0 <= c < len(class_names) else c} {v:.2f}"
-                  for c, v in zip(lab, s)],
-            textposition="top right", textfont=dict(color=[colour(int(c)) for c in lab], size=12),
-        ))
+        for caption in detection_captions(b, s, lab, class_names, image.size[1]):
+            fig.add_annotation(**caption)
     for name, xb, col, dash in extra_boxes or []:
         if len(xb):
             fig.add_trace(box_trace(xb, name, col, width=3.0, dash=dash,
@@ -405,30 +431,33 @@ def replay_figure(image, frames: list[dict], class_names, active: int = -1,
     ``active`` shown, and a Play button that animates from the first frame (epoch 0) in the
     browser. frames: dicts with ``name``, ``title``, ``boxes (k, 4)`` pixel corners,
     ``scores (k,)``, ``labels (k,)``, ``gt_boxes (m, 4)``; every frame has the same traces
-    (ground truth, one per class, the box labels). The legend sits under the image, clear of
-    the title."""
+    (ground truth, one per class) and as many annotations: its captions (``box_captions``, up
+    to 40 boxes), then hidden ones (Plotly's animate merges a frame's annotations into the
+    shown ones item by item: a shorter list would leave the last frame's captions standing).
+    The legend sits under the image, clear of the title."""
     fig = image_figure(image, height=height)
+    shown = [f for f in frames if len(f["boxes"]) <= 40]
+    slots = max((len(f["boxes"]) for f in shown), default=0)
+
+    def captions(f) -> list[dict]:
+        caps = [] if len(f["boxes"]) > 40 else [
+            dict(c, visible=True) for c in detection_captions(
+                f["boxes"], f["scores"], f["labels"], class_names, image.size[1])]
+        return caps + [dict(visible=False, text="")] * (slots - len(caps))
 
     def traces(f) -> list[dict]:
         b = np.asarray(f["boxes"], dtype=np.float64).reshape(-1, 4)
-        s = np.asarray(f["scores"], dtype=np.float64).reshape(-1)
         lab = np.asarray(f["labels"], dtype=np.int64).reshape(-1)
         gx, gy = box_lines(f.get("gt_boxes", np.zeros((0, 4))))
         out = [dict(x=gx, y=gy)]
         for c in range(len(class_names)):
             x, y = box_lines(b[lab == c])
             out.append(dict(x=x, y=y, name=f"{class_names[c]} ({int((lab == c).sum())})"))
-        shown = len(b) <= 40
-        out.append(dict(x=b[:, 0] if shown else [], y=b[:, 1] if shown else [],
-                        text=[f"{class_names[c]} {v:.2f}" for c, v in zip(lab, s)] if shown
-                        else [], textfont=dict(color=[colour(int(c)) for c in lab])))
         return out
 
     fig.add_trace(box_trace(np.zeros((0, 4)), "ground truth", "white", width=2.0, dash="dash"))
     for c, name in enumerate(class_names):
         fig.add_trace(box_trace(np.zeros((0, 4)), name, colour(c), width=3.0))
-    fig.add_trace(go.Scatter(x=[], y=[], mode="text", showlegend=False, hoverinfo="skip",
-                             textposition="top right"))
     if not frames:
         return fig
     active = active % len(frames)
@@ -436,13 +465,15 @@ def replay_figure(image, frames: list[dict], class_names, active: int = -1,
         t.update(**d)
     ids = list(range(len(fig.data)))
     fig.frames = [go.Frame(name=f["name"], data=[go.Scatter(**d) for d in traces(f)],
-                           traces=ids, layout=dict(title=dict(text=f["title"])))
+                           traces=ids, layout=dict(title=dict(text=f["title"]),
+                                                   annotations=captions(f)))
                   for f in frames]
     play = dict(mode="immediate", fromcurrent=False,
                 frame=dict(duration=duration_ms, redraw=True), transition=dict(duration=0))
     still = dict(mode="immediate", frame=dict(duration=0, redraw=True),
                  transition=dict(duration=0))
     fig.update_layout(
+        annotations=captions(frames[active]),
         title=dict(text=frames[active]["title"], x=0, xanchor="left", y=0.98, yanchor="top"),
         margin=dict(l=10, r=10, t=50, b=10),
         legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0,

@@ -10,12 +10,14 @@ with this CPU build of torch), and the memory-bandwidth view of ``box_iou``: byt
 move / time, against a copy measured here. Not a test: nothing here is asserted on time.
 """
 
-import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
 import torch
 
+from bench._common import interleaved, repeats_on_tuned_cpu
 from ssd_core.anchors import TINYSSD_RATIOS, TINYSSD_SIZES, multibox_prior
 from ssd_core.book import (
     book_box_iou,
@@ -25,21 +27,7 @@ from ssd_core.book import (
 )
 from ssd_core.boxes import box_iou, offset_inverse
 from ssd_core.detection import multibox_detection, nms
-from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
 from ssd_core.matching import multibox_target
-
-
-def interleaved(fns, repeats):
-    """Median seconds of each function, run alternately ``repeats`` times after one warm-up."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for t, fn in zip(times, fns):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def tinyssd_anchors():
@@ -101,12 +89,7 @@ def opencv_nms():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    tuned = tune_cpu_allocator()
-    configure_cpu_threads()
-    r = args.repeats
+    r, tuned = repeats_on_tuned_cpu(__doc__)
     g = torch.Generator().manual_seed(0)
     anchors = tinyssd_anchors()
     n = anchors.shape[1]

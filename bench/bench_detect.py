@@ -10,35 +10,23 @@ interleaved; each figure is the median of the repeats. Goals on a 2-core CPU: re
 5 ms, predict on a 4000x3000 photo under 300 ms.
 """
 
-import argparse
 import io
-import statistics
-import time
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from bench._common import interleaved, repeats_on_tuned_cpu
 from ssd_core import predict_batch
 from ssd_core.book import book_multibox_detection
 from ssd_core.detection import DEFAULT_CHECKPOINT, Detector
-from ssd_core.device import configure_cpu_threads, tune_cpu_allocator
 from ssd_core.images import image_to_tensor, load_image
 from ssd_core.model import TinySSD
-
-
-def interleaved(fns, repeats):
-    """Median milliseconds of each function, run alternately after one warm-up each."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for t, fn in zip(times, fns):
-            start = time.perf_counter()
-            fn()
-            t.append((time.perf_counter() - start) * 1000)
-    return [statistics.median(t) for t in times]
 
 
 def photo(w, h, seed=0):
@@ -61,11 +49,7 @@ def book_predict(net, X, threshold, nms_threshold=0.5):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    tuned = tune_cpu_allocator()
-    configure_cpu_threads()
+    r, tuned = repeats_on_tuned_cpu(__doc__)
     if DEFAULT_CHECKPOINT.exists():
         det, which = Detector.from_checkpoint(), "shipped model"
     else:
@@ -85,25 +69,24 @@ def main():
     X_small = tensor(small)
     batch = torch.cat([image_to_tensor(SyntheticDetection(8, seed=7).sample(i)[0], size)[None]
                        for i in range(8)])
-    r = args.repeats
     rows = []  # (operation, book ms, ssd_core ms, goal ms)
     b, o = interleaved([lambda: book_predict(net, X_small, 0.5),
-                        lambda: det.filter(raw, 0.5, 0.5)], r)
+                        lambda: det.filter(raw, 0.5, 0.5)], r, unit=1000)
     rows.append(("re-filter cached output, conf 0.5, NMS 0.5 (book: reruns the network and "
                  "multibox_detection)", b, o, 5))
     b, o = interleaved([lambda: book_predict(net, X_small, 0.2, 0.45),
-                        lambda: det.filter(raw, 0.2, 0.45, per_class=True)], r)
+                        lambda: det.filter(raw, 0.2, 0.45, per_class=True)], r, unit=1000)
     rows.append(("re-filter, conf 0.2, per-class NMS 0.45 (book: class-agnostic, no per-class)",
                  b, o, 5))
     b, o = interleaved([lambda: book_predict(net, tensor(small), 0.5),
-                        lambda: det.predict(small)], r)
+                        lambda: det.predict(small)], r, unit=1000)
     rows.append(("predict, 256x256 PNG (decode + network + filter)", b, o, None))
     b, o = interleaved([lambda: book_predict(net, tensor(large), 0.5),
-                        lambda: det.predict(large)], r)
+                        lambda: det.predict(large)], r, unit=1000)
     rows.append(("predict, 4000x3000 JPEG (decode + resize + network + filter)", b, o, 300))
     with torch.no_grad():
         b, o = interleaved([lambda: book_predict(net, batch, 0.5),
-                            lambda: predict_batch(net, batch)], r)
+                            lambda: predict_batch(net, batch)], r, unit=1000)
     rows.append(("batch of 8 images, network + multibox_detection (predict_batch)", b, o, None))
 
     print(f"Detector latency ({which}, torch {torch.__version__}, {torch.get_num_threads()} "

@@ -18,25 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import sys
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith(
-                "model name"))
-    except (OSError, StopIteration):
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load average at start {load}")
+from bench._common import add_set_option, load_note, machine, parse_sets  # noqa: E402
 
 
 def run(name: str, budget: float, thresholds, overrides: dict, train_images=None,
@@ -128,8 +116,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=600.0, help="seconds per recipe at most")
     p.add_argument("--threshold", type=float, action="append",
                    help="AP50 thresholds (default: 0.5 and 0.8)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting of the recipe (flat TrainConfig name, JSON value)")
+    add_set_option(p, "the recipe")
     p.add_argument("--train-images", type=int, help="training images (default: the recipe's)")
     p.add_argument("--val-images", type=int, help="validation images (default: the recipe's)")
     p.add_argument("--log", metavar="JSONL", help="append every epoch's numbers here")
@@ -137,13 +124,7 @@ def main(argv=None) -> int:
 
     from ssd_core.recipes import RECIPES
 
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
+    overrides = parse_sets(args.set)
     thresholds = args.threshold or [0.5, 0.8]
     print(f"machine: {machine()}", flush=True)
     with contextlib.ExitStack() as stack:
@@ -154,9 +135,7 @@ def main(argv=None) -> int:
           f"(wall-clock s from the start of training, validation after every epoch included; "
           f"budget {args.budget:.0f} s per recipe):\n")
     print(table(results, thresholds, args.budget))
-    print(f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"(a load above {os.cpu_count()} means other processes shared these cores and the "
-          f"times are pessimistic)")
+    print(f"\n{load_note()}")
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
-from bench.time_to_ap import machine  # noqa: E402
+from bench._common import add_set_option, load_note, machine, parse_sets  # noqa: E402
 
 ARMS = ("teach", "classroom", "teach-random")
 GOAL_S = 45.0  # issue 22: AP50 >= 0.9 within 45 s of training on this 2-core CPU
@@ -153,8 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--train-photos", type=int, default=24, help="labelled photos to train on")
     p.add_argument("--val-photos", type=int, default=36, help="other photos to validate on")
     p.add_argument("--photo-size", type=int, default=256, help="side of the photos in pixels")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting of the teach arms (flat TrainConfig name, JSON)")
+    add_set_option(p, "the teach arms")
     p.add_argument("--baseline-epochs", type=int, default=40,
                    help="epochs of the random-weights arms (classroom, teach-random)")
     p.add_argument("--data", metavar="DIR", help="keep the few-shot COCO folders here")
@@ -163,13 +161,7 @@ def main(argv=None) -> int:
 
     from ssd_core.data.fewshot import write_fewshot
 
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
+    overrides = parse_sets(args.set)
     thresholds = args.threshold or [0.5, 0.8, 0.9]
     print(f"machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,9 +186,7 @@ def main(argv=None) -> int:
     for r in results:
         if r["init_report"]:
             print(f"{r['arm']} init: {r['init_report']}")
-    print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"(a load above {os.cpu_count()} means other processes shared these cores and the "
-          f"times are pessimistic)")
+    print(load_note())
     return 0
 
 

@@ -323,9 +323,12 @@ def flat_settings(data: dict) -> dict:
 
 def _precision_from_amp(data: dict) -> dict:
     """Settings written when ``amp`` was a setting of its own (config.json files, checkpoints,
-    saved recipes, ``--amp``) in today's terms: amp on meant fp16 on CUDA whatever precision
-    said, so it is precision "fp16"; amp off left precision alone (and turns "fp16" back to
-    "auto", the default, when an old --no-amp meets a newer config)."""
+    saved recipes, ``--amp``) in today's terms: amp on is precision "fp16" where precision is
+    absent or the default "auto" (as before: fp16 on CUDA, fp32 elsewhere); a precision chosen
+    explicitly ("bf16", "fast", "fp32") wins over the legacy flag (amp on overrode it on CUDA
+    only, so mapping it to fp16 would have turned an old bf16 CPU run into fp32). amp off
+    leaves precision alone (and turns "fp16" back to "auto", the default, when an old --no-amp
+    meets a newer config)."""
     if "amp" not in data:
         return data
     data = dict(data)
@@ -334,7 +337,8 @@ def _precision_from_amp(data: dict) -> dict:
         raise ConfigError(f"TrainConfig.amp (today precision='fp16') must be true or false, "
                           f"got {amp!r}.", field="precision")
     if amp:
-        data["precision"] = "fp16"
+        if data.get("precision", "auto") == "auto":
+            data["precision"] = "fp16"
     elif data.get("precision") == "fp16":
         data["precision"] = "auto"
     return data

@@ -18,6 +18,19 @@ def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def _luminance(hex_colour: str) -> float:
+    """WCAG relative luminance of "#RRGGBB" (0 black .. 1 white)."""
+    rgb = [int(hex_colour.lstrip("#")[k:k + 2], 16) / 255 for k in (0, 2, 4)]
+    lin = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def text_colour(background: str) -> str:
+    """"black" or "white", whichever contrasts more with a caption's ``background`` colour."""
+    lum = _luminance(background)
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
+
+
 def draw_detections(image: Image.Image, boxes, scores, labels, class_names,
                     width: int | None = None) -> Image.Image:
     """A copy of ``image`` (RGB) with boxes ``(K, 4)`` (pixel corners) drawn in their class
@@ -36,5 +49,5 @@ def draw_detections(image: Image.Image, boxes, scores, labels, class_names,
         tx, ty = x1 + 2, max(0.0, y1 - 12)
         l, t, r, b = draw.textbbox((tx, ty), text)
         draw.rectangle([l - 1, t - 1, r + 1, b + 1], fill=col)
-        draw.text((tx, ty), text, fill="black")
+        draw.text((tx, ty), text, fill=text_colour(col))
     return out

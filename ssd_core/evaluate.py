@@ -215,9 +215,10 @@ def _class_ap(scores_list, tp_list, num_gt: int, num_thresholds: int, i50: int):
 
 @torch.no_grad()
 def resize_batch(X, input_size: int | None):
-    """Images ``(B, 3, H, W)`` -> ``(B, 3, input_size, input_size)`` (bilinear), unchanged when
-    ``input_size`` is None or already the width."""
-    if input_size and X.shape[-1] != input_size:
+    """Images ``(B, 3, H, W)`` -> ``(B, 3, input_size, input_size)`` (bilinear), the same
+    tensor when ``input_size`` is None or the images already have that size. Boxes are
+    normalized, so their targets stay valid. Training and evaluation both resize with it."""
+    if input_size and tuple(X.shape[-2:]) != (input_size, input_size):
         X = F.interpolate(X, size=(input_size, input_size), mode="bilinear", align_corners=False)
     return X
 

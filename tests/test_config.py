@@ -27,16 +27,36 @@ def test_one_knob_with_five_choices():
     assert TrainConfig().precision == "auto"
 
 
-@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16", "fast"])
-def test_old_amp_on_is_fp16_and_amp_off_changes_nothing(precision):
+@pytest.mark.parametrize("precision, with_amp", [("auto", "fp16"), ("fp32", "fp32"),
+                                                 ("bf16", "bf16"), ("fast", "fast"),
+                                                 ("fp16", "fp16")])
+def test_old_amp_on_is_fp16_unless_a_precision_was_chosen_and_amp_off_changes_nothing(
+        precision, with_amp):
     nested = TrainConfig().to_dict()
     for flat in (False, True):
         base = TrainConfig().flat() if flat else dict(nested)
         on = TrainConfig.from_dict({**base, "amp": True, "precision": precision})
         off = TrainConfig.from_dict({**base, "amp": False, "precision": precision})
-        assert on.precision == "fp16" and off.precision == precision
-        # amp on was fp16 on CUDA whatever precision said: so it is still.
-        assert autocast_dtype(on, CUDA) is torch.float16
+        assert on.precision == with_amp
+        assert off.precision == ("auto" if precision == "fp16" else precision)
+    # amp on with the default precision was fp16 on CUDA and fp32 elsewhere: so it is still
+    on = TrainConfig.from_dict({"amp": True, "precision": "auto"})
+    assert autocast_dtype(on, CUDA) is torch.float16 and autocast_dtype(on, CPU) is None
+
+
+def test_an_explicit_precision_wins_over_the_old_amp_flag():
+    """An old run that chose bf16 (or fast) and also had amp on trained bf16 on a CPU (amp
+    counted on CUDA only): it stays bf16 (not fp16, which is fp32 on a CPU)."""
+    for precision in ("bf16", "fast"):
+        old = {**json.loads(TrainConfig().to_json()), "amp": True, "precision": precision}
+        config = TrainConfig.from_json(json.dumps(old))
+        assert config.precision == precision
+        for device in (CUDA, CPU):  # as a run that chose it today, amp or not
+            assert autocast_dtype(config, device) is autocast_dtype(
+                TrainConfig(precision=precision), device)
+    bf16 = TrainConfig.from_dict({"amp": True, "precision": "bf16"})
+    assert autocast_dtype(bf16, CPU) is autocast_dtype(bf16, CUDA) is torch.bfloat16
+    assert TrainConfig.from_dict({"amp": True}).precision == "fp16"  # no precision written
 
 
 def test_an_old_config_json_and_the_shipped_one_load():
@@ -64,6 +84,7 @@ def test_an_old_recipe_and_the_old_cli_flag(tmp_path):
     out = ["--synthetic", "4", "--out", str(tmp_path)]
     for flags, want in ((["--amp"], "fp16"), (["--no-amp"], "auto"),
                         (["--precision", "bf16", "--no-amp"], "bf16"),
+                        (["--precision", "bf16", "--amp"], "bf16"),
                         (["--precision", "fp16"], "fp16"), ([], "auto")):
         config = _train_setup(parser.parse_args(["train", *out, *flags]))[0]
         assert config.precision == want, flags

@@ -146,3 +146,63 @@ def test_iou_heatmaps(n):
     fig = figures.iou_heatmaps_figure(grids, [f"s{i}" for i in range(n)])
     assert len(fig.data) == n
     assert [t.showscale for t in fig.data] == [False] * (n - 1) + [True]
+
+
+# ---------------------------------------------------------------- detection captions
+
+def test_detection_captions_sit_on_a_filled_background_in_the_class_colour():
+    from ssd_core.drawing import colour
+
+    img = Image.new("RGB", (200, 100), "gray")
+    boxes = [[10, 40, 60, 90], [100, 2, 190, 60]]  # the second touches the top of the image
+    fig = figures.detections_figure(img, boxes, [0.91, 0.5], [0, 4], ["cup", "a", "b", "c", "pen"])
+    caps = fig.layout.annotations
+    assert [a.text for a in caps] == ["cup 0.91", "pen 0.50"]
+    assert [a.bgcolor for a in caps] == [colour(0), colour(4)] == ["#E69F00", "#0072B2"]
+    assert [a.font.color for a in caps] == ["black", "white"]  # whichever reads on the fill
+    assert all(a.font.size >= 13 and not a.showarrow and a.xanchor == "left" for a in caps)
+    assert [(a.x, a.y) for a in caps] == [(10, 40), (100, 2)]  # each box's top-left corner
+    assert [a.yanchor for a in caps] == ["bottom", "top"]  # above the box; inside at the top
+    assert not [t for t in fig.data if t.mode == "text"]  # no bare coloured text left
+    # the chart style raises them with the other text, never below 13 px
+    from app.figures_style import font_sizes, readable
+
+    sizes = [s for p, s in font_sizes(readable(fig).to_plotly_json()) if "annotations" in p]
+    assert len(sizes) == 2 and min(sizes) >= 14
+
+
+def test_many_detections_get_no_captions():
+    img = Image.new("RGB", (64, 64))
+    boxes = np.tile([[1.0, 1.0, 20.0, 20.0]], (41, 1))
+    fig = figures.detections_figure(img, boxes, np.full(41, 0.5), np.zeros(41, int), ["x"])
+    assert len(fig.layout.annotations) == 0
+
+
+def test_replay_frames_carry_their_own_captions():
+    img = Image.new("RGB", (100, 100))
+    frames = [dict(name=str(k), title=f"Epoch {k}", boxes=np.array([[10.0, 50, 40, 90]] * k),
+                   scores=np.array([0.3] * k), labels=np.zeros(k, int)) for k in (0, 1, 2)]
+    fig = figures.replay_figure(img, frames, ["ball"], active=1)
+    def shown(annotations):
+        return [a for a in annotations if a.visible]
+
+    assert [a.text for a in shown(fig.layout.annotations)] == ["ball 0.30"]
+    # as many annotations in every frame (Plotly's animate merges them item by item), the
+    # unused ones hidden: a frame never shows the captions of the frame before
+    assert [len(f.layout.annotations) for f in fig.frames] == [2, 2, 2]
+    assert [len(shown(f.layout.annotations)) for f in fig.frames] == [0, 1, 2]
+    assert all(a.bgcolor == "#E69F00" for f in fig.frames for a in shown(f.layout.annotations))
+    assert {len(f.data) for f in fig.frames} == {len(fig.data)} == {2}  # truth + one class
+
+
+def test_text_colour_contrasts_and_the_png_caption_is_filled():
+    from ssd_core.drawing import PALETTE, draw_detections, text_colour
+
+    assert text_colour("#FFFFFF") == "black" and text_colour("#000000") == "white"
+    assert {text_colour(c) for c in PALETTE} == {"black", "white"}
+    out = np.asarray(draw_detections(Image.new("RGB", (120, 80), "gray"), [[20, 40, 100, 70]],
+                                     [0.8], [4], ["a", "b", "c", "d", "pen"]))
+    band = out[28:40, 20:60].reshape(-1, 3)  # the caption above the box
+    fill = tuple(int("0072B2"[k:k + 2], 16) for k in (0, 2, 4))
+    assert (band == fill).all(axis=1).mean() > 0.4  # mostly the class colour
+    assert (band.min(axis=1) > 200).any()  # white text (antialiased) on the dark blue

@@ -265,6 +265,60 @@ def test_yolo_errors(exported, tmp_path):
         load_dataset(d)
 
 
+class Boxes:
+    """A dataset of blank images with the given boxes of class "a" (for export_dataset)."""
+
+    class_names = ["a"]
+
+    def __init__(self, items):
+        self.items = items  # [((w, h), [[x1, y1, x2, y2], ...]), ...]
+
+    def __len__(self):
+        return len(self.items)
+
+    def sample(self, i):
+        (w, h), boxes = self.items[i]
+        return (Image.new("RGB", (w, h)), torch.tensor(boxes, dtype=torch.float32),
+                torch.zeros(len(boxes), dtype=torch.int64))
+
+
+def test_yolo_round_trip_is_exact_and_silent(tmp_path):
+    """Boxes on the border and at odd float32 corners come back as the same float32 numbers,
+    with no 'clipped' warning (8 fixed decimals put border boxes ~1e-8 past it)."""
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for k in range(40):
+        w, h = 37 + 29 * k, 1000 - 23 * k
+        a = torch.rand(2, generator=g).tolist()
+        items.append(((w, h), [[a[0] * (w - 2), a[1] * (h - 2), float(w), float(h)],
+                               [0.0, 0.0, 1 + a[1] * (w - 1), 1 + a[0] * (h - 1)],
+                               [10.123, 3.5, 11.25, 7.001]]))
+    ds = Boxes(items)
+    export_dataset(ds, tmp_path, "yolo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = load_dataset(tmp_path)
+    for i in range(len(ds)):
+        assert torch.equal(back.sample(i)[1], ds.sample(i)[1]), i
+
+
+def test_yolo_float_noise_past_the_border_is_the_border(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (640, 480)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "classes.txt").write_text("a\n")
+    # another program's 6 decimals: the box's right edge lands 3e-4 px past 640
+    (tmp_path / "labels" / "a.txt").write_text("0 0.843750 0.500000 0.312501 0.500000\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        box = load_dataset(tmp_path).sample(0)[1]
+    assert box[0, 2].item() == 640.0
+    # a real overshoot is still clipped and reported
+    (tmp_path / "labels" / "a.txt").write_text("0 0.85 0.5 0.31 0.5\n")
+    with pytest.warns(AnnotationWarning, match=r"1 box\(es\).*clipped"):
+        assert load_dataset(tmp_path).sample(0)[1][0, 2].item() == 640.0
+
+
 def test_detection_errors(tmp_path):
     bad(tmp_path, "No annotations found")
     (tmp_path / "a.json").write_text("{}")

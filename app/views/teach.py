@@ -20,7 +20,10 @@ from ssd_core.errors import SSDError
 from ssd_core.userdata import UserDataset
 
 PICK_KEY = "teach.set_pick"
-STEPS = ["Collect", "Label", "See SSD", "Train", "Detect live", "Keep"]
+# the steps in order, each drawn by its view of the chosen set
+VIEWS = {"Collect": collect, "Label": label, "See SSD": see, "Train": train,
+         "Detect live": detect, "Keep": keep}
+STEPS = list(VIEWS)
 
 
 def new_set() -> None:
@@ -79,16 +82,5 @@ else:
     step = urlstate.bind(st.segmented_control, "teach.step", STEPS[0], "Step", STEPS,
                              valid=lambda v: v in STEPS,
                              fit=lambda v: v if v in STEPS else STEPS[0]) or STEPS[0]
-    if step == "Collect":
-        collect(ds)
-    elif step == "Label":
-        label(ds)
-    elif step == "See SSD":
-        see(ds)
-    elif step == "Train":
-        train(ds)
-    elif step == "Detect live":
-        detect(ds)
-    elif step == "Keep":
-        keep(ds)
+    VIEWS[step](ds)
 

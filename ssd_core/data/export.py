@@ -60,12 +60,15 @@ def _add_coco(coco: dict, i: int, file: str, size, boxes, labels) -> None:
 
 
 def _yolo_lines(size, boxes, labels) -> str:
-    """YOLO label lines: class cx cy w h, normalized by the image size."""
+    """YOLO label lines: class cx cy w h, normalized by the image size, each number in full
+    (repr: the shortest text that reads back as the same float), so the reader's corners come
+    back to the same float32 boxes (a fixed 8 decimals left them up to 1e-5 px off and put a
+    box at the border up to 1e-8 past it)."""
     w, h = size
     lines = []
     for (x1, y1, x2, y2), lab in zip(boxes.tolist(), labels.tolist()):
-        cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h
-        lines.append(f"{lab} {cx:.8f} {cy:.8f} {(x2 - x1) / w:.8f} {(y2 - y1) / h:.8f}\n")
+        vals = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
+        lines.append(" ".join([str(lab)] + [str(_num(v)) for v in vals]) + "\n")
     return "".join(lines)
 
 

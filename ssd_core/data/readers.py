@@ -248,6 +248,20 @@ def _yolo_names(root: Path) -> list[str] | None:
     return names or None  # "names: []" lists no class
 
 
+# Normalized numbers carry float noise: a corner this share of the image size or less past the
+# border is on the border (a rounding, not a box to clip and report).
+YOLO_BORDER_NOISE = 1e-6
+
+
+def _yolo_corner(v: float, size: int) -> float:
+    """A pixel corner from YOLO's normalized numbers, float noise past the border taken off."""
+    if -YOLO_BORDER_NOISE * size <= v < 0:
+        return 0.0
+    if size < v <= size * (1 + YOLO_BORDER_NOISE):
+        return float(size)
+    return v
+
+
 def read_yolo(root: Path, fixes: Fixes):
     names = _yolo_names(root)
     img_dir, lab_dir = root / "images", root / "labels"
@@ -284,8 +298,9 @@ def read_yolo(root: Path, fixes: Fixes):
                 cx, cy, bw, bh = (number(v, where, f)
                                   for v, f in zip(parts[1:], ("cx", "cy", "w", "h")))
                 w, h = size
-                box = check_box((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
-                                 (cy + bh / 2) * h, w, h, where, fixes)
+                box = check_box(*(_yolo_corner(v, s) for v, s in (
+                    ((cx - bw / 2) * w, w), ((cy - bh / 2) * h, h), ((cx + bw / 2) * w, w),
+                    ((cy + bh / 2) * h, h))), w, h, where, fixes)
                 objs.append((k, box))
                 max_id = max(max_id, k)
         parsed.append((rel(img_path, root), size, objs))

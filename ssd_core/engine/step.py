@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 
 import torch
-import torch.nn.functional as F
 
 from ssd_core.config import TrainConfig
 from ssd_core.engine.records import entry, read_flags, step_sums, sums_of
 from ssd_core.engine.setup import autocast_dtype
+from ssd_core.evaluate import resize_batch
 from ssd_core.losses import ssd_loss
 from ssd_core.matching import multibox_target
 
@@ -83,12 +83,8 @@ class TrainStep:
     def prepare(self, X, Y):
         """The batch on the device, at the input size, in the configured memory format."""
         cfg = self.config
-        X = X.to(self.device, non_blocking=True)
+        X = resize_batch(X.to(self.device, non_blocking=True), cfg.input_size)
         Y = Y.to(self.device, non_blocking=True)
-        if X.shape[-1] != cfg.input_size or X.shape[-2] != cfg.input_size:
-            # Boxes are normalized, so resizing the images leaves the targets valid.
-            X = F.interpolate(X, size=(cfg.input_size, cfg.input_size), mode="bilinear",
-                              align_corners=False)
         if cfg.channels_last:
             X = X.contiguous(memory_format=torch.channels_last)
         return X, Y

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ssd_core.data import CLASS_NAMES, SyntheticDetection
 from ssd_core.detection import Detector
+from ssd_core.drawing import text_colour
 from ssd_core.model import seeded_tinyssd
 
 from .conftest import app_on_page
@@ -112,6 +113,23 @@ def test_upload_detects_and_sliders_never_rerun_the_network(at, monkeypatch):
     assert np.allclose(table["score"].to_numpy(), d.scores.numpy(), atol=1e-5)
     assert table["anchor_index"].tolist() == d.anchor_index.tolist()
     assert len(at.get("download_button")) == 2
+
+
+def test_box_captions_sit_on_a_filled_background_in_the_class_colour(tmp_path, monkeypatch):
+    app = app_on_page("detection", tmp_path / "runs", monkeypatch)  # the shipped model
+    app.run()
+    assert not app.exception
+    n = int(metric(app, "Detections"))
+    assert 0 < n <= 40  # few enough to be captioned
+    spec = chart(app)
+    line_colour = {t["name"].split(" (")[0]: t["line"]["color"] for t in spec["data"]
+                   if t.get("mode") == "lines" and t["name"] != "ground truth"}
+    caps = [a for a in spec["layout"].get("annotations", []) if a.get("bgcolor")]
+    assert len(caps) == n
+    for a in caps:
+        name, score = a["text"].rsplit(" ", 1)
+        assert a["bgcolor"] == line_colour[name] and 0.5 <= float(score) <= 1
+        assert a["font"]["color"] == text_colour(a["bgcolor"]) and a["font"]["size"] >= 13
 
 
 def test_corrupt_upload_shows_error_and_page_keeps_working(at):

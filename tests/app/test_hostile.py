@@ -315,13 +315,22 @@ def nothing_escaped(root: Path, evil_abs: str) -> None:
     assert all(p.suffix == ".zip" for p in uploads.iterdir()) if uploads.exists() else True
 
 
-def test_training_refuses_hostile_zips(sandbox, zips, monkeypatch):
-    evil_abs, cases = zips
-    at = app_on_page("training", sandbox / "runs", monkeypatch)
+def zip_upload_page(page: str, sandbox, monkeypatch):
+    """The ``page`` ("training" or "evaluation", with the untrained model) showing its zip
+    upload, which says its size limit."""
+    at = app_on_page(page, sandbox / "runs", monkeypatch)
+    if page == "evaluation":
+        at.session_state["evaluation.model"] = "untrained"
     at.run()
-    at.radio(key="training.data").set_value("Upload a dataset (.zip)").run()
+    at.radio(key=f"{page}.data").set_value("Upload a dataset (.zip)").run()
     assert not at.exception
     assert any("At most 50 MB per file" in i.value for i in at.info)
+    return at
+
+
+def test_training_refuses_hostile_zips(sandbox, zips, monkeypatch):
+    evil_abs, cases = zips
+    at = zip_upload_page("training", sandbox, monkeypatch)
     problems = []
     for name, (data, phrases) in cases.items():
         upload(at, "training.zip", name, data, "application/zip")
@@ -353,12 +362,7 @@ def refusal_problems(at, name: str, phrases) -> list[str]:
 
 def test_evaluation_refuses_hostile_zips(sandbox, zips, monkeypatch):
     evil_abs, cases = zips
-    at = app_on_page("evaluation", sandbox / "runs", monkeypatch)
-    at.session_state["evaluation.model"] = "untrained"
-    at.run()
-    at.radio(key="evaluation.data").set_value("Upload a dataset (.zip)").run()
-    assert not at.exception
-    assert any("At most 50 MB per file" in i.value for i in at.info)
+    at = zip_upload_page("evaluation", sandbox, monkeypatch)
     problems = []
     for name, (data, phrases) in cases.items():
         upload(at, "evaluation.zip", name, data, "application/zip")
@@ -379,10 +383,7 @@ def test_evaluation_dataset_with_a_broken_image_is_an_error(sandbox, monkeypatch
     jpg = encode(noise(64, 64), "JPEG")
     cases = {"truncated-image.zip": ("a.png", jpg[: len(jpg) // 2], "truncated"),
              "bomb-image.zip": ("b.png", jpeg_claiming(jpg, 9_000, 9_000), "decompression bomb")}
-    at = app_on_page("evaluation", sandbox / "runs", monkeypatch)
-    at.session_state["evaluation.model"] = "untrained"
-    at.run()
-    at.radio(key="evaluation.data").set_value("Upload a dataset (.zip)").run()
+    at = zip_upload_page("evaluation", sandbox, monkeypatch)
     for name, (member, data, word) in cases.items():
         files = {"a.png": png, "b.png": small_png(), member: data}
         images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}]
@@ -406,10 +407,7 @@ def test_annotation_file_names_cannot_reach_outside_the_archive(sandbox, monkeyp
     up = "../" * 40 + str(secret).lstrip("/")
     data = coco_zip(images=[{"id": 1, "file_name": up}, {"id": 2, "file_name": "b.png"}],
                     annotations=[])
-    at = app_on_page("evaluation", sandbox / "runs", monkeypatch)
-    at.session_state["evaluation.model"] = "untrained"
-    at.run()
-    at.radio(key="evaluation.data").set_value("Upload a dataset (.zip)").run()
+    at = zip_upload_page("evaluation", sandbox, monkeypatch)
     upload(at, "evaluation.zip", "peek.zip", data, "application/zip")
     assert not at.exception
     msg = next(e.value for e in at.error if "could not be used" in e.value)
@@ -435,9 +433,7 @@ def test_training_on_a_dataset_with_a_corrupt_image_fails_with_a_message(
     jpg = encode(noise(64, 64), "JPEG")
     files = {"a.png": small_png(), "b.png": jpg[: len(jpg) // 2]}  # a.png: the preview image
     images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}]
-    at = app_on_page("training", sandbox / "runs", monkeypatch)
-    at.run()
-    at.radio(key="training.data").set_value("Upload a dataset (.zip)").run()
+    at = zip_upload_page("training", sandbox, monkeypatch)
     upload(at, "training.zip", "broken-image.zip", coco_zip(images=images, files=files),
            "application/zip")
     at.number_input(key="training.epochs").set_value(1)

@@ -1,7 +1,7 @@
 """What the e2e tests do with a page, in one place: wait for Streamlit to go idle, open a page
-and wait for its first drawn Plotly chart, read metrics, nudge sliders, take screenshots into
-test-artifacts/. Timeouts are generous: these machines share two cores between the server,
-its training runs and Chromium."""
+and wait for its first drawn Plotly chart, fill number fields, start a tiny training run, read
+metrics, nudge sliders, take screenshots into test-artifacts/. Timeouts are generous: these
+machines share two cores between the server, its training runs and Chromium."""
 
 from __future__ import annotations
 
@@ -42,10 +42,17 @@ def goto(page, url: str, heading: str) -> None:
     assert page.locator('[data-testid="stSidebar"]').get_by_text("Device").count() >= 1
 
 
+def drawn(chart, timeout: float = 90.0):
+    """Wait until the Plotly chart ``chart`` (a locator of a ``.js-plotly-plot`` or of an
+    element holding one) has drawn its SVG -> ``chart``."""
+    chart.locator(".main-svg").first.wait_for(timeout=timeout * 1000)
+    return chart
+
+
 def open_page(page, url: str, heading: str) -> None:
     """goto, then wait until the page's first Plotly chart has drawn its SVG."""
     goto(page, url, heading)
-    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=90_000)
+    drawn(page.locator(".js-plotly-plot").first)
     no_exception(page)
 
 
@@ -53,8 +60,7 @@ def wait_charts(page, count: int, timeout: float = 60.0) -> None:
     """Wait until at least ``count`` Plotly charts have drawn their SVG. Charts draw after the
     script run ends, and a session's first chart waits for the Plotly bundle to load: on a
     busy machine that takes longer than wait_idle's quiet period."""
-    chart = page.locator(".js-plotly-plot").nth(count - 1)
-    chart.locator(".main-svg").first.wait_for(timeout=timeout * 1000)
+    drawn(page.locator(".js-plotly-plot").nth(count - 1), timeout)
 
 
 def shot(page, name: str, locator=None) -> None:
@@ -84,3 +90,23 @@ def nudge_slider(page, label: str, key: str = "ArrowRight", times: int = 1) -> N
         handle.press(key)
     page.wait_for_timeout(500)  # the status widget shows up only once the rerun is underway
     wait_idle(page)
+
+
+def fill_fields(page, fields) -> None:
+    """Type each ``(label, value)`` into the input labelled exactly ``label``; Tab commits it."""
+    for label, value in fields:
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Tab")
+
+
+TINY_RUN = [("Training images", "8"), ("Validation images", "4"), ("Epochs", "3"),
+            ("Batch size", "4")]
+
+
+def start_training(page, fields=TINY_RUN) -> None:
+    """On the Training page's New run form: ``fields`` filled, the smallest input size (64 px),
+    then Start training."""
+    fill_fields(page, fields)
+    nudge_slider(page, "Input size", "Home")  # 64 px
+    page.get_by_role("button", name="Start training").click()

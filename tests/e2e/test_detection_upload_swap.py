@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .browser import goto, no_exception, shot, wait_idle
+from .browser import drawn, goto, no_exception, nudge_slider, shot, wait_idle
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
@@ -38,7 +38,7 @@ def upload(page, path, name: str) -> None:
     page.get_by_text(name).first.wait_for(timeout=30_000)
     page.wait_for_timeout(500)
     wait_idle(page, timeout=90)
-    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    drawn(page.locator(".js-plotly-plot").first, timeout=60)
     no_exception(page)
 
 
@@ -72,12 +72,7 @@ def test_replacing_an_upload_keeps_the_sliders_and_the_url_consistent(page, app_
     expect(page).to_have_url(re.compile(r"nms=0\.5(&|$)"))
 
     # One step down on the confidence slider: 0.49 applied, NMS untouched.
-    block = page.locator('[data-testid="stSlider"]').filter(has_text="Confidence threshold").first
-    handle = block.locator('input[type="range"]').first
-    handle.focus()
-    handle.press("ArrowLeft")
-    page.wait_for_timeout(500)
-    wait_idle(page)
+    nudge_slider(page, "Confidence threshold", "ArrowLeft")
     no_exception(page)
     expect(page).to_have_url(re.compile(r"conf=0\.49(&|$)"), timeout=10_000)
     expect(page).to_have_url(re.compile(r"nms=0\.5(&|$)"))

@@ -11,7 +11,16 @@ import pytest
 from ssd_core.data import SyntheticDetection
 from ssd_core.model import feature_map_sizes
 
-from .browser import goto, metric_value, no_exception, shot, wait_charts, wait_idle
+from .browser import (
+    goto,
+    metric_value,
+    no_exception,
+    nudge_slider,
+    shot,
+    start_training,
+    wait_charts,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -20,16 +29,7 @@ pytestmark = pytest.mark.e2e
 
 def test_training_live_run(page, app_url):
     goto(page, f"{app_url}/training", "Training")
-    for label, value in [("Training images", "8"), ("Validation images", "4"), ("Epochs", "3"),
-                         ("Batch size", "4")]:
-        field = page.get_by_label(label, exact=True)
-        field.fill(value)
-        field.press("Tab")
-    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Input size").first
-    handle = slider.locator('input[type="range"]').first
-    handle.focus()
-    handle.press("Home")  # 64 px
-    page.get_by_role("button", name="Start training").click()
+    start_training(page)
     page.get_by_text(re.compile(r"finished · run")).first.wait_for(timeout=150_000)
     wait_idle(page, timeout=60)
     no_exception(page)
@@ -60,12 +60,7 @@ def test_detection_upload(page, app_url, tmp_path):
     size = int(re.search(r"Input (\d+)×", page.get_by_text(re.compile(r"Input \d+×")).first
                          .inner_text()).group(1))
     assert metric_value(page, "Anchors") == str(sum(4 * s * s for s in feature_map_sizes(size)))
-    block = page.locator('[data-testid="stSlider"]').filter(has_text="Confidence").first
-    handle = block.locator('input[type="range"]').first
-    handle.focus()
-    for _ in range(40):
-        handle.press("ArrowLeft")  # 0.50 -> 0.10: weak models' boxes show too
-    wait_idle(page)
+    nudge_slider(page, "Confidence", "ArrowLeft", 40)  # 0.50 -> 0.10: weak models' boxes show
     no_exception(page)
     assert page.get_by_text("320×320").count() > 0
     assert int(metric_value(page, "Detections")) > 0

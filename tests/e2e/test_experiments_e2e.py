@@ -11,18 +11,15 @@ import pytest
 
 from ssd_core.experiments import list_experiments
 
-from .browser import goto, no_exception, shot, wait_idle
+from .browser import drawn, fill_fields, goto, no_exception, nudge_slider, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
 
 def test_experiment_pair_and_training_replay(page, app_url):
     goto(page, f"{app_url}/experiments", "Experiments")
-    for label, value in [("Epochs per run", "2"), ("Training images", "16"),
-                         ("Validation images", "8")]:
-        field = page.get_by_label(label, exact=True)
-        field.fill(value)
-        field.press("Tab")
+    fill_fields(page, [("Epochs per run", "2"), ("Training images", "16"),
+                       ("Validation images", "8")])
     wait_idle(page)
     page.get_by_role("button", name="Queue the experiment").click()
     page.get_by_text(re.compile(r"Queued 2 runs")).first.wait_for(timeout=60_000)
@@ -33,8 +30,7 @@ def test_experiment_pair_and_training_replay(page, app_url):
     panel = page.locator('[data-testid="stExpander"]').filter(
         has_text="L1 vs smooth-L1 box loss").first
     assert panel.get_by_text("Best final validation AP50").count() == 1
-    plot = panel.locator(".js-plotly-plot").first
-    plot.locator("svg").first.wait_for(timeout=30_000)
+    plot = drawn(panel.locator(".js-plotly-plot").first, timeout=30)
     legend = " ".join(plot.locator(".legend .legendtext").all_text_contents())
     assert "L1 (book)" in legend and "smooth-L1, sigma 1" in legend
     shot(page, "experiments-pair")
@@ -45,10 +41,7 @@ def test_experiment_pair_and_training_replay(page, app_url):
     goto(page, f"{app_url}/training?run={run_id}", "Training")
     page.get_by_text("Replay: the fixed image after epoch").first.wait_for(timeout=60_000)
     page.get_by_text(re.compile(r"Epoch 2: detections")).first.wait_for(timeout=30_000)
-    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Replay").first
-    handle = slider.locator('input[type="range"]').first
-    handle.focus()
-    handle.press("Home")
+    nudge_slider(page, "Replay", "Home")
     page.get_by_text(re.compile(r"Epoch 1: detections")).first.wait_for(timeout=30_000)
     wait_idle(page)
     no_exception(page)

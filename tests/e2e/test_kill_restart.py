@@ -15,7 +15,7 @@ from app.serve import serve
 from ssd_core import load_checkpoint
 from ssd_core.jobs import read_metrics
 
-from .browser import ARTIFACTS, goto, no_exception, shot, wait_idle
+from .browser import ARTIFACTS, goto, no_exception, shot, start_training, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +38,8 @@ def start_run(page, url: str) -> None:
     goto(page, f"{url}/training", "Training")
     # 64 images in batches of 4: a checkpoint every 16 steps, so the kill below lands
     # mid-epoch with steps left unsaved (with 4 steps an epoch it could land just after one)
-    for label, value in [("Training images", "64"), ("Validation images", "4"),
-                         ("Epochs", "40"), ("Batch size", "4")]:
-        field = page.get_by_label(label, exact=True)
-        field.fill(value)
-        field.press("Tab")
-    handle = page.locator('[data-testid="stSlider"]').filter(
-        has_text="Input size").first.locator('input[type="range"]').first
-    handle.focus()
-    handle.press("Home")  # 64 px
-    page.get_by_role("button", name="Start training").click()
+    start_training(page, [("Training images", "64"), ("Validation images", "4"),
+                          ("Epochs", "40"), ("Batch size", "4")])
     page.get_by_text(re.compile(r"(queued|running) · run")).first.wait_for(timeout=60_000)
 
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from .browser import ARTIFACTS, goto, no_exception, wait_idle
+from .browser import ARTIFACTS, drawn, fill_fields, goto, no_exception, start_training, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -60,30 +60,17 @@ def tiny_runs(page, app_url) -> None:
         form = page.get_by_text("New run").first
         if page.get_by_label("Training images", exact=True).count() == 0:
             form.click()
-        for label, value in [("Training images", "8"), ("Validation images", "4"),
-                             ("Epochs", "3"), ("Batch size", "4")]:
-            field = page.get_by_label(label, exact=True)
-            field.fill(value)
-            field.press("Tab")
-        slider = page.locator('[data-testid="stSlider"]').filter(has_text="Input size").first
-        handle = slider.locator('input[type="range"]').first
-        handle.focus()
-        handle.press("Home")  # 64 px
-        page.get_by_role("button", name="Start training").click()
+        start_training(page)
         page.get_by_text(re.compile(r"finished · run")).first.wait_for(timeout=300_000)
     goto(page, f"{app_url}/experiments", "Experiments")
     if page.locator("[class*='st-key-experiments-curves']").count() == 0:
         if page.get_by_label("Epochs per run", exact=True).count() == 0:
             page.get_by_text("New experiment").first.click()
-        for label, value in [("Epochs per run", "1"), ("Training images", "16"),
-                             ("Validation images", "4")]:
-            field = page.get_by_label(label, exact=True)
-            field.fill(value)
-            field.press("Tab")
+        fill_fields(page, [("Epochs per run", "1"), ("Training images", "16"),
+                           ("Validation images", "4")])
         wait_idle(page)
         page.get_by_role("button", name="Queue the experiment").click()
-        page.locator("[class*='st-key-experiments-curves'] .main-svg").first.wait_for(
-            timeout=600_000)
+        drawn(page.locator("[class*='st-key-experiments-curves']"), timeout=600)
 
 
 def test_every_page_on_a_projector(browser, screen, app_url):
@@ -98,7 +85,7 @@ def test_every_page_on_a_projector(browser, screen, app_url):
             figure = screen.locator(main).first
             figure.wait_for(timeout=120_000)
             if ".js-plotly-plot" in main:
-                figure.locator(".main-svg").first.wait_for(timeout=90_000)
+                drawn(figure)
             wait_idle(screen, timeout=120)
             screen.wait_for_timeout(800)  # Plotly's last redraw
             no_exception(screen)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from .browser import ARTIFACTS, metric, metric_value, open_page, wait_idle
+from .browser import ARTIFACTS, drawn, metric, metric_value, open_page, wait_idle
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
@@ -24,8 +24,7 @@ def keyed(page, key: str):
 def plot_of(page, key: str):
     plot = keyed(page, key).locator(".js-plotly-plot").first
     plot.scroll_into_view_if_needed()
-    plot.locator(".main-svg").first.wait_for(timeout=90_000)
-    return plot
+    return drawn(plot)
 
 
 def trace_x(plot, name: str) -> list:
