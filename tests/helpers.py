@@ -188,3 +188,16 @@ def boxes(draw, n, degenerate=True, min_side=0.0):
         w, h = draw(side), draw(side)
         out.append([x, y, min(x + w, 1.5), min(y + h, 1.5)])
     return torch.tensor(out, dtype=torch.float32).reshape(n, 4)
+
+
+def zip_bytes(folder) -> bytes:
+    """The files under ``folder`` as a zip archive (paths relative to it), e.g. an upload."""
+    import zipfile
+
+    folder = Path(folder)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for p in folder.rglob("*"):
+            if p.is_file():
+                z.write(p, p.relative_to(folder))
+    return buf.getvalue()

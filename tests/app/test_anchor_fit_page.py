@@ -5,9 +5,6 @@ dataset zip is read, and a broken one is an error message."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import pytest
 import torch
 
@@ -17,6 +14,7 @@ from ssd_core.boxes import box_iou
 from ssd_core.data import SyntheticDetection, export_dataset
 from ssd_core.detection import Detector
 from ssd_core.matching import multibox_target
+from tests.helpers import zip_bytes
 
 from .conftest import app_on_page, metric
 
@@ -76,13 +74,9 @@ def test_counts_agree_with_multibox_target(at, count_forwards):
 def test_uploaded_dataset_and_broken_zip(at, tmp_path):
     ds = SyntheticDetection(6, seed=3, image_size=96)
     export_dataset(ds, tmp_path / "coco", "coco")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for p in (tmp_path / "coco").rglob("*"):
-            if p.is_file():
-                z.write(p, p.relative_to(tmp_path / "coco"))
+    data = zip_bytes(tmp_path / "coco")
     at.radio(key=K + "source").set_value("Upload a dataset (.zip)").run()
-    at.file_uploader(key=K + "zip").upload("shapes.zip", buf.getvalue(), "application/zip").run()
+    at.file_uploader(key=K + "zip").upload("shapes.zip", data, "application/zip").run()
     assert not at.exception and not at.error
     n = sum(len(ds.sample(i)[2]) for i in range(len(ds)))
     assert row(at, "book")["objects"] == n

@@ -5,9 +5,6 @@ class names, and picking it makes the page use it: its anchors, its input size, 
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import pytest
 
 from ssd_core.anchor_fit import dataset_labels, fit_anchor_set, fit_summary
@@ -16,7 +13,7 @@ from ssd_core.data import SyntheticDetection, export_dataset
 from ssd_core.data.dataset import make_target
 from ssd_core.data.fewshot import FewShotObjects
 from ssd_core.matching import label_anchors
-from tests.helpers import tiny_config
+from tests.helpers import tiny_config, zip_bytes
 
 from .conftest import app_on_page, metric
 
@@ -154,13 +151,9 @@ def test_detection_and_evaluation_run_the_taught_model(taught, monkeypatch, tmp_
     at = open_with("evaluation", runs, monkeypatch, ckpt)
     ds = FewShotObjects(3, seed=7, photo_size=SIZE)
     export_dataset(ds, tmp_path / "coco", "coco")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for p in (tmp_path / "coco").rglob("*"):
-            if p.is_file():
-                z.write(p, p.relative_to(tmp_path / "coco"))
+    data = zip_bytes(tmp_path / "coco")
     at.radio(key="evaluation.data").set_value("Upload a dataset (.zip)").run()
-    at.file_uploader(key="evaluation.zip").upload("desk.zip", buf.getvalue(),
+    at.file_uploader(key="evaluation.zip").upload("desk.zip", data,
                                                   "application/zip").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert int(metric(at, "Objects")) == sum(len(ds.sample(i)[2]) for i in range(3))
