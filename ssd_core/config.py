@@ -307,6 +307,11 @@ class TrainConfig:
             raise ConfigError(f"Training config is not valid JSON: {e}") from None
         return cls.from_dict(data)
 
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The epochs a run of ``steps_per_epoch`` steps an epoch trains: ``epochs``, or more
+        on a small set, so that it trains at least ``min_steps`` steps."""
+        return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
+
     def replace(self, **changes) -> TrainConfig:
         """A copy with some settings (flat names) changed, validated."""
         return type(self).from_dict({**self.flat(), **changes})

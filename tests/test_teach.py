@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ssd_core import JobManager, load_dataset
-from ssd_core.data import Subset, split_holdout
+from ssd_core.data import Subset, held_out_count, split_holdout
 from ssd_core.data.fewshot import FEWSHOT_CLASSES, FewShotObjects, write_fewshot
 from ssd_core.errors import ConfigError
 from ssd_core.recipes import ALL_RECIPES, RECIPES, get_recipe, recipe_job
@@ -74,6 +74,10 @@ def test_split_holdout_is_disjoint_complete_deterministic_and_holds_every_class(
     assert again[0].indices == train.indices and again[1].indices == val.indices
     others = [split_holdout(ds, 0.2, seed=s)[1].indices for s in range(4, 9)]
     assert any(o != val.indices for o in others)
+    # held_out_count (the Teach page's count) is what the split holds out, small sets too
+    for n in (2, 3, 6, 20):
+        assert len(split_holdout(FewShotObjects(n, seed=0, photo_size=64), 0.2)[1]) == \
+            held_out_count(n, 0.2) == {2: 1, 3: 1, 6: 1, 20: 4}[n]
     # the view's item is the base's image at its index
     img, boxes, labels = val.sample(1)
     ref = ds.sample(val.indices[1])

@@ -426,8 +426,9 @@ def test_min_steps_gives_a_small_set_more_epochs(tmp_path):
     """8 images in batches of 4 are 2 steps an epoch: epochs=2 with min_steps=7 trains
     ceil(7 / 2) = 4 epochs (8 steps), and the run's saved config says 4; a set already past
     min_steps keeps its epochs."""
-    t = Trainer(tiny_config(batch_size=4, epochs=2, min_steps=7), tiny_set(8),
-                run_dir=tmp_path / "run")
+    cfg = tiny_config(batch_size=4, epochs=2, min_steps=7)
+    assert [cfg.epochs_for(k) for k in (1, 2, 3, 4)] == [7, 4, 3, 2]
+    t = Trainer(cfg, tiny_set(8), run_dir=tmp_path / "run")
     records = list(t.fit())
     assert t.steps_per_epoch == 2 and t.config.epochs == 4 and t.step == 8
     assert [r["epoch"] for r in records if r["kind"] == "epoch"][-1] == 4

@@ -13,6 +13,7 @@ import streamlit as st
 from app import figures, figures_metrics, job_queue, model_picker, present, sample_images
 from app.views._training_form import log_every
 from ssd_core import runfolder as rf
+from ssd_core.data import held_out_count
 from ssd_core.errors import SSDError
 from ssd_core.recipes import get_recipe, recipe_job
 from ssd_core.runfolder import UPLOADS_DIR
@@ -33,6 +34,12 @@ def set_runs(ds) -> list:
     return [r for r in listed if r.run_id.endswith(f"-teach-{ds.slug}")]
 
 
+def train_photos(ds, recipe) -> int:
+    """The photos a teach run of ``ds`` trains on: all but the recipe's held-out share."""
+    n = len(ds)
+    return n - held_out_count(n, recipe.holdout) if n >= 2 else n
+
+
 def start(ds, epochs: int) -> None:
     """Freeze the set (a snapshot: the run never sees its photos change) and queue the teach
     recipe on it."""
@@ -42,10 +49,9 @@ def start(ds, epochs: int) -> None:
                                  f"teach-{ds.slug}-{time.strftime('%Y%m%d-%H%M%S')}-"
                                  f"{uuid.uuid4().hex[:6]}")
         recipe = get_recipe("teach")
-        n = max(1, round(len(ds) * (1 - recipe.holdout)))
         config, data, init = recipe_job(
             "teach", path=frozen, fmt="coco", epochs=int(epochs),
-            log_every=log_every(n, recipe.settings.get("batch_size", 8)))
+            log_every=log_every(train_photos(ds, recipe), recipe.config().batch_size))
         run_id = job_queue.job_manager().submit(config, data, f"teach-{ds.slug}", init=init)
     except (SSDError, ValueError, OSError) as e:
         st.error(f"Training could not start: {e}")
@@ -138,12 +144,13 @@ def train(ds) -> None:
     if needs and not problems:
         st.warning("It can train, but a first model wants more boxes: " + ", ".join(
             f"{k} more of {c}" for c, k in needs.items()) + ".")
-    cfg = recipe.config()
-    n = max(1, round(len(ds) * (1 - recipe.holdout)))
+    cfg = recipe.config(epochs=int(epochs))
+    n = train_photos(ds, recipe)
     per_epoch = -(-n // cfg.batch_size)
-    steps = max(int(epochs) * per_epoch, cfg.min_steps)
-    more = (f" (at least {cfg.min_steps} steps however few the photos: "
-            f"{-(-steps // per_epoch)} epochs)" if steps > int(epochs) * per_epoch else "")
+    run_epochs = cfg.epochs_for(per_epoch)  # as the Trainer will
+    steps = run_epochs * per_epoch
+    more = (f" (at least {cfg.min_steps} steps however few the photos: {run_epochs} epochs)"
+            if run_epochs > cfg.epochs else "")
     st.caption(f"The teach recipe: starts from the shipped model (class layers made anew for "
                f"{', '.join(ds.class_names) or 'your classes'}), strong augmentation, "
                f"{recipe.holdout:.0%} of the photos held out to validate; {n} photo(s) to "

@@ -16,7 +16,7 @@ from .dataset import (
 )
 from .export import export_dataset
 from .formats import FORMATS, AnnotatedDetection, AnnotationWarning, detect_format, load_dataset
-from .holdout import Subset, split_holdout
+from .holdout import Subset, held_out_count, split_holdout
 from .synthetic import CLASS_NAMES, PRESETS, SyntheticDetection
 from .transforms import Augment, hflip, photometric, random_iou_crop, resolve_augment, zoom_out
 
@@ -24,7 +24,8 @@ __all__ = [
     "CLASS_NAMES", "FORMATS", "PRESETS", "AnnotatedDetection", "AnnotationWarning", "Augment",
     "DetectionDataset", "ItemSeeds", "Subset", "SyntheticDetection", "detect_format",
     "detection_collate",
-    "export_dataset", "extract_zip", "hflip", "load_dataset", "make_loader", "make_target",
+    "export_dataset", "extract_zip", "held_out_count", "hflip", "load_dataset", "make_loader",
+    "make_target",
     "photometric", "plain_item", "random_iou_crop", "resolve_augment", "split_holdout",
     "takes_item_seeds",
     "zoom_out",

@@ -37,6 +37,12 @@ class Subset(DetectionDataset):
         return self.base.sample(self.indices[self._index(int(i))])
 
 
+def held_out_count(n: int, share: float) -> int:
+    """How many of ``n`` (>= 2) images :func:`split_holdout` holds out: ``round(share * n)``,
+    at least one, and at least one left to train on."""
+    return min(n - 1, max(1, round(share * n)))
+
+
 def split_holdout(dataset, share: float = 0.2, seed: int = 0) -> tuple[Subset, Subset]:
     """-> (train, val) views of ``dataset``: ``round(share * n)`` images held out (at least
     one per class where the images allow, at least one in all), the rest train; disjoint,
@@ -52,7 +58,7 @@ def split_holdout(dataset, share: float = 0.2, seed: int = 0) -> tuple[Subset, S
                           field="holdout")
     rng = np.random.default_rng(derive_seed(seed, HOLDOUT))
     order = [int(i) for i in rng.permutation(n)]
-    want = min(n - 1, max(1, round(share * n)))
+    want = held_out_count(n, share)
     labels = [_labels(dataset, i) for i in range(n)]
     val: list[int] = []
     # First one image of each class not yet held out (in the seeded order), then any.

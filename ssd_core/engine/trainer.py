@@ -94,8 +94,8 @@ class Trainer:
         self._batches = EpochBatches(self.train_data, cfg, self.rank, self.world_size,
                                      self.device)
         self.steps_per_epoch = self._batches.steps_per_epoch
-        if cfg.min_steps > self.steps_per_epoch * cfg.epochs:  # a small set: more epochs
-            cfg = self.config = cfg.replace(epochs=-(-cfg.min_steps // self.steps_per_epoch))
+        if cfg.epochs_for(self.steps_per_epoch) != cfg.epochs:  # a small set: more epochs
+            cfg = self.config = cfg.replace(epochs=cfg.epochs_for(self.steps_per_epoch))
             self._checkpoints.config = cfg  # saved with the weights: the epochs it ran
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.model, self.optimizer, self.scheduler, self.init_report = make_training(
