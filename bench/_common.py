@@ -80,3 +80,23 @@ def interleaved(fns, repeats: int, unit: float = 1.0) -> list[float]:
             fn()
             t.append((time.perf_counter() - start) * unit)
     return [statistics.median(t) for t in times]
+
+
+class Milestones:
+    """When validation AP50 first reached each of ``thresholds`` and its best so far, as a
+    bench times a run epoch by epoch. ``when``: the bench's own tuple of clocks (training s,
+    wall s, images, ...); ``reached[t]`` is that tuple at the first epoch with AP50 >= t (None
+    until then) and ``best`` is ``(ap50, *when)`` at the best epoch."""
+
+    def __init__(self, thresholds, zero: tuple):
+        self.reached = dict.fromkeys(thresholds)
+        self.best = (0.0, *zero)
+
+    def see(self, ap: float, when: tuple) -> bool:
+        """Take one validation; -> whether every threshold has been reached."""
+        if ap > self.best[0]:
+            self.best = (ap, *when)
+        for t, hit in self.reached.items():
+            if hit is None and ap >= t:
+                self.reached[t] = when
+        return all(v is not None for v in self.reached.values())

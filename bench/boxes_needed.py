@@ -58,7 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
-from bench.time_to_ap import machine  # noqa: E402
+from bench._common import machine  # noqa: E402
 from bench.time_to_teach import run as train_arm  # noqa: E402
 
 PHOTOS = (1, 2, 3, 4, 5, 8, 12)  # labelled photos per class

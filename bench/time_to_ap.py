@@ -24,7 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
-from bench._common import add_set_option, load_note, machine, parse_sets  # noqa: E402
+from bench._common import (  # noqa: E402
+    Milestones,
+    add_set_option,
+    load_note,
+    machine,
+    parse_sets,
+)
 
 
 def run(name: str, budget: float, thresholds, overrides: dict, train_images=None,
@@ -41,8 +47,8 @@ def run(name: str, budget: float, thresholds, overrides: dict, train_images=None
                     val_n=val_images or recipe.val_images, augment=recipe.augment)
     train, val = spec.build(config.input_size)
     trainer = Trainer(config, train, val)
-    reached = {t: None for t in thresholds}
-    best, epochs, images, train_s = (0.0, 0.0, 0), [], 0, 0.0
+    marks = Milestones(thresholds, (0.0, 0.0, 0))  # (wall s, training s, images)
+    epochs, images, train_s = [], 0, 0.0
     t0, cpu0 = time.perf_counter(), time.process_time()
     gen = trainer.fit()
     try:
@@ -70,18 +76,13 @@ def run(name: str, budget: float, thresholds, overrides: dict, train_images=None
                 log.write(json.dumps({"recipe": name, "overrides": overrides, **epochs[-1]})
                           + "\n")
                 log.flush()
-            if ap > best[0]:
-                best = (ap, now, epochs[-1]["images"])
-            for t in thresholds:
-                if reached[t] is None and ap >= t:
-                    reached[t] = (now, train_s, epochs[-1]["images"])
-            if all(v is not None for v in reached.values()) or now > budget:
+            if marks.see(ap, (now, train_s, epochs[-1]["images"])) or now > budget:
                 break
     finally:
         gen.close()
     wall = time.perf_counter() - t0
     return {"name": name, "label": recipe.label, "config": config, "images": n,
-            "reached": reached, "best": best, "epochs": epochs, "wall": wall,
+            "reached": marks.reached, "best": marks.best, "epochs": epochs, "wall": wall,
             "img_s": images / max(train_s, 1e-9)}
 
 
@@ -105,7 +106,7 @@ def table(results, thresholds, budget) -> str:
                     f"{', spread anchors' if c.anchor_sizes else ''}")
         row = [r["label"], settings, str(r["images"]), f"{r['img_s']:.1f}"] + [
             _cell(r["reached"][t], budget) for t in thresholds] + [
-            f"{r['best'][0]:.3f} ({r['best'][1]:.0f} s, {r['best'][2]} images)"]
+            f"{r['best'][0]:.3f} ({r['best'][1]:.0f} s, {r['best'][3]} images)"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

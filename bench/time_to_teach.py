@@ -32,7 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ssd_core from this checkout
 
-from bench._common import add_set_option, load_note, machine, parse_sets  # noqa: E402
+from bench._common import (  # noqa: E402
+    Milestones,
+    add_set_option,
+    load_note,
+    machine,
+    parse_sets,
+)
 
 ARMS = ("teach", "classroom", "teach-random")
 GOAL_S = 45.0  # issue 22: AP50 >= 0.9 within 45 s of training on this 2-core CPU
@@ -74,8 +80,8 @@ def run(arm: str, train_dir, val_dir, budget: float, thresholds, overrides: dict
     label, config, spec, init = arm_job(arm, train_dir, val_dir, baseline_epochs, overrides)
     train, val = spec.build(config.input_size)
     trainer = Trainer(config, train, val, init=init)
-    reached = {t: None for t in thresholds}
-    best, epochs, images, train_s = (0.0, 0.0, 0.0), [], 0, 0.0
+    marks = Milestones(thresholds, (0.0, 0.0))  # (training s, wall s)
+    epochs, images, train_s = [], 0, 0.0
     t0 = time.perf_counter()
     gen = trainer.fit()
     try:
@@ -94,17 +100,12 @@ def run(arm: str, train_dir, val_dir, budget: float, thresholds, overrides: dict
             if log:
                 log.write(json.dumps({"arm": arm, "overrides": overrides, **epochs[-1]}) + "\n")
                 log.flush()
-            if ap > best[0]:
-                best = (ap, train_s, now)
-            for t in thresholds:
-                if reached[t] is None and ap >= t:
-                    reached[t] = (train_s, now)
-            if all(v is not None for v in reached.values()) or train_s > budget:
+            if marks.see(ap, (train_s, now)) or train_s > budget:
                 break
     finally:
         gen.close()
-    return {"arm": arm, "label": label, "config": config, "reached": reached, "best": best,
-            "epochs": epochs, "init_report": trainer.init_report,
+    return {"arm": arm, "label": label, "config": config, "reached": marks.reached,
+            "best": marks.best, "epochs": epochs, "init_report": trainer.init_report,
             "train_images": len(train), "val_images": len(val),
             "img_s": images / max(train_s, 1e-9)}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench._common import interleaved, load_note, machine, parse_sets
+from bench._common import Milestones, interleaved, load_note, machine, parse_sets
 
 
 def test_set_values_are_json_or_else_text():
@@ -27,3 +27,14 @@ def test_interleaved_runs_each_function_once_to_warm_up_then_alternately():
 def test_machine_and_load_lines(line, words):
     text = line()
     assert all(w in text for w in words) and "\n" not in text
+
+
+def test_milestones_keep_the_first_epoch_past_each_threshold_and_the_best():
+    m = Milestones([0.5, 0.8], (0.0, 0.0))
+    assert not m.see(0.3, (1.0, 2.0)) and m.reached == {0.5: None, 0.8: None}
+    assert not m.see(0.6, (2.0, 4.0)) and m.reached == {0.5: (2.0, 4.0), 0.8: None}
+    assert not m.see(0.55, (3.0, 6.0)) and m.reached[0.5] == (2.0, 4.0)  # the first, kept
+    assert m.best == (0.6, 2.0, 4.0)
+    assert m.see(0.9, (4.0, 8.0)) and m.reached == {0.5: (2.0, 4.0), 0.8: (4.0, 8.0)}
+    assert m.best == (0.9, 4.0, 8.0)
+    assert Milestones([0.5], (0.0, 0.0, 0)).best == (0.0, 0.0, 0.0, 0)
