@@ -59,7 +59,11 @@ function createEditor(host) {
   ed.layout = () => {
     const d = ed.data;
     const avail = root.clientWidth || d.width;
-    const w = Math.max(50, Math.min(avail, d.max_height * d.width / d.height));
+    // No taller than the window below the photo's place on the page (at least 280 px), so the
+    // whole photo shows without scrolling on a 1280x720 projector.
+    const top = root.getBoundingClientRect().top + window.scrollY;
+    const maxH = Math.min(d.max_height, Math.max(280, window.innerHeight - top - 24));
+    const w = Math.max(50, Math.min(avail, maxH * d.width / d.height));
     ed.scale = w / d.width;
     stage.style.width = `${w}px`;
     stage.style.height = `${d.height * ed.scale}px`;

@@ -143,30 +143,32 @@ def label(ds) -> None:
     n = len(ds.images)
     i = image_index(n)
     entry = ds.images[i]
-    nav = st.columns([1.3, 1, 2.5, 3])
-    if nav[0].button("Previous", key="teach.prev", icon=":material/arrow_back:",
-                     disabled=i == 0):
-        set_image_index(i - 1)
-        st.rerun()
-    if nav[1].button("Next", key="teach.next", icon=":material/arrow_forward:",
-                     disabled=i >= n - 1):
-        set_image_index(i + 1)
-        st.rerun()
-    nav[2].markdown(f"**Photo {i + 1} of {n}** · {len(entry.boxes)} box(es)")
-    with nav[3]:
+    # The photo first, at the top of the step; the controls beside it (a projector at
+    # 1280x720 shows the whole photo without scrolling).
+    left, right = st.columns([2.4, 1])
+    with right:
         name = class_picker(ds)
+        nav = st.columns(2)
+        if nav[0].button("Previous", key="teach.prev", icon=":material/arrow_back:",
+                         disabled=i == 0, width="stretch"):
+            set_image_index(i - 1)
+            st.rerun()
+        if nav[1].button("Next", key="teach.next", icon=":material/arrow_forward:",
+                         disabled=i >= n - 1, width="stretch"):
+            set_image_index(i + 1)
+            st.rerun()
+        st.markdown(f"**Photo {i + 1} of {n}** · {len(entry.boxes)} box(es)")
     try:
         raw = photo_path(ds, entry).read_bytes()
         box_editor.photo_url(raw)
     except (OSError, SSDError, ValueError) as e:
         st.error(f"Photo {i + 1} could not be read ({e}); delete it in step 1.")
         return
-    left, right = st.columns([2.4, 1])
     with left:
         draw(ds, entry, raw, name)
-        st.caption("Drag on the photo to box an object (the class above); drag a box to move "
-                   "it, its handles to resize it; **Delete** or **×** removes the selected box. "
-                   "Shift-drag draws inside another box.")
+        st.caption("Drag on the photo to box an object (the class on the right); drag a box "
+                   "to move it, its handles to resize it; **Delete** or **×** removes the "
+                   "selected box. Shift-drag draws inside another box.")
     with right:
         needs_note(ds)
         box_table(ds, entry, sorted({*ds.class_names, *([name] if name else [])}))
