@@ -1,5 +1,11 @@
 """SSD Explorer: the app shell (navigation, sidebar). Run with ``streamlit run app/main.py``."""
 
+# pandas in full before any page runs: Plotly looks it up in sys.modules without importing
+# it (_plotly_utils.basevalidators), so a figure built while another session's thread is
+# still importing pandas met a half-made module ("partially initialized module 'pandas' has no
+# attribute 'Series'": 8 of 10 sessions of the load test hung at their upload once). An import
+# statement waits for a module another thread is importing; Plotly's lookup does not.
+import pandas  # noqa: F401
 import streamlit as st
 
 from app import model_picker, present, timing

@@ -20,6 +20,20 @@ def total(sides, per_pixel=4):
 # ---------------------------------------------------------------- shell
 
 
+def test_the_shell_imports_pandas_before_any_page_runs():
+    """Plotly reads pandas from sys.modules without importing it: a figure built while another
+    session's thread is mid-import met a half-made module (the load test, once). The shell's
+    first statements import it in full, before anything that runs a page."""
+    import ast
+
+    body = ast.parse(Path(MAIN).read_text(encoding="utf-8")).body
+    first_other = next(i for i, node in enumerate(body)
+                       if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr)))
+    imported = {a.name for node in body[:first_other] if isinstance(node, ast.Import)
+                for a in node.names}
+    assert "pandas" in imported
+
+
 def test_overview_and_sidebar():
     at = open_page()
     assert any("5444" in c.value for c in at.caption)
